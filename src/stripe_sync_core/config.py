@@ -59,6 +59,8 @@ class SyncConfig:
     auto_expand_lists: bool = False
     backfill_related_entities: bool = False
     revalidate_objects_via_stripe_api: tuple[str, ...] = ()
+    max_requests_per_second: float | None = None
+    """Request budget shared by all calls; None follows Stripe's limits (100/s live, 25/s test), 0 is unlimited."""
     ngrok_auth_token: str | None = None
     pool_max_size: int = 10
     event_log_retention_days: int = 30

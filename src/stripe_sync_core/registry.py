@@ -24,6 +24,10 @@ class NestedList:
     """List endpoint of the full list, with ``{id}`` standing for the parent's id."""
     child_table: str | None = None
     """Registry table the items are also stored in, when they have one."""
+    parent_field: str | None = None
+    """Column of the child table naming the parent (`subscription` on subscription items)."""
+    retire_missing: bool = False
+    """Children stored earlier but absent from the complete list were removed: record their deletion."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,8 @@ _ENTRIES: tuple[ObjectType, ...] = (
                "customer.subscription.pending_update_expired", "customer.subscription.resumed",
                "customer.subscription.trial_will_end", "customer.subscription.updated",
            ),
-           nested_lists=(NestedList("items", "/v1/subscription_items?subscription={id}", "subscription_items"),),
+           nested_lists=(NestedList("items", "/v1/subscription_items?subscription={id}", "subscription_items",
+                                     parent_field="subscription", retire_missing=True),),
            final_states=frozenset({"canceled", "incomplete_expired"}), aliases=("subscription",)),
     _entry("subscription_items", "subscription_item", ["si_"], None, "/v1/subscription_items/{id}",
            list_filters=frozenset(),
@@ -155,7 +160,7 @@ _ENTRIES: tuple[ObjectType, ...] = (
                "charge.captured", "charge.expired", "charge.failed", "charge.pending", "charge.refunded",
                "charge.succeeded", "charge.updated",
            ),
-           nested_lists=(NestedList("refunds", "/v1/refunds?charge={id}", "refunds"),),
+           nested_lists=(NestedList("refunds", "/v1/refunds?charge={id}", "refunds", parent_field="charge"),),
            final_states=frozenset({"failed", "succeeded"}), aliases=("charge",)),
     _entry("refunds", "refund", ["re_", "pyr_"], "/v1/refunds", "/v1/refunds/{id}",
            list_filters=frozenset({"created", "charge", "payment_intent"}),
@@ -212,7 +217,8 @@ _ENTRIES: tuple[ObjectType, ...] = (
                "checkout.session.completed", "checkout.session.expired",
            ),
            nested_lists=(NestedList("line_items", "/v1/checkout/sessions/{id}/line_items",
-                                    "checkout_session_line_items"),),
+                                    "checkout_session_line_items", parent_field="checkout_session",
+                                    retire_missing=True),),
            final_states=frozenset({"complete", "expired"}),
            aliases=("checkout_session", "checkout.session")),
     _entry("checkout_session_line_items", "item", ["li_"], None, None, list_filters=frozenset(),

@@ -1,0 +1,155 @@
+"""Writing Stripe objects: one path for webhooks, backfill and single-object sync.
+
+It stores a batch of objects of one type, then the children they embed (subscription items, charge
+refunds, checkout line items), completing truncated nested lists when `auto_expand_lists` is set, and
+records deletions by the registry's policy. A write never replaces a row observed later than itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from .config import SyncConfig
+from .database import Database, UpsertRow, _dump
+from .registry import REGISTRY, NestedList, ObjectType
+from .stripe_api import StripeApi
+
+
+@dataclass
+class StoreResult:
+    written: set[str] = field(default_factory=set)
+    skipped: set[str] = field(default_factory=set)
+    children_written: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.written)
+
+
+class ObjectStore:
+    """Stores objects of any registry type into their tables."""
+
+    def __init__(self, db: Database, config: SyncConfig, api: StripeApi | None = None,
+                 own_account_id: str | None = None) -> None:
+        self.db = db
+        self.config = config
+        self.api = api
+        self.own_account_id = own_account_id
+        """The key's own account: requests for it go without a `Stripe-Account` header."""
+
+    async def store(self, object_type: ObjectType, objects: Sequence[dict], account_id: str,
+                    synced_at: datetime, *, parent_id: str | None = None,
+                    conn: psycopg.AsyncConnection | None = None) -> StoreResult:
+        """Upsert a batch (one round trip for the objects, one per child table)."""
+        result = StoreResult()
+        if not objects:
+            return result
+        objects = [o for o in objects if o.get("id")]
+        if self.config.auto_expand_lists and self.api is not None:
+            objects = [await self._expand_nested(object_type, o, account_id) for o in objects]
+        await self.db.ensure_accounts([account_id], conn=conn)
+        rows = [UpsertRow(o, account_id, synced_at, parent_id) for o in objects]
+        result.written = await self.db.upsert(object_type, rows, conn=conn)
+        result.skipped = {o["id"] for o in objects} - result.written
+        for nested in object_type.nested_lists:
+            if nested.child_table:
+                result.children_written += await self._store_children(
+                    nested, [o for o in objects if o["id"] in result.written], account_id, synced_at, conn)
+        return result
+
+    async def store_deleted(self, object_type: ObjectType, objects: Sequence[dict], account_id: str,
+                            synced_at: datetime, *, conn: psycopg.AsyncConnection | None = None) -> set[str]:
+        """Record deletions: flag (keep every stored field, add `deleted: true`) or remove the row."""
+        ids = [o["id"] for o in objects if o.get("id")]
+        if not ids:
+            return set()
+        table = f"stripe.{object_type.table}"
+        newer_guard = f"({table}._last_synced_at IS NULL OR {table}._last_synced_at <= %(synced)s)"
+        if object_type.deletion == "remove":
+            sql = f"DELETE FROM {table} WHERE id = ANY(%(ids)s) AND {newer_guard} RETURNING id"
+            params: dict = {"ids": ids, "synced": synced_at}
+        else:
+            await self.db.ensure_accounts([account_id], conn=conn)
+            sql = (
+                f"INSERT INTO {table} (_raw_data, _account_id, _last_synced_at) "
+                "SELECT r::jsonb, %(account)s, %(synced)s FROM unnest(%(raw)s::text[]) AS r "
+                f"ON CONFLICT (id) DO UPDATE SET _raw_data = {table}._raw_data || EXCLUDED._raw_data, "
+                f"_last_synced_at = EXCLUDED._last_synced_at WHERE {newer_guard} RETURNING id"
+            )
+            params = {"raw": [_dump({**o, "deleted": True}) for o in objects if o.get("id")],
+                      "account": account_id, "synced": synced_at}
+        if conn is not None:
+            cursor = await conn.execute(sql, params)
+            return {r[0] for r in await cursor.fetchall()}
+        async with self.db.pool.connection() as connection:
+            cursor = await connection.execute(sql, params)
+            return {r[0] for r in await cursor.fetchall()}
+
+    async def _expand_nested(self, object_type: ObjectType, obj: dict, account_id: str) -> dict:
+        """Replace truncated embedded lists by the complete list, following every page."""
+        for nested in object_type.nested_lists:
+            embedded = obj.get(nested.field)
+            if not isinstance(embedded, dict) or not embedded.get("has_more"):
+                continue
+            assert self.api is not None
+            items: list[dict] = []
+            path, _, query = nested.path.format(id=obj["id"]).partition("?")
+            params = dict(part.split("=", 1) for part in query.split("&")) if query else {}
+            async for page in self.api.iterate(path, params, account=self._account_header(account_id)):
+                items.extend(page.get("data") or [])
+            obj = {**obj, nested.field: {**embedded, "data": items, "has_more": False}}
+        return obj
+
+    def _account_header(self, account_id: str) -> str | None:
+        """The `Stripe-Account` header for a connected account; None for the key's own account."""
+        return None if account_id == self.own_account_id else account_id
+
+    async def _store_children(self, nested: NestedList, parents: list[dict], account_id: str,
+                              synced_at: datetime, conn: psycopg.AsyncConnection | None) -> int:
+        child_type = REGISTRY[nested.child_table or ""]
+        written = 0
+        for parent in parents:
+            embedded = parent.get(nested.field)
+            if not isinstance(embedded, dict):
+                continue
+            children = [c for c in embedded.get("data") or [] if isinstance(c, dict) and c.get("id")]
+            parent_id = parent["id"] if child_type.parent_column else None
+            if children:
+                written += len(await self.db.upsert(
+                    child_type, [UpsertRow(c, account_id, synced_at, parent_id) for c in children], conn=conn))
+            if nested.retire_missing and not embedded.get("has_more"):
+                await self._retire_missing_children(child_type, nested, parent, children, account_id,
+                                                    synced_at, conn)
+        return written
+
+    async def _retire_missing_children(self, child_type: ObjectType, nested: NestedList, parent: dict,
+                                       children: list[dict], account_id: str, synced_at: datetime,
+                                       conn: psycopg.AsyncConnection | None) -> None:
+        """With the complete list in hand, children no longer in it were removed from the parent."""
+        parent_column = nested.parent_field
+        if parent_column is None:
+            return
+        keep = [c["id"] for c in children]
+        table = f"stripe.{child_type.table}"
+        rows = await self._fetch(
+            f'SELECT _raw_data FROM {table} WHERE "{parent_column}" = %s AND NOT (id = ANY(%s)) '
+            "AND NOT deleted AND _account_id = %s", (parent["id"], keep, account_id), conn)
+        if rows:
+            gone = [r["_raw_data"] if isinstance(r["_raw_data"], dict) else json.loads(r["_raw_data"])
+                    for r in rows]
+            await self.store_deleted(child_type, gone, account_id, synced_at, conn=conn)
+
+    async def _fetch(self, sql: str, params: tuple, conn: psycopg.AsyncConnection | None) -> list[dict]:
+        if conn is None:
+            return await self.db.fetch_all(sql, params)
+        from psycopg.rows import dict_row
+
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(sql, params)
+        return await cursor.fetchall()
+

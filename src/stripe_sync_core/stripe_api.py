@@ -1,0 +1,190 @@
+"""Calls to the Stripe API through the official SDK, with one shared request budget and retries.
+
+The SDK's own retries are off: this module retries 429, 409 lock timeouts, 5xx and network errors with
+exponential backoff and jitter, honouring `Retry-After` and `Stripe-Should-Retry`, so that every
+caller (webhooks, backfill, single-object sync) gets the same behaviour and the same request budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+
+from .config import SyncConfig, mask_secrets_in
+
+# Stripe's documented default read limits per second (live, test).
+LIVE_REQUESTS_PER_SECOND = 100.0
+TEST_REQUESTS_PER_SECOND = 25.0
+RETRYABLE_STATUS = {409, 429, 500, 502, 503, 504}
+
+
+class StripeApiError(RuntimeError):
+    """A Stripe call failed for good (after retries, or not retryable). Secrets are masked."""
+
+    def __init__(self, message: str, *, http_status: int | None = None, code: str | None = None) -> None:
+        super().__init__(mask_secrets_in(message))
+        self.http_status = http_status
+        self.code = code
+
+
+class ObjectNotFound(StripeApiError):
+    """Stripe answered 404 for an object."""
+
+
+class RequestBudget:
+    """A token bucket shared by every request of one engine: `rate` requests per second, bursts of `burst`."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate / 4)
+        self._tokens = self.capacity
+        self._updated = time.monotonic()
+        self._lock = asyncio.Lock()
+        self.granted = 0
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rate <= 0
+
+    async def acquire(self) -> None:
+        if self.unlimited:
+            self.granted += 1
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    self.granted += 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+
+
+@dataclass
+class ApiStats:
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+
+
+def default_request_rate(config: SyncConfig) -> float:
+    if config.max_requests_per_second is not None:
+        return config.max_requests_per_second
+    return LIVE_REQUESTS_PER_SECOND if config.livemode else TEST_REQUESTS_PER_SECOND
+
+
+class StripeApi:
+    """The engine's Stripe client: `get`, `post`, `delete`, `list_page` and `iterate` over list pages."""
+
+    def __init__(self, config: SyncConfig, *, budget: RequestBudget | None = None) -> None:
+        if not config.stripe_secret_key:
+            raise StripeApiError("no Stripe secret key: set STRIPE_API_KEY or pass --stripe-key")
+        self.config = config
+        base_addresses: dict[str, str | None] = {}
+        if config.stripe_api_base:
+            base_addresses = {"api": config.stripe_api_base, "connect": config.stripe_api_base,
+                              "files": config.stripe_api_base}
+        self.client = stripe.StripeClient(
+            config.stripe_secret_key,
+            stripe_version=config.stripe_api_version,
+            base_addresses=base_addresses,  # type: ignore[arg-type]
+            max_network_retries=0,
+        )
+        self.budget = budget or RequestBudget(default_request_rate(config))
+        self.stats = ApiStats()
+        self._sleep = asyncio.sleep
+
+    async def request(self, method: str, path: str, params: dict[str, Any] | None = None, *,
+                      account: str | None = None, idempotency_key: str | None = None) -> dict:
+        options: dict[str, Any] = {}
+        if account:
+            options["stripe_account"] = account
+        if idempotency_key:
+            options["idempotency_key"] = idempotency_key
+        attempt = 0
+        while True:
+            await self.budget.acquire()
+            self.stats.requests += 1
+            try:
+                response = await self.client.raw_request_async(method, path, **(params or {}), **options)
+                return response.data  # type: ignore[union-attr]
+            except stripe.StripeError as error:
+                status = error.http_status
+                if status == 404:
+                    raise ObjectNotFound(f"{method.upper()} {path}: {error.user_message or error}",
+                                         http_status=404, code=error.code) from None
+                delay = self._retry_delay(error, attempt)
+                if delay is None:
+                    raise StripeApiError(
+                        f"Stripe answered {status or 'no response'} to {method.upper()} {path}: "
+                        f"{error.user_message or error}", http_status=status, code=error.code,
+                    ) from None
+            attempt += 1
+            self.stats.retries += 1
+            await self._sleep(delay)
+
+    def _retry_delay(self, error: stripe.StripeError, attempt: int) -> float | None:
+        """Seconds to wait before retrying, or None when the error is final."""
+        if attempt >= self.config.max_retries:
+            return None
+        status = error.http_status
+        headers = error.headers or {}
+        should_retry = _header(headers, "Stripe-Should-Retry")
+        if status == 429:
+            self.stats.rate_limited += 1
+        elif status is not None and status >= 500:
+            self.stats.server_errors += 1
+        if should_retry == "false":
+            return None
+        if should_retry != "true" and status is not None and status not in RETRYABLE_STATUS:
+            return None
+        base = self.config.initial_retry_delay_ms / 1000
+        cap = self.config.max_retry_delay_ms / 1000
+        delay = min(cap, base * 2 ** attempt) * (0.5 + random.random() / 2)
+        retry_after = _header(headers, "Retry-After")
+        if retry_after:
+            try:
+                delay = max(delay, min(cap, float(retry_after)))
+            except ValueError:
+                pass
+        return delay
+
+    async def get(self, path: str, params: dict[str, Any] | None = None, *, account: str | None = None) -> dict:
+        return await self.request("get", path, params, account=account)
+
+    async def post(self, path: str, params: dict[str, Any] | None = None, *, account: str | None = None,
+                   idempotency_key: str | None = None) -> dict:
+        return await self.request("post", path, params, account=account, idempotency_key=idempotency_key)
+
+    async def delete(self, path: str, *, account: str | None = None) -> dict:
+        return await self.request("delete", path, account=account)
+
+    async def iterate(self, path: str, params: dict[str, Any] | None = None, *,
+                      account: str | None = None, starting_after: str | None = None) -> AsyncIterator[dict]:
+        """Every page of a list, newest first, following `starting_after`; yields the page objects."""
+        query = {"limit": 100, **(params or {})}
+        cursor = starting_after
+        while True:
+            page = await self.get(path, {**query, **({"starting_after": cursor} if cursor else {})},
+                                  account=account)
+            yield page
+            data = page.get("data") or []
+            if not page.get("has_more") or not data:
+                return
+            cursor = data[-1]["id"]
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in dict(headers).items():
+        if key.lower() == name.lower():
+            return str(value).lower() if name != "Retry-After" else str(value)
+    return None
