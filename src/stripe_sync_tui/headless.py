@@ -1,0 +1,372 @@
+"""Headless commands: each parses its arguments, calls the core, and writes through `Output`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stripe_sync_core.config import ConfigError, SyncConfig, load_config, mask_database_url, mask_secret
+from stripe_sync_core.database import DatabaseUnavailable
+from stripe_sync_core.embedded import EmbeddedDatabaseError
+from stripe_sync_core.migrate import MigrationError
+from stripe_sync_core.registry import REGISTRY, UnknownObjectType
+from stripe_sync_core.stripe_api import StripeApiError
+
+from .output import HeadlessProgress, Output
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class UsageError(Exception):
+    """A command was given bad input; exit code 2."""
+
+
+def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text, parents=parents)
+
+    command("migrate", "create or upgrade the `stripe` schema (safe to run twice or concurrently)")
+    command("status", "schema revision, stored rows per table, open runs, last webhook event")
+    command("accounts", "the key's account and every account with synced data")
+
+    backfill = command("backfill", "copy existing Stripe objects into PostgreSQL (resumable)")
+    backfill.add_argument("object", help="an object type (customers, invoices, ...) or 'all'")
+    backfill.add_argument("--since", metavar="DATE", help="only objects created on or after (YYYY-MM-DD)")
+    backfill.add_argument("--until", metavar="DATE", help="only objects created on or before (YYYY-MM-DD)")
+    backfill.add_argument("--chunk", default=None, metavar="SIZE",
+                          help="date-range chunk: auto (default), day, week, month, or a number of days")
+    backfill.add_argument("--concurrency", type=int, default=None, metavar="N", help="chunks fetched at once")
+    backfill.add_argument("--join", action="store_true", help="add this process as a worker to the open run")
+
+    sync = command("sync", "fetch one object by id and store it (type from the id prefix)")
+    sync.add_argument("id", help="a Stripe object id, e.g. cus_123")
+
+    listen = command("listen", "serve the webhook listener (and an ngrok tunnel with a token)")
+    listen.add_argument("--port", type=int, default=8787)
+    listen.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    listen.add_argument("--remove-webhook-on-exit", action="store_true",
+                        help="delete the managed webhook endpoint when the listener stops")
+
+    webhooks = command("webhooks", "managed webhook endpoints: list, create, delete")
+    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
+    webhook_commands.add_parser("list", help="list managed webhook endpoints", parents=parents)
+    create = webhook_commands.add_parser("create", help="create (or reuse) a managed endpoint", parents=parents)
+    create.add_argument("url")
+    create.add_argument("--events", help="comma-separated event types (default: every supported type)")
+    delete = webhook_commands.add_parser("delete", help="delete a managed endpoint", parents=parents)
+    delete.add_argument("id")
+
+    delete_account = command("delete-account", "delete all synced data of an account (dry run unless --yes)")
+    delete_account.add_argument("account_id")
+    delete_account.add_argument("--yes", action="store_true", help="execute the deletion")
+    delete_account.add_argument("--force", action="store_true", help="even while a run of that account is open")
+
+    emulator = command("emulator", "run the local Stripe API emulator (127.0.0.1 only)")
+    try:
+        from stripe_sync_emulator.cli import add_emulator_arguments
+    except ImportError:  # pragma: no cover - the emulator ships with the package
+        pass
+    else:
+        add_emulator_arguments(emulator)
+
+
+def _config(args: argparse.Namespace) -> SyncConfig:
+    flags = {
+        "database_url": getattr(args, "database_url", None),
+        "stripe_secret_key": getattr(args, "stripe_key", None),
+        "stripe_webhook_secret": getattr(args, "webhook_secret", None),
+        "stripe_api_base": getattr(args, "stripe_api_base", None),
+        "ngrok_auth_token": getattr(args, "ngrok_token", None),
+    }
+    config_path = Path(args.config) if getattr(args, "config", None) else None
+    return load_config(flags, config_path=config_path)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one headless command; map every expected failure to a clear message and an exit code."""
+    out = Output(json_mode=args.json)
+    _setup_logging(args.verbose)
+    try:
+        config = _config(args)
+        if args.demo:
+            from .demo import run_headless_demo
+
+            return run_headless_demo(args, config, out)
+        if args.command == "emulator":
+            from stripe_sync_emulator.cli import run_from_args
+
+            return run_from_args(args)
+        handler = _HANDLERS[args.command]
+        return asyncio.run(handler(args, config, out))
+    except KeyboardInterrupt:
+        out.log("interrupted: a running backfill is left resumable (run the same command again)")
+        return EXIT_INTERRUPTED
+    except (UsageError, ConfigError, UnknownObjectType) as error:
+        out.log(f"error: {error}")
+        return EXIT_USAGE
+    except (DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, StripeApiError) as error:
+        out.log(f"error: {error}")
+        return EXIT_FAILED
+
+
+def open_console(args: argparse.Namespace) -> int:
+    try:
+        config = _config(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    from .app import run_console
+
+    return run_console(config, read_only=args.read_only, demo=args.demo)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+async def _with_engine(config: SyncConfig, out: Output, body: Callable[[Any], Awaitable[int]],
+                       progress: Any = None) -> int:
+    from stripe_sync_core import StripeSync, run_migrations
+    from stripe_sync_core.embedded import resolve_database_url
+
+    url = await asyncio.to_thread(resolve_database_url, config.database_url)
+    before, after = await asyncio.to_thread(run_migrations, url)
+    if before != after:
+        out.log(f"migrated the stripe schema to revision {after}")
+    async with StripeSync(config.with_overrides(database_url=url), progress=progress) as sync:
+        return await body(sync)
+
+
+async def cmd_migrate(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    from stripe_sync_core import run_migrations
+    from stripe_sync_core.embedded import resolve_database_url
+
+    url = await asyncio.to_thread(resolve_database_url, config.database_url)
+    before, after = await asyncio.to_thread(run_migrations, url)
+    out.data({"kind": "migrate", "database": mask_database_url(url), "revision_before": before,
+              "revision": after, "changed": before != after},
+             text=f"stripe schema at revision {after} ({'upgraded from ' + str(before) if before != after else 'unchanged'})"
+                  f" in {mask_database_url(url)}")
+    return EXIT_OK
+
+
+async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    async def body(sync: Any) -> int:
+        db = sync.database
+        counts = await db.fetch_all(" UNION ALL ".join(
+            f"SELECT '{table}' AS object, count(*) AS rows FROM stripe.{table}" for table in REGISTRY))
+        runs = await db.fetch_all(
+            "SELECT run_id, account_id, status, started_at, total_processed, error_count "
+            "FROM stripe.sync_runs WHERE closed_at IS NULL ORDER BY started_at")
+        last_event = await db.fetch_one(
+            "SELECT id, type, received_at, outcome FROM stripe._events ORDER BY received_at DESC LIMIT 1")
+        out.data({"kind": "status", "database": db.display_url, "stripe_key": mask_secret(config.stripe_secret_key),
+                  "mode": _mode(config), "open_runs": len(runs), "last_event": last_event},
+                 text=f"database {db.display_url}  key {mask_secret(config.stripe_secret_key) or '-'}  "
+                      f"mode {_mode(config)}  open runs {len(runs)}  "
+                      f"last event {last_event['type'] + ' at ' + str(last_event['received_at']) if last_event else '-'}")
+        out.table([dict(r) for r in counts if r["rows"]] or [], ["object", "rows"], kind="table_rows")
+        if runs:
+            out.table(runs, ["run_id", "account_id", "status", "started_at", "total_processed", "error_count"],
+                      kind="open_run")
+        return EXIT_OK
+
+    return await _with_engine(config, out, body)
+
+
+async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    async def body(sync: Any) -> int:
+        if config.stripe_secret_key:
+            await sync.get_current_account()
+        rows = await sync.database.fetch_all(
+            "SELECT a.id, a._raw_data->>'email' AS email, a.country, "
+            "(a.id = %s) AS own, a._last_synced_at AS synced_at FROM stripe.accounts a ORDER BY a.id",
+            (sync._own_account_id,))
+        out.table(rows, ["id", "email", "country", "own", "synced_at"], kind="account")
+        return EXIT_OK
+
+    return await _with_engine(config, out, body)
+
+
+def _parse_date(text: str | None, *, end: bool = False) -> int | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"invalid date {text!r}: use YYYY-MM-DD or an ISO timestamp") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if end and len(text) == 10:  # a plain date includes that whole day
+        return int(moment.timestamp()) + 86399
+    return int(moment.timestamp())
+
+
+async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    if args.object != "all":
+        from stripe_sync_core.registry import object_type
+
+        object_type(args.object)
+    created_gte, created_lte = _parse_date(args.since), _parse_date(args.until, end=True)
+    if created_gte is not None and created_lte is not None and created_gte > created_lte:
+        raise UsageError("--since is after --until")
+    chunk: str | int | None = args.chunk
+    if isinstance(chunk, str) and chunk.isdigit():
+        chunk = int(chunk)
+    elif chunk not in (None, "auto", "day", "week", "month"):
+        raise UsageError(f"invalid --chunk {chunk!r}: auto, day, week, month or a number of days")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    progress = HeadlessProgress(out)
+
+    async def body(sync: Any) -> int:
+        if args.join:
+            summary = await sync.backfill.join_open_run()
+        else:
+            summary = await sync.process_until_done(args.object, created_gte=created_gte,
+                                                    created_lte=created_lte, chunk=chunk,
+                                                    concurrency=args.concurrency)
+        progress.finish()
+        errors = 0
+        for name, result in summary.items():
+            errors += int(result.get("errors", 0) or 0)
+            out.data({"kind": "backfill", "object": name, **result},
+                     text=f"{name:<28} stored {result.get('stored', 0):>9,}  errors {result.get('errors', 0)}  "
+                          f"{result.get('duration', 0):.1f}s")
+        return EXIT_PARTIAL if errors else EXIT_OK
+
+    return await _with_engine(config, out, body, progress=progress)
+
+
+async def cmd_sync(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    from stripe_sync_core.registry import object_type_for_id
+
+    object_type_for_id(args.id)
+
+    async def body(sync: Any) -> int:
+        result = await sync.sync_single_entity(args.id)
+        out.data({"kind": "sync", "id": args.id, **result})
+        return EXIT_OK
+
+    return await _with_engine(config, out, body)
+
+
+async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    async def body(sync: Any) -> int:
+        from stripe_sync_core.listener import WebhookListener
+
+        listener = WebhookListener(sync, host=args.host, port=args.port,
+                                   remove_webhook_on_exit=args.remove_webhook_on_exit)
+        await listener.start()
+        state = listener.state()
+        out.data({"kind": "listening", **state},
+                 text=f"Ready! Forwarding to {state.get('local_url')}"
+                      + (f" (public {state['public_url']})" if state.get("public_url") else ""))
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await listener.stop()
+        return EXIT_OK
+
+    return await _with_engine(config, out, body, progress=_ListenProgress(out))
+
+
+class _ListenProgress(HeadlessProgress):
+    def event_received(self, event_id: str, event_type: str, outcome: str, status: int | None = None) -> None:
+        if self.output.json_mode:
+            self.output.data({"kind": "event", "id": event_id, "type": event_type, "outcome": outcome,
+                              "status": status})
+        else:
+            self.output.data({}, text=f"--> {event_type} [{event_id}]\n<-- [{status}] {outcome}")
+
+
+async def cmd_webhooks(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    async def body(sync: Any) -> int:
+        if args.webhooks_command == "list":
+            rows = await sync.list_managed_webhooks()
+            out.table([_webhook_row(w) for w in rows], ["id", "url", "status", "events", "created"],
+                      kind="webhook")
+        elif args.webhooks_command == "create":
+            events = [e.strip() for e in args.events.split(",")] if args.events else None
+            webhook = await sync.find_or_create_managed_webhook(args.url, events)
+            out.data({"kind": "webhook", **_webhook_row(webhook)})
+        else:
+            if await sync.get_managed_webhook(args.id) is None:
+                raise UsageError(f"no managed webhook {args.id}")
+            await sync.delete_managed_webhook(args.id)
+            out.data({"kind": "webhook_deleted", "id": args.id}, text=f"deleted {args.id}")
+        return EXIT_OK
+
+    return await _with_engine(config, out, body)
+
+
+def _webhook_row(webhook: dict) -> dict:
+    events = webhook.get("enabled_events") or []
+    return {"id": webhook.get("id"), "url": webhook.get("url"), "status": webhook.get("status"),
+            "events": len(events) if isinstance(events, list) else events,
+            "created": webhook.get("created_at") or webhook.get("created"),
+            "secret": mask_secret(webhook.get("secret"))}
+
+
+async def cmd_delete_account(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+
+    async def body(sync: Any) -> int:
+        preview = await sync.dangerously_delete_synced_account_data(args.account_id, dry_run=True,
+                                                                    force=args.force)
+        _print_deletion(out, preview, dry_run=True)
+        execute = args.yes
+        if not execute:
+            if not interactive:
+                out.log("refused: this was a dry run; pass --yes to delete (no terminal to confirm on)")
+                return EXIT_USAGE
+            answer = input(f"Type the account id ({args.account_id}) to delete its data: ").strip()
+            if answer != args.account_id:
+                out.log("cancelled: nothing deleted")
+                return EXIT_USAGE
+            execute = True
+        result = await sync.dangerously_delete_synced_account_data(args.account_id, dry_run=False,
+                                                                   force=args.force)
+        _print_deletion(out, result, dry_run=False)
+        return EXIT_OK
+
+    return await _with_engine(config, out, body)
+
+
+def _print_deletion(out: Output, result: dict, *, dry_run: bool) -> None:
+    counts = result.get("deleted_record_counts", {})
+    verb = "would delete" if dry_run else "deleted"
+    out.data({"kind": "account_deletion", "dry_run": dry_run, **result},
+             text=f"account {result.get('account_id')}: {verb} {sum(counts.values()):,} row(s)")
+    if not out.json_mode:
+        out.table([{"table": t, "rows": n} for t, n in counts.items() if n], ["table", "rows"], kind="count")
+        for warning in result.get("warnings", []):
+            out.log(f"warning: {warning}")
+
+
+def _mode(config: SyncConfig) -> str:
+    return {True: "LIVE", False: "test", None: "-"}[config.livemode]
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace, SyncConfig, Output], Awaitable[int]]] = {
+    "migrate": cmd_migrate,
+    "status": cmd_status,
+    "accounts": cmd_accounts,
+    "backfill": cmd_backfill,
+    "sync": cmd_sync,
+    "listen": cmd_listen,
+    "webhooks": cmd_webhooks,
+    "delete-account": cmd_delete_account,
+}
+
+__all__ = ["add_commands", "open_console", "run"]
