@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -57,7 +58,7 @@ class EmbeddedPostgres:
 
     def __init__(self, data_dir: Path | None = None) -> None:
         self.pgdata = (data_dir or default_data_dir()) / "pgdata"
-        self._server = None
+        self._server: Any = None
         self.url: str | None = None
 
     def start(self) -> str:

@@ -132,6 +132,19 @@ class StripeSync:
         )
         return [row["_raw_data"] for row in rows]
 
+    async def dangerously_delete_synced_account_data(self, account_id: str, *, dry_run: bool = True,
+                                                     force: bool = False) -> dict[str, Any]:
+        """Delete every row synced for `account_id` (a dry run unless `dry_run=False`).
+
+        Returns `deleted_record_counts` per table, the `managed_webhooks` and number of `sync_runs`
+        concerned, and `warnings`. The deletion is one transaction: it all happens or nothing does.
+        Managed webhooks are then removed from Stripe too (a warning says when one could not be).
+        Refused (`AccountDeletionRefused`) while a sync run of the account is open, unless `force`.
+        """
+        from .accounts import delete_synced_account_data
+
+        return await delete_synced_account_data(self, account_id, dry_run=dry_run, force=force)
+
     # -- webhooks (webhooks.py, managed_webhooks.py) --------------------------------------------
 
     @property

@@ -1,0 +1,111 @@
+"""Deleting everything synced for one account, safely: a dry run first, one transaction, no strays."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from .registry import REGISTRY
+from .stripe_api import StripeApiError
+
+if TYPE_CHECKING:
+    from .sync import StripeSync
+
+
+class AccountDeletionRefused(RuntimeError):
+    """The deletion was refused (an open sync run, an unknown account); nothing was deleted."""
+
+
+# Bookkeeping tables, deleted after the object tables; `_sync_obj_runs` goes with its runs (ON DELETE CASCADE).
+_INTERNAL = (("_events", "account_id"), ("_managed_webhooks", "account_id"), ("_sync_runs", "account_id"))
+
+
+async def delete_synced_account_data(sync: StripeSync, account_id: str, *, dry_run: bool = True,
+                                     force: bool = False) -> dict[str, Any]:
+    """See `StripeSync.dangerously_delete_synced_account_data`."""
+    warnings: list[str] = []
+    async with sync.database.pool.connection() as conn:
+        async with conn.transaction():
+            cursor = conn.cursor(row_factory=dict_row)
+            # Lock the account's runs so no run opens or closes while we decide and delete.
+            await cursor.execute(
+                "SELECT id, trigger, started_at FROM stripe._sync_runs WHERE account_id = %s "
+                "AND closed_at IS NULL FOR UPDATE", (account_id,))
+            open_runs = await cursor.fetchall()
+            await cursor.execute("SELECT 1 FROM stripe.accounts WHERE id = %s", (account_id,))
+            known = await cursor.fetchone() is not None
+            if not known:
+                warnings.append(f"no account {account_id} in the database")
+            if open_runs:
+                message = (f"{len(open_runs)} sync run(s) of {account_id} are open "
+                           f"(run {', '.join(str(r['id']) for r in open_runs)})")
+                if not force:
+                    raise AccountDeletionRefused(f"refused: {message}; wait for them, cancel them, or force")
+                warnings.append(f"{message}: deleted anyway (forced)")
+            await cursor.execute(
+                "SELECT id, url FROM stripe._managed_webhooks WHERE account_id = %s ORDER BY id", (account_id,))
+            webhooks = await cursor.fetchall()
+            await cursor.execute("SELECT count(*) AS n FROM stripe._sync_runs WHERE account_id = %s", (account_id,))
+            runs = (await cursor.fetchone() or {"n": 0})["n"]
+
+            # The dry run counts with the very statements' filters the deletion uses.
+            counts = await _count_or_delete(conn, account_id, delete=not dry_run)
+    removed: list[str] = []
+    not_removed: list[str] = []
+    if not dry_run:
+        removed, not_removed = await _remove_webhooks_from_stripe(sync, account_id, webhooks)
+        warnings.extend(not_removed)
+    return {
+        "account_id": account_id,
+        "dry_run": dry_run,
+        "deleted_record_counts": counts,
+        "managed_webhooks": [dict(w) for w in webhooks],
+        "sync_runs": runs,
+        "webhooks_removed_from_stripe": removed,
+        "warnings": warnings,
+    }
+
+
+async def _count_or_delete(conn: psycopg.AsyncConnection, account_id: str, *, delete: bool) -> dict[str, int]:
+    """Rows of the account per table: counted, or deleted (children before parents, the account last)."""
+    counts: dict[str, int] = {}
+    object_tables = [t for t in reversed(REGISTRY) if t != "accounts"]
+    for table in object_tables:
+        counts[table] = await _rows(conn, f"stripe.{table}", "_account_id", account_id, delete)
+    for table, column in _INTERNAL:
+        counts[table] = await _rows(conn, f"stripe.{table}", column, account_id, delete)
+    counts["accounts"] = await _rows(conn, "stripe.accounts", "id", account_id, delete)
+    return counts
+
+
+async def _rows(conn: psycopg.AsyncConnection, table: str, column: str, account_id: str, delete: bool) -> int:
+    if delete:
+        cursor = await conn.execute(f"DELETE FROM {table} WHERE {column} = %s", (account_id,))
+        return cursor.rowcount
+    cursor = await conn.execute(f"SELECT count(*) FROM {table} WHERE {column} = %s", (account_id,))
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _remove_webhooks_from_stripe(sync: StripeSync, account_id: str,
+                                       webhooks: list[dict]) -> tuple[list[str], list[str]]:
+    removed: list[str] = []
+    problems: list[str] = []
+    if not webhooks:
+        return removed, problems
+    if sync.api is None:
+        return removed, [f"managed webhook {w['id']} was not removed from Stripe: no Stripe key configured"
+                         for w in webhooks]
+    for webhook in webhooks:
+        try:
+            await sync.stripe.delete(f"/v1/webhook_endpoints/{webhook['id']}",
+                                     account=sync.account_header(account_id))
+            removed.append(webhook["id"])
+        except StripeApiError as error:
+            if error.http_status == 404:
+                removed.append(webhook["id"])  # already gone in Stripe
+            else:
+                problems.append(f"managed webhook {webhook['id']} was not removed from Stripe: {error}")
+    return removed, problems
