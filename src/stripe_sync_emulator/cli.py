@@ -1,0 +1,79 @@
+"""Standalone server: ``python -m stripe_sync_emulator`` and the project CLI's ``emulator`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from .emulator import StripeEmulator, to_epoch, tune_gc
+
+
+def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the emulator's flags to a parser (used by ``stripe-sync-tui --headless emulator``)."""
+    g = parser.add_argument_group("Stripe API emulator")
+    g.add_argument("--port", type=int, default=12111, help="port on 127.0.0.1 (0: any free port; default 12111)")
+    g.add_argument("--seed", type=int, default=1, help="data seed (same seed and sizes: same objects)")
+    g.add_argument("--customers", type=int, default=1000, help="customers; every other type scales from it")
+    g.add_argument("--start", default=None, help="first created date (YYYY-MM-DD or epoch; default end - 365 days)")
+    g.add_argument("--end", default=None, help="last created date (YYYY-MM-DD or epoch; default today 00:00 UTC)")
+    g.add_argument("--connected-accounts", type=int, default=0, help="Connect accounts, each with its own data")
+    g.add_argument("--rate-limit", default="auto",
+                   help="off, auto (Stripe's preset for the key's mode), test (25/s), live (100/s) or N per second")
+    g.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 500 (0..1)")
+    g.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
+    g.add_argument("--webhook-retry-base-delay", type=float, default=1.0, help="first webhook retry delay, seconds")
+
+
+def build_from_args(args: argparse.Namespace) -> StripeEmulator:
+    return StripeEmulator(
+        seed=args.seed, customers=args.customers, start=to_epoch(args.start), end=to_epoch(args.end),
+        connected_accounts=args.connected_accounts, rate_limit=args.rate_limit, error_rate=args.error_rate,
+        latency_ms=args.latency_ms, port=args.port,
+        webhook_retry_base_delay=getattr(args, "webhook_retry_base_delay", 1.0),
+    )
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Build, serve on 127.0.0.1 until Ctrl-C (exit 0). Prints the API base and a test key."""
+    try:
+        emu = build_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    tune_gc()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        try:  # a service manager's SIGTERM stops as cleanly as Ctrl-C
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
+            pass
+        await emu.start_async()
+        print(f"Stripe API emulator listening on {emu.api_base}", flush=True)
+        print(f"API key: {emu.secret_key}", flush=True)
+        print(f"Account: {emu.account_id}" + (f" (connected: {', '.join(emu.connected_account_ids)})"
+                                               if emu.connected_account_ids else ""), flush=True)
+        print(f"Objects: {emu.total_objects()} generated in {emu.build_seconds:.1f}s; control API at "
+              f"{emu.api_base}/_emulator/info", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await emu.close_async()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stripe_sync_emulator", description="Local Stripe API emulator")
+    add_emulator_arguments(parser)
+    return run_from_args(parser.parse_args(argv))

@@ -1,0 +1,148 @@
+"""Operations behind the control API (``/_emulator/...``) and the Python methods of
+``StripeEmulator``: faults, clock, stats, ground truth, random mutations, control-only creates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ops
+from .account import AccountStore
+from .core import Ctx, EmulatorCore
+from .errors import StripeError, invalid
+from .faults import RateLimitConfig
+from .mutations import Mutator
+from .resources import ALL_TYPES, RESOURCES
+
+FAULT_KEYS = ("error_rate", "latency_ms", "webhook_drop_rate", "webhook_duplicate_rate", "webhook_reorder_rate",
+              "burst_events")
+
+
+class Control:
+    def __init__(self, core: EmulatorCore) -> None:
+        self.core = core
+
+    def account(self, account: str | None) -> AccountStore:
+        if not account:
+            return self.core.platform
+        acc = self.core.accounts.get(account)
+        if acc is None:
+            raise invalid(f"No such account: '{account}'", param="account")
+        return acc
+
+    # ---- faults ------------------------------------------------------------------------------
+    def faults(self) -> dict[str, Any]:
+        out = self.core.faults.as_dict()
+        out["rate_limit"] = self.core.limiter.config.describe()
+        return out
+
+    def set_faults(self, **kw: Any) -> dict[str, Any]:
+        f = self.core.faults
+        for k, v in kw.items():
+            if v is None:
+                continue
+            if k == "rate_limit":
+                self.core.limiter.reset(RateLimitConfig.parse(v))
+            elif k in FAULT_KEYS:
+                if k == "burst_events":
+                    f.burst_events = int(v)
+                    f.burst_second = None
+                else:
+                    val = float(v)
+                    if k != "latency_ms" and not 0.0 <= val <= 1.0:
+                        raise invalid(f"{k} must be between 0 and 1", param=k)
+                    setattr(f, k, val)
+            else:
+                raise invalid(f"Unknown fault: {k}", param=k)
+        return self.faults()
+
+    # ---- clock ---------------------------------------------------------------------------------
+    def clock(self, *, freeze: Any = None, at: float | None = None, advance: float | None = None,
+              unfreeze: Any = None, reset: Any = None) -> dict[str, Any]:
+        c = self.core.clock
+        if reset:
+            c.reset()
+        if freeze or at is not None:
+            c.freeze(at)
+        if advance:
+            c.advance(float(advance))
+        if unfreeze:
+            c.unfreeze()
+        return {"now": c.now(), "frozen": c.frozen}
+
+    # ---- ground truth ----------------------------------------------------------------------------
+    def counts(self, account: str | None = None) -> dict[str, int]:
+        acc = self.account(account)
+        with self.core.lock:
+            return {name: acc.count(name) for name in ALL_TYPES}
+
+    def objects(self, type_name: str, account: str | None = None, livemode: bool = False) -> list[dict[str, Any]]:
+        """Every live object of a type, fully rendered, newest first (deleted ones excluded)."""
+        acc = self.account(account)
+        with self.core.lock:
+            if type_name == "plans":
+                return [p for p in (acc.render_plan(s, livemode) for s in
+                                    acc.all_seqs("prices", [acc.build_filter("prices", "type", "recurring")])) if p]
+            if type_name == "active_entitlements":
+                return [acc.render_entitlement(c, f, livemode) for c in acc.all_seqs("customers")
+                        for f in acc.entitlement_features(c)]
+            if type_name not in RESOURCES:
+                raise invalid(f"Unknown type: {type_name}; known: {', '.join(ALL_TYPES)}", param="type")
+            return [o for o in (acc.render(type_name, s, livemode) for s in acc.all_seqs(type_name))
+                    if o is not None and not o.get("deleted")]
+
+    def get(self, type_name: str, ident: str, account: str | None = None) -> dict[str, Any] | None:
+        acc = self.account(account)
+        with self.core.lock:
+            seq = acc.tables[type_name].seq_of(ident)
+            return None if seq is None else acc.render(type_name, seq, False)
+
+    # ---- writes ------------------------------------------------------------------------------------
+    def mutate_random(self, n: int, account: str | None = None, burst: bool = False,
+                      livemode: bool = False) -> list[dict[str, Any]]:
+        acc = self.account(account)
+        core = self.core
+        with core.lock:
+            if burst:
+                core.faults.burst_events = 10**9
+                core.faults.burst_second = None
+            try:
+                return Mutator(core, acc, core.mutation_rng, livemode).run(int(n))
+            finally:
+                if burst:
+                    core.faults.burst_events = 0
+                    core.faults.burst_second = None
+
+    def create(self, type_name: str, params: dict[str, Any], account: str | None = None,
+               livemode: bool = False) -> dict[str, Any]:
+        """Create through the same operation as the API (also disputes, fraud warnings, reviews)."""
+        fn = ops.CREATE.get(type_name)
+        if fn is None:
+            raise invalid(f"Objects of type {type_name} cannot be created", param="type")
+        with self.core.lock:
+            return fn(Ctx(self.core, self.account(account), livemode), params)
+
+    def action(self, type_name: str, ident: str, action: str, params: dict[str, Any],
+               account: str | None = None, livemode: bool = False) -> dict[str, Any]:
+        fn = ops.CONTROL_ACTIONS.get((type_name, action)) or ops.ACTIONS.get((type_name, action))
+        if fn is None:
+            if action == "update" and type_name in ops.UPDATE:
+                fn = ops.UPDATE[type_name]
+            else:
+                raise invalid(f"Unknown action {action} for {type_name}", param="action")
+        acc = self.account(account)
+        with self.core.lock:
+            seq = acc.live_seq_or_404(type_name, ident)
+            return fn(Ctx(self.core, acc, livemode), seq, params)
+
+    def info(self, api_base: str | None = None, secret_key: str | None = None) -> dict[str, Any]:
+        core = self.core
+        return {"api_base": api_base, "secret_key": secret_key, "account_id": core.platform_id,
+                "connected_accounts": [a for a in core.accounts if a != core.platform_id],
+                "seed": core.config.seed, "start": core.start, "end": core.end, "sizes": core.platform.sizes,
+                "build_seconds": round(core.build_seconds, 3), "api_version": core.config.api_version,
+                "faults": self.faults(), "now": core.clock.now(), "bursts": core.platform.extra.get("bursts"),
+                "gap": core.platform.extra.get("gap")}
+
+
+def control_error(exc: Exception) -> StripeError:
+    return exc if isinstance(exc, StripeError) else StripeError(400, str(exc))
