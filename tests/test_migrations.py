@@ -10,12 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 
 from stripe_sync_core.database import DatabaseUnavailable
-from stripe_sync_core.migrate import current_revision, downgrade_migrations, run_migrations
+from stripe_sync_core.migrate import MIGRATIONS_DIR, current_revision, downgrade_migrations, run_migrations
 from stripe_sync_core.registry import REGISTRY
 
 CLI = [sys.executable, "-m", "stripe_sync_tui.cli"]
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
 def _tables(url: str) -> set[str]:
@@ -30,10 +32,10 @@ def _drop(url: str) -> None:
 
 def test_migrate_creates_schema_then_changes_nothing(database_url):
     _drop(database_url)
-    assert run_migrations(database_url) == (None, "0001")
+    assert run_migrations(database_url) == (None, HEAD)
     assert set(REGISTRY) | {"_migrations", "_managed_webhooks", "_sync_runs", "_sync_obj_runs", "_events"} \
         == _tables(database_url)
-    assert run_migrations(database_url) == ("0001", "0001")
+    assert run_migrations(database_url) == (HEAD, HEAD)
 
 
 def test_upgrade_keeps_existing_rows(clean_db):
@@ -49,9 +51,9 @@ def test_concurrent_migrations_both_succeed(database_url):
     _drop(database_url)
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: run_migrations(database_url), range(4)))
-    assert all(after == "0001" for _, after in results)
+    assert all(after == HEAD for _, after in results)
     assert sum(before is None for before, _ in results) >= 1
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == HEAD
 
 
 def test_downgrade_base_removes_everything_and_upgrade_restores(database_url):
@@ -80,7 +82,7 @@ def test_headless_migrate_against_database_url(database_url):
     assert json.loads(first.stdout)["changed"] is True
     second = _cli("--headless", "--json", "migrate", "--database-url", database_url)
     assert json.loads(second.stdout) | {"database": None} == {
-        "kind": "migrate", "revision_before": "0001", "revision": "0001", "changed": False, "database": None}
+        "kind": "migrate", "revision_before": HEAD, "revision": HEAD, "changed": False, "database": None}
 
 
 def test_headless_migrates_at_once_all_succeed(database_url):
@@ -90,7 +92,7 @@ def test_headless_migrates_at_once_all_succeed(database_url):
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outputs]
     assert sorted(json.loads(out)["changed"] for out, _ in outputs) == [False, False, True]
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == HEAD
 
 
 def test_headless_migrate_on_the_embedded_default(tmp_path):

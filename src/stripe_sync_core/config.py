@@ -62,6 +62,8 @@ class SyncConfig:
     max_requests_per_second: float | None = None
     """Request budget shared by all calls; None follows Stripe's limits (100/s live, 25/s test), 0 is unlimited."""
     ngrok_auth_token: str | None = None
+    listener_port: int = 8787
+    """Port of the embedded webhook listener (bound to 127.0.0.1 unless told otherwise)."""
     pool_max_size: int = 10
     event_log_retention_days: int = 30
     logger: logging.Logger | None = field(default=None, compare=False, repr=False)
@@ -113,7 +115,7 @@ class SyncConfig:
 
 def mask_secret(secret: str | None) -> str | None:
     """`sk_test_...abcd`: the kind of secret and its last four characters, never more."""
-    if not secret:
+    if not secret or "..." in secret or secret.endswith("****"):  # empty, or masked already
         return secret
     match = re.match(r"^((?:sk|rk|pk)_(?:test|live)_|whsec_|)", secret)
     prefix = match.group(1) if match else ""

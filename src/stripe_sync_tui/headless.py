@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +49,7 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
     sync.add_argument("id", help="a Stripe object id, e.g. cus_123")
 
     listen = command("listen", "serve the webhook listener (and an ngrok tunnel with a token)")
-    listen.add_argument("--port", type=int, default=8787)
+    listen.add_argument("--port", type=int, default=None, help="port to listen on (default 8787)")
     listen.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     listen.add_argument("--remove-webhook-on-exit", action="store_true",
                         help="delete the managed webhook endpoint when the listener stops")
@@ -99,15 +100,18 @@ def run(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose)
     try:
         config = _config(args)
-        if args.demo:
-            from .demo import run_headless_demo
-
-            return run_headless_demo(args, config, out)
         if args.command == "emulator":
             from stripe_sync_emulator.cli import run_from_args
 
             return run_from_args(args)
         handler = _HANDLERS[args.command]
+        if args.demo:
+            from .demo import demo_environment
+
+            with demo_environment(config) as demo_config:
+                out.log(f"demo: Stripe emulator at {demo_config.stripe_api_base}, "
+                        f"database {mask_database_url(demo_config.database_url or 'embedded')}")
+                return asyncio.run(handler(args, demo_config, out))
         return asyncio.run(handler(args, config, out))
     except KeyboardInterrupt:
         out.log("interrupted: a running backfill is left resumable (run the same command again)")
@@ -117,6 +121,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except (DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, StripeApiError) as error:
         out.log(f"error: {error}")
+        return EXIT_FAILED
+    except Exception as error:  # a bug: say so plainly; the traceback is one flag away
+        if args.verbose:
+            out.log(traceback.format_exc())
+        out.log(f"error: unexpected {type(error).__name__}: {error} (run with -v for the traceback)")
         return EXIT_FAILED
 
 
@@ -265,7 +274,7 @@ async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) 
     async def body(sync: Any) -> int:
         from stripe_sync_core.listener import WebhookListener
 
-        listener = WebhookListener(sync, host=args.host, port=args.port,
+        listener = WebhookListener(sync, host=args.host, port=args.port or config.listener_port,
                                    remove_webhook_on_exit=args.remove_webhook_on_exit)
         await listener.start()
         state = listener.state()

@@ -1,0 +1,78 @@
+"""`--demo`: everything offline with no Stripe key.
+
+The embedded PostgreSQL (in its own `demo` data directory, apart from real data), the local Stripe
+emulator with generated data, a webhook endpoint in the emulator pointing at the embedded listener's
+port, and a steady trickle of live changes that the emulator delivers there as signed webhooks.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from stripe_sync_core.config import SyncConfig, default_data_dir
+from stripe_sync_core.embedded import embedded_database_url
+from stripe_sync_core.migrate import run_migrations
+
+DEMO_SEED = 1
+DEMO_CUSTOMERS = 200
+TRICKLE_INTERVAL_SECONDS = 2.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class _Trickle(threading.Thread):
+    """A few realistic changes every couple of seconds, through the emulator's own API code path."""
+
+    def __init__(self, emulator, interval: float) -> None:  # noqa: ANN001 - the emulator is duck-typed here
+        super().__init__(name="demo-trickle", daemon=True)
+        self.emulator = emulator
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.emulator.mutate_random(1)
+            except Exception:  # a demo nicety must never take the console down
+                continue
+
+
+@contextmanager
+def demo_environment(config: SyncConfig, *, trickle: bool = True,
+                     customers: int = DEMO_CUSTOMERS) -> Iterator[SyncConfig]:
+    """Start the emulator (and the embedded database unless one is configured), migrate, and yield
+    settings pointing at both. The listener port in the settings receives the emulator's webhooks."""
+    from stripe_sync_emulator import StripeEmulator
+
+    database_url = config.database_url or embedded_database_url(default_data_dir() / "demo")
+    run_migrations(database_url)
+    listener_port = _free_port()
+    with StripeEmulator(seed=DEMO_SEED, customers=customers) as emulator:
+        endpoint = emulator.create("webhook_endpoints", {
+            "url": f"http://127.0.0.1:{listener_port}/webhooks", "enabled_events": ["*"],
+            "description": "stripe-sync-tui demo listener",
+        })
+        demo = config.with_overrides(
+            database_url=database_url,
+            stripe_api_base=emulator.api_base,
+            stripe_secret_key=emulator.secret_key,
+            stripe_webhook_secret=endpoint["secret"],
+            listener_port=listener_port,
+            max_requests_per_second=0,
+        )
+        mutations = _Trickle(emulator, TRICKLE_INTERVAL_SECONDS) if trickle else None
+        if mutations:
+            mutations.start()
+        try:
+            yield demo
+        finally:
+            if mutations:
+                mutations.stopped.set()
+                mutations.join(timeout=5)

@@ -1,0 +1,188 @@
+"""Headless mode: golden `--json` output of each command, exit codes, the demo end to end, Ctrl-C.
+
+Golden files live in tests/golden/; volatile values (times, durations, ports, database URLs) are
+normalised before comparison. Regenerate with UPDATE_GOLDEN=1 after an intended change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from backfill_support import EMULATOR_TYPE
+
+from stripe_sync_emulator import StripeEmulator
+
+CLI = [sys.executable, "-m", "stripe_sync_tui.cli"]
+GOLDEN = Path(__file__).parent / "golden"
+START, END = "2025-01-01", "2025-12-31"
+VOLATILE = {"duration", "started_at", "received_at", "synced_at", "created", "created_at", "database",
+            "last_event", "run_id", "chunk_id", "secret", "url", "stripe_key"}
+
+
+def _normalise(record: dict) -> dict:
+    out = {}
+    for key, value in sorted(record.items()):
+        if key in VOLATILE:
+            out[key] = "<volatile>" if value is not None else None
+        elif isinstance(value, dict):
+            out[key] = _normalise(value)
+        elif isinstance(value, str):
+            out[key] = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", value)
+        else:
+            out[key] = value
+    return out
+
+
+def _run(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "STRIPE_SYNC_CONFIG": "/nonexistent", **(env or {})})
+
+
+def _check_golden(name: str, stdout: str) -> list[dict]:
+    records = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    # Chunks finish in any order: compare the records as a sorted multiset.
+    normalised = "\n".join(sorted(json.dumps(_normalise(r), sort_keys=True) for r in records)) + "\n"
+    path = GOLDEN / f"{name}.jsonl"
+    if os.environ.get("UPDATE_GOLDEN") or not path.exists():
+        path.write_text(normalised)
+    assert normalised == path.read_text(), f"{name}: output differs from {path}"
+    return records
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    emu = StripeEmulator(seed=7, customers=30, start=START, end=END).start()
+    yield emu
+    emu.close()
+
+
+@pytest.fixture
+def settings(clean_db, emulator) -> list[str]:
+    return ["--database-url", clean_db, "--stripe-key", emulator.secret_key, "--stripe-api-base", emulator.api_base]
+
+
+def test_json_output_of_each_command_matches_golden(settings, emulator, clean_db):
+    migrate = _run("--headless", "--json", "migrate", *settings)
+    assert migrate.returncode == 0, migrate.stderr
+    _check_golden("migrate", migrate.stdout)
+
+    backfill = _run("--headless", "--json", "backfill", "customers", "--chunk", "month", *settings)
+    assert backfill.returncode == 0, backfill.stderr
+    records = _check_golden("backfill_customers", backfill.stdout)
+    assert records[-1]["stored"] == len(emulator.objects("customers"))
+    assert all(not line.startswith("{") for line in backfill.stderr.splitlines()), "stderr carries logs only"
+
+    customer = emulator.objects("customers")[0]["id"]
+    sync = _run("--headless", "--json", "sync", customer, *settings)
+    assert sync.returncode == 0, sync.stderr
+    _check_golden("sync", sync.stdout)
+
+    accounts = _run("--headless", "--json", "accounts", *settings)
+    assert accounts.returncode == 0, accounts.stderr
+    assert [r["id"] for r in _check_golden("accounts", accounts.stdout)] == [emulator.account_id]
+
+    created = _run("--headless", "--json", "webhooks", "create", "https://example.test/hooks", *settings)
+    assert created.returncode == 0, created.stderr
+    webhook = _check_golden("webhooks_create", created.stdout)[0]
+    shown = json.loads(created.stdout)["secret"]
+    assert re.fullmatch(r"whsec_\.\.\.\w{4}", shown), shown
+    listed = _run("--headless", "--json", "webhooks", "list", *settings)
+    assert [r["id"] for r in _check_golden("webhooks_list", listed.stdout)] == [webhook["id"]]
+    deleted = _run("--headless", "--json", "webhooks", "delete", webhook["id"], *settings)
+    assert deleted.returncode == 0, deleted.stderr
+    _check_golden("webhooks_delete", deleted.stdout)
+
+    status = _run("--headless", "--json", "status", *settings)
+    assert status.returncode == 0, status.stderr
+    _check_golden("status", status.stdout)
+
+    preview = _run("--headless", "--json", "delete-account", emulator.account_id, *settings)
+    assert preview.returncode == 2, "no terminal and no --yes: refused"
+    assert "pass --yes" in preview.stderr
+    _check_golden("delete_account_dry_run", preview.stdout)
+    executed = _run("--headless", "--json", "delete-account", emulator.account_id, "--yes", *settings)
+    assert executed.returncode == 0, executed.stderr
+    _check_golden("delete_account", executed.stdout)
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT count(*) FROM stripe.customers").fetchone() == (0,)
+
+
+def test_usage_errors_exit_2_with_a_message(settings):
+    cases = [
+        (["--headless"], "needs a command"),
+        (["migrate"], "is a headless command"),
+        (["--headless", "backfill", "widgets", *settings], "unknown object type 'widgets'"),
+        (["--headless", "backfill", "all", "--since", "yesterday", *settings], "invalid date"),
+        (["--headless", "backfill", "all", "--chunk", "fortnight", *settings], "invalid --chunk"),
+        (["--headless", "sync", "zz_123", *settings], "cannot tell the object type"),
+        (["--headless", "status", "--stripe-key", "pk_test_nope12345678"], "not a Stripe secret key"),
+    ]
+    for args, message in cases:
+        result = _run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_exits_1_without_traceback(emulator):
+    result = _run("--headless", "status", "--database-url", "postgresql://u:pw@127.0.0.1:1/x",
+                  "--stripe-key", emulator.secret_key)
+    assert result.returncode == 1
+    assert "cannot reach PostgreSQL" in result.stderr and "pw@" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_backfill_all_end_to_end(clean_db):
+    result = _run("--headless", "--json", "--demo", "backfill", "all", "--database-url", clean_db, timeout=300)
+    assert result.returncode == 0, result.stderr
+    stored = {r["object"]: r["stored"] for r in map(json.loads, result.stdout.splitlines())
+              if r.get("kind") == "backfill"}
+    from stripe_sync_tui.demo import DEMO_CUSTOMERS, DEMO_SEED
+
+    with StripeEmulator(seed=DEMO_SEED, customers=DEMO_CUSTOMERS) as reference, psycopg.connect(clean_db) as conn:
+        for table, count in stored.items():
+            objects = reference.objects(EMULATOR_TYPE.get(table, table))
+            if table == "payment_methods":  # Stripe lists payment methods per customer only
+                objects = [o for o in objects if o.get("customer")]
+            expected = len(objects)
+            rows = conn.execute(f"SELECT count(*) FROM stripe.{table} WHERE NOT deleted").fetchone()[0]
+            assert rows == expected, table
+            assert count >= expected, table
+
+
+def test_ctrl_c_during_a_backfill_leaves_a_resumable_run(clean_db):
+    emu = StripeEmulator(seed=3, customers=400, start=START, end=END, latency_ms=30).start()
+    try:
+        args = ["--headless", "--json", "backfill", "all", "--chunk", "week", "--concurrency", "2",
+                "--database-url", clean_db, "--stripe-key", emu.secret_key, "--stripe-api-base", emu.api_base]
+        proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "STRIPE_SYNC_CONFIG": "/nonexistent"})
+        assert proc.stdout is not None
+        for line in proc.stdout:  # wait until real work is under way
+            if '"chunk_done"' in line:
+                break
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "resumable" in err and "Traceback" not in err
+        with psycopg.connect(clean_db) as conn:
+            open_runs = conn.execute("SELECT count(*) FROM stripe._sync_runs WHERE closed_at IS NULL").fetchone()[0]
+            running = conn.execute("SELECT count(*) FROM stripe._sync_obj_runs WHERE status = 'running'").fetchone()[0]
+        assert open_runs == 1 and running == 0
+        resumed = _run(*args[2:] and args[:2] + args[2:], timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+        with psycopg.connect(clean_db) as conn:
+            assert conn.execute("SELECT count(*) FROM stripe.customers").fetchone()[0] == len(emu.objects("customers"))
+            assert conn.execute("SELECT count(*) FROM stripe._sync_runs WHERE closed_at IS NULL").fetchone()[0] == 0
+    finally:
+        emu.close()
