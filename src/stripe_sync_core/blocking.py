@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from .config import SyncConfig
@@ -88,7 +88,7 @@ class BlockingStripeSync:
         """Create a managed webhook endpoint for `url`."""
         return self._call(self.engine.create_managed_webhook(url, enabled_events))
 
-    def list_managed_webhooks(self) -> list[dict]:
+    def list_managed_webhooks(self) -> Sequence[dict]:
         """The managed webhook endpoints stored in `stripe._managed_webhooks`."""
         return self._call(self.engine.list_managed_webhooks())
 

@@ -22,6 +22,10 @@ class ProgressSink:
     def chunk_done(self, run_id: int, object_name: str, chunk_id: int, status: str, processed: int,
                    error: str | None = None) -> None: ...
 
+    def objects_estimated(self, run_id: int, object_name: str, estimated_total: int) -> None:
+        """A backfill's expected count of `object_name` objects changed (first pages measure their
+        chunks' density): with `objects_stored`, what an ETA is made of."""
+
     def run_done(self, run_id: int, summary: dict[str, Any]) -> None: ...
 
     def request_rate(self, requests_per_second: float) -> None: ...

@@ -44,16 +44,22 @@ class ObjectStore:
 
     async def store(self, object_type: ObjectType, objects: Sequence[dict], account_id: str,
                     synced_at: datetime, *, parent_id: str | None = None,
+                    parent_ids: Sequence[str | None] | None = None,
                     conn: psycopg.AsyncConnection | None = None) -> StoreResult:
-        """Upsert a batch (one round trip for the objects, one per child table)."""
+        """Upsert a batch (one round trip for the objects, one per child table).
+
+        `parent_ids`, parallel to `objects`, names each object's parent where they differ.
+        """
         result = StoreResult()
         if not objects:
             return result
-        objects = [o for o in objects if o.get("id")]
+        parents = list(parent_ids) if parent_ids is not None else [parent_id] * len(objects)
+        kept = [i for i, o in enumerate(objects) if o.get("id")]
+        objects, parents = [objects[i] for i in kept], [parents[i] for i in kept]
         if self.config.auto_expand_lists and self.api is not None:
             objects = [await self._expand_nested(object_type, o, account_id) for o in objects]
         await self.db.ensure_accounts([account_id], conn=conn)
-        rows = [UpsertRow(o, account_id, synced_at, parent_id) for o in objects]
+        rows = [UpsertRow(o, account_id, synced_at, p) for o, p in zip(objects, parents, strict=True)]
         result.written = await self.db.upsert(object_type, rows, conn=conn)
         result.skipped = {o["id"] for o in objects} - result.written
         for nested in object_type.nested_lists:
@@ -111,34 +117,37 @@ class ObjectStore:
 
     async def _store_children(self, nested: NestedList, parents: list[dict], account_id: str,
                               synced_at: datetime, conn: psycopg.AsyncConnection | None) -> int:
+        """The children embedded in `parents`, in one upsert, then the retirement of removed ones."""
         child_type = REGISTRY[nested.child_table or ""]
-        written = 0
+        rows: list[UpsertRow] = []
+        complete: list[tuple[dict, list[dict]]] = []
         for parent in parents:
             embedded = parent.get(nested.field)
             if not isinstance(embedded, dict):
                 continue
             children = [c for c in embedded.get("data") or [] if isinstance(c, dict) and c.get("id")]
             parent_id = parent["id"] if child_type.parent_column else None
-            if children:
-                written += len(await self.db.upsert(
-                    child_type, [UpsertRow(c, account_id, synced_at, parent_id) for c in children], conn=conn))
+            rows.extend(UpsertRow(c, account_id, synced_at, parent_id) for c in children)
             if nested.retire_missing and not embedded.get("has_more"):
-                await self._retire_missing_children(child_type, nested, parent, children, account_id,
-                                                    synced_at, conn)
+                complete.append((parent, children))
+        written = len(await self.db.upsert(child_type, rows, conn=conn)) if rows else 0
+        if complete:
+            await self._retire_missing_children(child_type, nested, complete, account_id, synced_at, conn)
         return written
 
-    async def _retire_missing_children(self, child_type: ObjectType, nested: NestedList, parent: dict,
-                                       children: list[dict], account_id: str, synced_at: datetime,
-                                       conn: psycopg.AsyncConnection | None) -> None:
-        """With the complete list in hand, children no longer in it were removed from the parent."""
+    async def _retire_missing_children(self, child_type: ObjectType, nested: NestedList,
+                                       complete: list[tuple[dict, list[dict]]], account_id: str,
+                                       synced_at: datetime, conn: psycopg.AsyncConnection | None) -> None:
+        """With each parent's complete list in hand, children no longer in it were removed from it."""
         parent_column = nested.parent_field
         if parent_column is None:
             return
-        keep = [c["id"] for c in children]
+        parent_ids = [parent["id"] for parent, _ in complete]
+        keep = [c["id"] for _, children in complete for c in children]
         table = f"stripe.{child_type.table}"
         rows = await self._fetch(
-            f'SELECT _raw_data FROM {table} WHERE "{parent_column}" = %s AND NOT (id = ANY(%s)) '
-            "AND NOT deleted AND _account_id = %s", (parent["id"], keep, account_id), conn)
+            f'SELECT _raw_data FROM {table} WHERE "{parent_column}" = ANY(%s) AND NOT (id = ANY(%s)) '
+            "AND NOT deleted AND _account_id = %s", (parent_ids, keep, account_id), conn)
         if rows:
             gone = [r["_raw_data"] if isinstance(r["_raw_data"], dict) else json.loads(r["_raw_data"])
                     for r in rows]

@@ -3,6 +3,7 @@ capability to the module responsible for it (webhooks, managed webhooks, backfil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,10 @@ class StripeSync:
 
     async def close(self) -> None:
         """Close the pool. Safe to call twice."""
+        if self._webhooks is not None:
+            await self._webhooks.close()  # pending event writes and log pruning finish first
+        if self.api is not None:
+            await self.api.close()
         if self.db is not None:
             await self.db.close()
             self.db = None
@@ -177,7 +182,7 @@ class StripeSync:
     async def create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> dict:
         return await self.managed_webhooks.create(url, enabled_events)
 
-    async def list_managed_webhooks(self) -> list[dict]:
+    async def list_managed_webhooks(self) -> Sequence[dict]:
         return await self.managed_webhooks.list()
 
     async def get_managed_webhook(self, webhook_id: str) -> dict | None:
@@ -198,15 +203,21 @@ class StripeSync:
 
     async def process_until_done(self, object: str = "all", created_gte: int | None = None,
                                  created_lte: int | None = None, chunk: str | int | None = None,
-                                 concurrency: int | None = None) -> dict[str, dict]:
-        """Backfill `object` (or all types) and return a summary per object (stored, errors, duration)."""
+                                 concurrency: int | None = None, *, join: bool = False, full: bool = False,
+                                 account_id: str | None = None) -> dict[str, dict]:
+        """Backfill `object` (or all types) and return a summary per object (stored, errors, duration).
+
+        `join` adds this process as a worker to the open run; `full` skips the incremental shortcut;
+        `account_id` backfills a connected account.
+        """
         return await self.backfill.process_until_done(
-            object, created_gte=created_gte, created_lte=created_lte, chunk=chunk, concurrency=concurrency)
+            object, created_gte=created_gte, created_lte=created_lte, chunk=chunk, concurrency=concurrency,
+            join=join, full=full, account_id=account_id)
 
-    async def process_next(self, object: str) -> dict:
+    async def process_next(self, object: str, *, account_id: str | None = None) -> dict:
         """Process one page of `object`'s open backfill, for callers that step."""
-        return await self.backfill.process_next(object)
+        return await self.backfill.process_next(object, account_id=account_id)
 
-    async def sync_single_entity(self, object_id: str) -> dict:
+    async def sync_single_entity(self, object_id: str, *, account_id: str | None = None) -> dict:
         """Fetch one object by id (its type from the id prefix) and store it."""
-        return await self.backfill.sync_single_entity(object_id)
+        return await self.backfill.sync_single_entity(object_id, account_id=account_id)

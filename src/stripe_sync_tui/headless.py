@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -276,11 +276,12 @@ async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) 
 
         listener = WebhookListener(sync, host=args.host, port=args.port or config.listener_port,
                                    remove_webhook_on_exit=args.remove_webhook_on_exit)
-        await listener.start()
-        state = listener.state()
-        out.data({"kind": "listening", **state},
-                 text=f"Ready! Forwarding to {state.get('local_url')}"
-                      + (f" (public {state['public_url']})" if state.get("public_url") else ""))
+        state = await listener.start()
+        out.data({"kind": "listening", "local_url": state.local_url, "public_url": state.public_url,
+                  "webhook_url": state.webhook_url, "webhook_id": state.webhook_id,
+                  "catch_up": state.catch_up.state},
+                 text=f"Ready! Forwarding {state.webhook_url} -> {state.local_url}"
+                      + (f" (webhook {state.webhook_id})" if state.webhook_id else ""))
         try:
             await asyncio.Event().wait()
         finally:
@@ -367,7 +368,7 @@ def _mode(config: SyncConfig) -> str:
     return {True: "LIVE", False: "test", None: "-"}[config.livemode]
 
 
-_HANDLERS: dict[str, Callable[[argparse.Namespace, SyncConfig, Output], Awaitable[int]]] = {
+_HANDLERS: dict[str, Callable[[argparse.Namespace, SyncConfig, Output], Coroutine[Any, Any, int]]] = {
     "migrate": cmd_migrate,
     "status": cmd_status,
     "accounts": cmd_accounts,

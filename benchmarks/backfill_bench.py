@@ -1,0 +1,248 @@
+"""Backfill benchmarks: throughput, request rate under Stripe's live limits, memory flat in N.
+
+Prints figures; never fails on timing. The emulator and the engine run in processes of their own (the
+engine's RSS is its own, and neither steals the other's interpreter lock); each run gets a fresh
+database on the server named by --database-url (or STRIPE_SYNC_BENCH_DATABASE_URL).
+
+    python benchmarks/backfill_bench.py throughput --repeat 3   # 100k objects: objects/s, full / fetch-only
+    python benchmarks/backfill_bench.py rate --repeat 3         # live preset: rate vs limit, share of 429
+    python benchmarks/backfill_bench.py rss --sizes 100000 300000 1000000
+
+Fetch-only pass: the same engine, chunk plan and concurrency, with every per-page database write
+removed (objects, children, cursors); only claims, split pieces and chunk completion are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+RATE_MIX = ["customers", "invoice_items", "payouts", "transfers", "balance_transactions"]
+RATE_SIZES = {"customers": 20_000, "invoiceitems": 20_000, "payouts": 10_000, "transfers": 10_000,
+              **{name: 0 for name in ("payment_methods", "tax_ids", "subscriptions", "subscription_schedules",
+                                      "invoices", "credit_notes", "charges", "refunds", "disputes",
+                                      "early_fraud_warnings", "reviews", "setup_intents", "checkout_sessions")}}
+"""List types with enough pages to keep several of Stripe's per-endpoint limits busy at once, of objects
+light enough (about 1 kB) that two cores can render, parse and store 100 pages a second."""
+
+
+# -- child processes ------------------------------------------------------------------------------
+
+def emulator_main(args: argparse.Namespace) -> None:
+    from stripe_sync_emulator import RATIOS, StripeEmulator
+
+    sizes = {name: 0 for name in RATIOS} if args.only_customers else json.loads(args.sizes or "null")
+    emu = StripeEmulator(seed=args.seed, customers=args.customers, sizes=sizes, start="2023-01-01",
+                         end="2025-01-01", rate_limit=args.rate_limit, latency_ms=args.latency_ms).start()
+    print(json.dumps({"api_base": emu.api_base, "secret_key": emu.secret_key,
+                      "live_secret_key": emu.live_secret_key}), flush=True)
+    sys.stdin.read()  # serve until the parent closes our stdin
+    emu.close()
+
+
+def engine_main(args: argparse.Namespace) -> None:
+    from stripe_sync_core import StripeSync, SyncConfig
+    from stripe_sync_core.backfill import Backfill, BackfillOptions
+    from stripe_sync_core.progress import ProgressSink
+
+    rates: list[float] = []
+
+    class Rates(ProgressSink):
+        def request_rate(self, requests_per_second: float) -> None:
+            rates.append(requests_per_second)
+
+    if args.fetch_only:
+        skip_page_writes()
+    config = SyncConfig(database_url=args.database_url, stripe_secret_key=args.key, stripe_api_base=args.api_base,
+                        max_requests_per_second=args.rps, pool_max_size=args.concurrency + 4,
+                        initial_retry_delay_ms=100)
+
+    async def main() -> dict[str, Any]:
+        async with StripeSync(config, progress=Rates()) as sync:
+            sync._backfill = Backfill(sync, BackfillOptions(concurrency=args.concurrency))
+            started = time.perf_counter()
+            summary = await sync.backfill.process_until_done(args.objects, concurrency=args.concurrency)
+            seconds = time.perf_counter() - started
+            stats = sync.stripe.stats
+        return {"seconds": seconds, "stored": sum(s["stored"] for s in summary.values()),
+                "errors": sum(s["errors"] for s in summary.values()), "requests": stats.requests,
+                "rate_limited": stats.rate_limited, "retries": stats.retries, "rates": rates,
+                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+    print(json.dumps(asyncio.run(main())), flush=True)
+
+
+def skip_page_writes() -> None:
+    """Patch the chunk worker so that a page costs its requests only (see the module docstring)."""
+    from stripe_sync_core.chunk_worker import ChunkWorker
+
+    async def commit_nothing(self: Any, chunk: Any, listing: Any, batch: Any, fetched_at: Any, done: bool,
+                             pieces: list) -> int:
+        if done or pieces:
+            async with self.sync.database.pool.connection() as conn, conn.transaction():
+                await self.ledger.advance(conn, chunk, self.ctx.lease.key, done=done)
+                if pieces:
+                    await self.ledger.add_chunks(conn, self.ctx.run.id, pieces)
+        return len(batch.roots) + sum(batch.children.values())
+
+    ChunkWorker._commit = commit_nothing  # type: ignore[method-assign]
+
+
+# -- orchestration --------------------------------------------------------------------------------
+
+@contextmanager
+def emulator(customers: int, *, only_customers: bool = False, sizes: dict | None = None, rate_limit: str = "off",
+             latency_ms: float = 0, seed: int = 1):
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "_emulator", "--customers", str(customers), "--seed", str(seed),
+         "--rate-limit", rate_limit, "--latency-ms", str(latency_ms), "--sizes", json.dumps(sizes),
+         *(["--only-customers"] if only_customers else [])],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield json.loads(proc.stdout.readline())
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+@contextmanager
+def fresh_database(server_url: str):
+    from stripe_sync_core.migrate import run_migrations
+
+    name = f"stripe_sync_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        run_migrations(url)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_engine(server_url: str, emu: dict, objects: list[str] | str, *, concurrency: int, fetch_only: bool = False,
+               live: bool = False, rps: float | None = 0) -> dict:
+    with fresh_database(server_url) as url:
+        command = [sys.executable, __file__, "_engine", "--database-url", url, "--api-base", emu["api_base"],
+                   "--key", emu["live_secret_key" if live else "secret_key"], "--concurrency", str(concurrency),
+                   "--objects", *([objects] if isinstance(objects, str) else objects)]
+        if fetch_only:
+            command.append("--fetch-only")
+        if rps is not None:
+            command += ["--rps", str(rps)]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _seconds(runs: list[dict]) -> str:
+    return ", ".join(f"{r['seconds']:.1f}" for r in runs)
+
+
+def throughput(args: argparse.Namespace) -> None:
+    cases = [("customers only", 100_000, True, ["customers"], 0),
+             ("all types", 5_000, False, ["all"], 0),
+             ("customers only, 50 ms per request", 100_000, True, ["customers"], 50),
+             ("all types, 50 ms per request", 5_000, False, ["all"], 50)]
+    for label, customers, only, objects, latency in cases:
+        if args.no_latency and latency:
+            continue
+        with emulator(customers, only_customers=only, latency_ms=latency) as emu:
+            full, fetch = [], []
+            for _ in range(args.repeat):
+                fetch.append(run_engine(args.database_url, emu, objects, concurrency=args.concurrency,
+                                        fetch_only=True))
+                full.append(run_engine(args.database_url, emu, objects, concurrency=args.concurrency))
+        stored = full[0]["stored"]
+        full_s = median([r["seconds"] for r in full])
+        fetch_s = median([r["seconds"] for r in fetch])
+        ratios = [f["seconds"] / g["seconds"] for f, g in zip(full, fetch, strict=True)]
+        print(f"[throughput] {label}: {stored:,} objects, {full[0]['requests']:,} requests, "
+              f"concurrency {args.concurrency}, {args.repeat} runs")
+        print(f"  full backfill  median {full_s:6.1f} s  {stored / full_s:8,.0f} objects/s  "
+              f"(runs: {_seconds(full)})")
+        print(f"  fetch-only     median {fetch_s:6.1f} s  {stored / fetch_s:8,.0f} objects/s  "
+              f"(runs: {_seconds(fetch)})")
+        print(f"  full / fetch-only: median {median(ratios):.2f} (per run: {', '.join(f'{x:.2f}' for x in ratios)};"
+              " target <= 1.3)")
+
+
+def rate(args: argparse.Namespace) -> None:
+    cases = [("list mix", 20_000, RATE_SIZES, RATE_MIX, args.repeat),
+             ("all types", 2_000, None, "all", 1)]
+    for label, customers, sizes, objects, repeat in cases:
+        with emulator(customers, sizes=sizes, rate_limit="live") as emu:
+            runs = [run_engine(args.database_url, emu, objects, concurrency=args.concurrency, live=True, rps=None)
+                    for _ in range(repeat)]
+        print(f"[rate] live preset (100/s global, 25/s per endpoint), live key, default budget; {label}: "
+              f"{runs[0]['stored']:,} objects, {runs[0]['requests']:,} requests, {repeat} run(s)")
+        for r in runs:
+            mean = r["requests"] / r["seconds"]
+            busy = sorted(r["rates"])[len(r["rates"]) // 10:] or [0.0]  # drop the quietest tenth (ramp, tail)
+            print(f"  {r['seconds']:6.1f} s  mean {mean:5.1f} req/s ({mean / 100:.0%} of the limit)  "
+                  f"median second {median(busy):5.1f} req/s  429: {r['rate_limited']} "
+                  f"({r['rate_limited'] / r['requests']:.2%})  errors {r['errors']}")
+
+
+def rss(args: argparse.Namespace) -> None:
+    print(f"[rss] customers only, concurrency {args.concurrency}: peak RSS of the engine process")
+    for size in args.sizes:
+        with emulator(size, only_customers=True) as emu:
+            r = run_engine(args.database_url, emu, ["customers"], concurrency=args.concurrency)
+        print(f"  N = {size:>9,}: peak RSS {r['max_rss_mb']:6.1f} MB  ({r['seconds']:.0f} s, "
+              f"{r['stored'] / r['seconds']:,.0f} objects/s)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("throughput", "rate", "rss"):
+        p = sub.add_parser(name)
+        p.add_argument("--database-url", default=os.environ.get("STRIPE_SYNC_BENCH_DATABASE_URL")
+                       or os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test")
+        p.add_argument("--repeat", type=int, default=3)
+        p.add_argument("--concurrency", type=int, default=8)
+    sub.choices["throughput"].add_argument("--no-latency", action="store_true", help="skip the 50 ms cases")
+    sub.choices["rss"].add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000])
+    e = sub.add_parser("_emulator")
+    e.add_argument("--customers", type=int)
+    e.add_argument("--seed", type=int, default=1)
+    e.add_argument("--rate-limit", default="off")
+    e.add_argument("--latency-ms", type=float, default=0)
+    e.add_argument("--sizes", default=None, help="JSON object of sizes by emulator type")
+    e.add_argument("--only-customers", action="store_true")
+    g = sub.add_parser("_engine")
+    g.add_argument("--database-url")
+    g.add_argument("--api-base")
+    g.add_argument("--key")
+    g.add_argument("--objects", nargs="+")
+    g.add_argument("--concurrency", type=int)
+    g.add_argument("--rps", type=float, default=None)
+    g.add_argument("--fetch-only", action="store_true")
+    args = parser.parse_args()
+    if getattr(args, "objects", None) == ["all"]:
+        args.objects = "all"
+    {"throughput": throughput, "rate": rate, "rss": rss, "_emulator": emulator_main,
+     "_engine": engine_main}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""One worker's handling of a claimed chunk.
+
+It fetches the chunk's pages (the next page is requested while the current one is written), completes
+the children each page serves, and writes the page together with the chunk's new cursor and counters
+in one transaction. On a dense first page it splits the range below (automatic chunking). A failure
+that outlasts the API client's retries marks the chunk `error` with its reason; a cancellation hands
+the chunk back as `pending` with its cursor, for this or another process to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from .catchup import EVENTS_PATH, EventApplier, oldest_event
+from .chunking import estimate_remaining, plan_split
+from .config import mask_secrets_in
+from .listing import PAGE_SIZE, Listing, complete_embedded, embedded_items, gather_or_cancel, list_per_parent
+from .registry import ObjectType
+from .runs import EVENTS_CHUNK, Chunk, ClaimLost, PlannedChunk, Run, RunLedger, WorkerLease
+
+if TYPE_CHECKING:
+    from .backfill import BackfillOptions
+    from .sync import StripeSync
+
+
+@dataclass
+class RunContext:
+    """What every chunk of one run shares."""
+
+    run: Run
+    account_id: str
+    header: str | None
+    """`Stripe-Account` header: None for the key's own account."""
+    listings: dict[str, Listing]
+    tables: set[str]
+    automatic: bool
+    floor: int
+    """Lowest `created` assumed when estimating an open range (the account's creation)."""
+    lease: WorkerLease
+
+
+@dataclass
+class ChunkOutcome:
+    status: str = "pending"
+    """complete, error, pending (handed back after `max_pages`, or lost to another worker)."""
+    stored: int = 0
+    error: str | None = None
+
+
+@dataclass
+class PageBatch:
+    """One page and the children it brings, ready to write."""
+
+    roots: list[dict]
+    expanded: list[tuple[ObjectType, list[dict]]] = field(default_factory=list)
+    per_parent: list[tuple[ObjectType, list[tuple[str, list[dict]]]]] = field(default_factory=list)
+    children: dict[str, int] = field(default_factory=dict)
+
+
+class ChunkWorker:
+    def __init__(self, sync: StripeSync, ledger: RunLedger, options: BackfillOptions, ctx: RunContext,
+                 on_new_chunks: Callable[[], None] = lambda: None) -> None:
+        self.sync = sync
+        self.ledger = ledger
+        self.options = options
+        self.ctx = ctx
+        self.on_new_chunks = on_new_chunks
+
+    async def work(self, chunk: Chunk, max_pages: int | None = None) -> ChunkOutcome:
+        """Process a claimed chunk to its end (or `max_pages` pages), leaving it complete, error or pending."""
+        run_id, key = self.ctx.run.id, self.ctx.lease.key
+        progress = self.sync.progress
+        progress.chunk_started(run_id, chunk.object, chunk.id, chunk.created_gte, chunk.created_lte)
+        outcome = ChunkOutcome()
+        try:
+            if chunk.object == EVENTS_CHUNK:
+                await self._catch_up(chunk, outcome, max_pages)
+            else:
+                await self._list(chunk, outcome, max_pages)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.ledger.release(chunk, key))
+            raise
+        except ClaimLost as lost:  # not ours to release any more: its new holder resumes it
+            self.sync.log.warning("%s", lost)
+        except Exception as error:
+            outcome.status, outcome.error = "error", describe(error)
+            self.sync.log.warning("backfill chunk %s (%s) failed: %s", chunk.id, chunk.object, outcome.error)
+            await self.ledger.fail(chunk, key, outcome.error)
+        else:
+            if outcome.status == "pending":
+                await self.ledger.release(chunk, key)
+        progress.chunk_done(run_id, chunk.object, chunk.id, outcome.status, chunk.processed, outcome.error)
+        return outcome
+
+    # -- listing -----------------------------------------------------------------------------------
+
+    async def _list(self, chunk: Chunk, outcome: ChunkOutcome, max_pages: int | None) -> None:
+        """Page through the chunk. While page N is written, page N+1 and its children are fetched;
+        writes stay in page order, so the cursor only ever moves forward."""
+        listing = self.ctx.listings[chunk.object]
+        may_split = (self.ctx.automatic and listing.root.listable_by_created
+                     and chunk.page_cursor is None and chunk.processed == 0)
+        next_page: asyncio.Future[dict] | None = asyncio.ensure_future(self._fetch(listing, chunk))
+        writing: asyncio.Future[int] | None = None
+        pages = 0
+        complete = False
+        try:
+            while next_page is not None:
+                page = await next_page
+                next_page = None
+                fetched_at = self.sync.now()
+                data = [o for o in page.get("data") or [] if isinstance(o, dict) and o.get("id")]
+                has_more = bool(page.get("has_more")) and bool(data)
+                pieces = self._split(chunk, data, has_more) if may_split else []
+                may_split = False
+                if data:
+                    chunk.page_cursor = data[-1]["id"]
+                pages += 1
+                if has_more and (max_pages is None or pages < max_pages):
+                    next_page = asyncio.ensure_future(self._fetch(listing, chunk))
+                batch = await self._children(listing, data)
+                _count(chunk, batch)
+                state = replace(chunk, children=dict(chunk.children))  # what this page's transaction writes
+                if writing is not None:
+                    outcome.stored += await writing
+                writing = asyncio.ensure_future(
+                    self._commit(state, listing, batch, fetched_at, not has_more, pieces))
+                complete = not has_more
+                if pages == 1:  # the first page may split the chunk: let the other workers see it now
+                    outcome.stored += await writing
+                    writing = None
+                    if pieces:
+                        self.on_new_chunks()
+                    if chunk.estimated is not None:
+                        total = await self.ledger.estimate(self.ctx.run.id, chunk.object)
+                        self.sync.progress.objects_estimated(self.ctx.run.id, chunk.object, total)
+            if writing is not None:
+                outcome.stored += await writing
+                writing = None
+            if complete:
+                outcome.status = "complete"
+        finally:
+            if next_page is not None:
+                next_page.cancel()
+                await asyncio.gather(next_page, return_exceptions=True)
+            if writing is not None:  # a failure elsewhere: let the page already handed over land
+                await asyncio.gather(writing, return_exceptions=True)
+
+    async def _fetch(self, listing: Listing, chunk: Chunk) -> dict:
+        assert listing.root.list_path is not None
+        params = listing.page_params(chunk.created_gte, chunk.created_lte, chunk.page_cursor)
+        return await self.sync.stripe.get(listing.root.list_path, params, account=self.ctx.header)
+
+    def _split(self, chunk: Chunk, data: list[dict], has_more: bool) -> list[PlannedChunk]:
+        """On a chunk's first page: estimate its size and split the range below a dense page."""
+        if not has_more:
+            chunk.estimated = len(data)
+            return []
+        newest, oldest = data[0].get("created"), data[-1].get("created")
+        if not isinstance(newest, int) or not isinstance(oldest, int):
+            return []
+        # The page's own span measures the density near the range below it (a chunk's upper bound
+        # may sit far above its data).
+        low = chunk.created_gte if chunk.created_gte is not None else self.ctx.floor
+        split = plan_split(gte=chunk.created_gte, newest=newest, oldest=oldest, page_count=len(data),
+                           floor=self.ctx.floor, target=self.options.target_chunk_objects,
+                           max_pieces=self.options.max_split)
+        if split is None:
+            chunk.estimated = len(data) + estimate_remaining(len(data), newest, oldest, low)
+            return []
+        chunk.created_gte = split.keep_gte
+        chunk.estimated = len(data)
+        each = split.estimated_remaining // len(split.pieces)
+        return [PlannedChunk(chunk.object, gte, lte, estimated=each) for gte, lte in split.pieces]
+
+    async def _children(self, listing: Listing, roots: list[dict]) -> PageBatch:
+        """Complete the children a page serves: truncated embedded lists, then per-parent lists."""
+        api, header = self.sync.stripe, self.ctx.header
+        batch = PageBatch(roots)
+        if not roots:
+            return batch
+        for embedded in listing.embedded:
+            await complete_embedded(api, roots, embedded, header)
+            items = [item for parent in roots for item in embedded_items(parent, embedded.field)]
+            batch.children[embedded.child.table] = len(items)
+            if not embedded.nested:  # expanded only for us: the parent is stored as Stripe lists it
+                batch.roots = [{k: v for k, v in r.items() if k != embedded.field} for r in batch.roots]
+                batch.expanded.append((embedded.child, items))
+        # Each child type has an endpoint (and a Stripe rate limit) of its own: list them side by side.
+        parent_ids = [r["id"] for r in roots]
+        listed = await gather_or_cancel([list_per_parent(api, child, parent_ids, header)
+                                         for child in listing.per_parent])
+        for child, lists in zip(listing.per_parent, listed, strict=True):
+            batch.per_parent.append((child, lists))
+            batch.children[child.table] = sum(len(items) for _, items in lists)
+        return batch
+
+    async def _commit(self, chunk: Chunk, listing: Listing, batch: PageBatch, fetched_at: datetime,
+                      done: bool, pieces: list[PlannedChunk]) -> int:
+        """Write the page, its children, the chunk's state after it (cursor, counters) and any split
+        pieces in one transaction."""
+        ctx, store = self.ctx, self.sync.store
+        async with self.sync.database.pool.connection() as conn, conn.transaction():
+            await self.ledger.advance(conn, chunk, ctx.lease.key, done=done, flush=False)
+            if batch.roots:
+                await store.store(listing.root, batch.roots, ctx.account_id, fetched_at, conn=conn)
+            for child, items in batch.expanded:
+                if items:
+                    await store.store(child, items, ctx.account_id, fetched_at, conn=conn)
+            for child, lists in batch.per_parent:
+                pairs = [(item, parent_id) for parent_id, listed in lists for item in listed]
+                if pairs:
+                    await store.store(child, [item for item, _ in pairs], ctx.account_id, fetched_at,
+                                      parent_ids=[parent_id for _, parent_id in pairs], conn=conn)
+            if pieces:
+                await self.ledger.add_chunks(conn, ctx.run.id, pieces)
+        progress = self.sync.progress
+        stored = 0
+        if listing.root.table in ctx.tables:
+            stored += len(batch.roots)
+            progress.objects_stored(ctx.run.id, listing.root.table, chunk.id, len(batch.roots))
+        for table, count in batch.children.items():
+            stored += count
+            progress.objects_stored(ctx.run.id, table, chunk.id, count)
+        return stored
+
+    # -- events ------------------------------------------------------------------------------------
+
+    async def _catch_up(self, chunk: Chunk, outcome: ChunkOutcome, max_pages: int | None) -> None:
+        """Apply events newer than the chunk's cursor, oldest first, one page per transaction."""
+        applier = EventApplier(self.sync, self.ctx.tables, self.ctx.account_id)
+        api, header = self.sync.stripe, self.ctx.header
+        pages = 0
+        while max_pages is None or pages < max_pages:
+            if chunk.page_cursor is None:  # no event existed when the previous run started
+                first = await oldest_event(api, header)
+                events, has_more = ([first], True) if first else ([], False)
+            else:
+                page = await api.get(EVENTS_PATH, {"limit": PAGE_SIZE, "ending_before": chunk.page_cursor},
+                                     account=header)
+                events = list(reversed(page.get("data") or []))  # Stripe lists newest first
+                has_more = bool(page.get("has_more")) and bool(events)
+            if events:
+                chunk.page_cursor = events[-1]["id"]
+            pages += 1
+            async with self.sync.database.pool.connection() as conn, conn.transaction():
+                applied = await applier.apply(events, conn)
+                chunk.processed += applied
+                await self.ledger.advance(conn, chunk, self.ctx.lease.key, done=not has_more)
+            outcome.stored += applied
+            if applied:
+                self.sync.progress.objects_stored(self.ctx.run.id, EVENTS_CHUNK, chunk.id, applied)
+            if not has_more:
+                outcome.status = "complete"
+                return
+
+
+def _count(chunk: Chunk, batch: PageBatch) -> None:
+    """Add a page to the chunk's counters and high-water mark."""
+    chunk.processed += len(batch.roots)
+    for table, count in batch.children.items():
+        chunk.children[table] = chunk.children.get(table, 0) + count
+    created = [r["created"] for r in batch.roots if isinstance(r.get("created"), int)]
+    if created:
+        chunk.max_created = max(chunk.max_created or created[0], *created)
+
+
+def describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return mask_secrets_in(text if isinstance(error, RuntimeError) else f"{type(error).__name__}: {text}")

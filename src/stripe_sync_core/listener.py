@@ -1,0 +1,288 @@
+"""The embedded webhook listener: an aiohttp server in the caller's event loop.
+
+`POST /webhooks` answers 2xx only once the event is committed; 400 for a bad, stale or replayed
+signature or a malformed body (nothing written); 413 over the size limit; 503 while the database is
+unreachable and 500 for anything else, so that Stripe redelivers and nothing is lost. `GET /healthz`
+reports whether the database answers.
+
+With an ngrok auth token the listener opens a tunnel (tunnel.py, in a worker thread) and registers a
+managed webhook for `<public URL>/webhooks`. On start it catches up on events missed while it was down
+(`/v1/events` since the last logged event; Stripe keeps 30 days, beyond which a backfill is advised).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .config import mask_secrets_in
+from .event_writer import is_connection_error
+from .webhooks import WebhookError
+
+if TYPE_CHECKING:
+    from .sync import StripeSync
+    from .tunnel import Tunnel
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+EVENT_RETENTION_DAYS = 30
+"""How long Stripe keeps events listable in `/v1/events`."""
+
+
+@dataclass
+class CatchUp:
+    """What the listener did on start about events missed while it was down."""
+
+    state: str = "pending"
+    """pending, running, done, skipped (nothing to catch up from) or failed."""
+    since: datetime | None = None
+    events: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    backfill_recommended: bool = False
+    message: str = ""
+
+
+@dataclass
+class ListenerState:
+    """A snapshot for the console: where the listener is reachable and how deliveries went."""
+
+    running: bool = False
+    local_url: str | None = None
+    public_url: str | None = None
+    webhook_url: str | None = None
+    webhook_id: str | None = None
+    received: int = 0
+    ok: int = 0
+    client_errors: int = 0
+    server_errors: int = 0
+    catch_up: CatchUp = field(default_factory=CatchUp)
+
+
+class WebhookListener:
+    """Receives Stripe webhooks for one `StripeSync` and writes them to its database."""
+
+    def __init__(self, sync: StripeSync, host: str = "127.0.0.1", port: int = 8787, *,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, path: str = "/webhooks",
+                 ngrok_auth_token: str | None = None, ngrok_path: str | None = None,
+                 manage_webhook: bool | None = None, remove_webhook_on_exit: bool = False,
+                 catch_up: bool = True, db_timeout: float = 5.0) -> None:
+        self.sync = sync
+        self.host = host
+        self.port = port
+        self.max_body_bytes = max_body_bytes
+        self.path = path
+        self.ngrok_auth_token = ngrok_auth_token or sync.config.ngrok_auth_token
+        self.ngrok_path = ngrok_path
+        self.manage_webhook = bool(self.ngrok_auth_token) if manage_webhook is None else manage_webhook
+        """Register a managed webhook for the URL Stripe reaches (the tunnel's, else the local one)."""
+        self.remove_webhook_on_exit = remove_webhook_on_exit
+        self.catch_up_on_start = catch_up
+        self.db_timeout = db_timeout
+        self.state = ListenerState()
+        self._runner: web.AppRunner | None = None
+        self._tunnel: Tunnel | None = None
+        self._catch_up_task: asyncio.Task | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self, *, wait_for_catch_up: bool = True) -> ListenerState:
+        """Serve, open the tunnel and register the webhook when configured, then catch up."""
+        if self._runner is not None:
+            return self.state
+        self.sync.webhooks.db_timeout = self.db_timeout
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_post(self.path, self._on_webhook)
+        app.router.add_get("/healthz", self._on_health)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=10.0)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        self.state.local_url = f"http://{self.host}:{self.port}{self.path}"
+        self.state.running = True
+        try:
+            if self.ngrok_auth_token:
+                from .tunnel import open_tunnel
+
+                self._tunnel = await asyncio.to_thread(
+                    open_tunnel, self.port, self.ngrok_auth_token, ngrok_path=self.ngrok_path, host=self.host)
+                self.state.public_url = self._tunnel.public_url
+            self.state.webhook_url = (f"{self.state.public_url}{self.path}" if self.state.public_url
+                                      else self.state.local_url)
+            if self.manage_webhook:
+                webhook = await self.sync.find_or_create_managed_webhook(self.state.webhook_url)
+                self.state.webhook_id = webhook["id"]
+        except BaseException:
+            await self.stop()
+            raise
+        self._message("info", self._banner())
+        if self.catch_up_on_start:
+            self._catch_up_task = asyncio.create_task(self.catch_up())
+            if wait_for_catch_up:
+                await asyncio.shield(self._catch_up_task)
+        else:
+            self.state.catch_up.state = "skipped"
+        return self.state
+
+    async def stop(self) -> None:
+        """Stop serving (in-flight deliveries finish), close the tunnel, remove the webhook if asked."""
+        if self._catch_up_task is not None:
+            self._catch_up_task.cancel()
+            await asyncio.gather(self._catch_up_task, return_exceptions=True)
+            self._catch_up_task = None
+        if self.remove_webhook_on_exit and self.state.webhook_id:
+            try:
+                await self.sync.delete_managed_webhook(self.state.webhook_id)
+                self.state.webhook_id = None
+            except Exception as error:
+                self._message("warning", f"could not delete webhook {self.state.webhook_id}: {error}")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tunnel is not None:
+            tunnel, self._tunnel = self._tunnel, None
+            await asyncio.to_thread(tunnel.close)
+        self.state.running = False
+
+    async def __aenter__(self) -> WebhookListener:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def _banner(self) -> str:
+        text = f"Ready! Forwarding {self.state.webhook_url} -> {self.state.local_url}"
+        if self.state.webhook_id:
+            text += f" (webhook {self.state.webhook_id})"
+        return text
+
+    def _message(self, level: str, text: str) -> None:
+        try:
+            self.sync.progress.message(level, mask_secrets_in(text))
+        except Exception:
+            self.sync.log.exception("progress sink failed on message")
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    async def _on_webhook(self, request: web.Request) -> web.Response:
+        self.state.received += 1
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            return self._reply(413, {"error": f"body over {self.max_body_bytes} bytes"}, None)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._reply(413, {"error": f"body over {self.max_body_bytes} bytes"}, None)
+        signature = request.headers.get("Stripe-Signature", "")
+        try:
+            result = await self.sync.webhooks.process_webhook(body, signature, report=False)
+        except WebhookError as error:
+            return self._reply(400, {"error": str(error)}, body, outcome=type(error).__name__)
+        except Exception as error:
+            if is_connection_error(error):
+                return self._reply(503, {"error": "the database is unreachable; retry later"}, body,
+                                   outcome="database_unavailable")
+            self.sync.log.exception("webhook delivery failed")
+            return self._reply(500, {"error": mask_secrets_in(f"{type(error).__name__}: {error}")}, body,
+                               outcome="error")
+        return self._reply(200, {"received": True, "outcome": result["outcome"]}, None,
+                           event_id=result["event_id"], event_type=result["type"], outcome=result["outcome"])
+
+    def _reply(self, status: int, payload: dict, body: bytes | None, *, event_id: str | None = None,
+               event_type: str | None = None, outcome: str | None = None) -> web.Response:
+        if status < 300:
+            self.state.ok += 1
+        elif status < 500:
+            self.state.client_errors += 1
+        else:
+            self.state.server_errors += 1
+        if event_id is None and body is not None:
+            event_id, event_type = _claimed_identity(body)
+        try:
+            self.sync.progress.event_received(event_id or "-", event_type or "-", outcome or str(status), status)
+        except Exception:
+            self.sync.log.exception("progress sink failed on event_received")
+        return web.json_response(payload, status=status)
+
+    async def _on_health(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.db_timeout):
+                async with self.sync.database.pool.connection(timeout=self.db_timeout) as conn:
+                    await conn.execute("SELECT 1")
+        except Exception as error:
+            return web.json_response({"status": "unavailable", "database": "unreachable",
+                                      "error": mask_secrets_in(str(error) or type(error).__name__)}, status=503)
+        return web.json_response({"status": "ok", "database": "ok",
+                                  "database_ms": round((time.monotonic() - started) * 1000, 1),
+                                  "received": self.state.received, "ok": self.state.ok,
+                                  "client_errors": self.state.client_errors,
+                                  "server_errors": self.state.server_errors})
+
+    # -- catching up -------------------------------------------------------------------------------
+
+    async def catch_up(self) -> CatchUp:
+        """Apply `/v1/events` since the newest logged event of the key's account."""
+        report = self.state.catch_up = CatchUp(state="running")
+        try:
+            account = await self.sync.own_account_id()
+            row = await self.sync.database.fetch_one(
+                "SELECT max(event_created) AS last FROM stripe._events WHERE account_id = %s", (account,))
+            last = row["last"] if row else None
+            if last is None:
+                report.state, report.backfill_recommended = "skipped", True
+                report.message = "no events processed yet: run a backfill to load existing data"
+                self._message("warning", report.message)
+                return report
+            horizon = self.sync.now() - timedelta(days=EVENT_RETENTION_DAYS)
+            if last < horizon:
+                report.backfill_recommended = True
+            report.since = max(last, horizon)
+            events: list[dict] = []
+            async for page in self.sync.stripe.iterate("/v1/events",
+                                                       {"created": {"gte": int(report.since.timestamp())}}):
+                events.extend(page.get("data") or [])
+            report.events = len(events)
+            for event in reversed(events):  # Stripe lists newest first; apply in the order they happened
+                outcome = (await self.sync.webhooks.process_event(event))["outcome"]
+                if outcome == "duplicate":
+                    report.duplicates += 1
+                else:
+                    report.applied += 1
+            report.state = "done"
+            report.message = f"caught up {report.applied} missed event(s) since {report.since:%Y-%m-%d %H:%M:%S}"
+            if report.backfill_recommended:
+                report.message += (f"; the last logged event is older than Stripe's {EVENT_RETENTION_DAYS}-day "
+                                   "event history: run a backfill to recover what is older")
+            self._message("warning" if report.backfill_recommended else "info", report.message)
+        except asyncio.CancelledError:
+            report.state, report.message = "failed", "cancelled"
+            raise
+        except Exception as error:
+            report.state = "failed"
+            report.message = mask_secrets_in(f"catch-up failed: {error}")
+            self._message("error", report.message)
+        return report
+
+
+def _claimed_identity(body: bytes) -> tuple[str | None, str | None]:
+    """The id and type a refused body claims, for the feed only (never trusted)."""
+    try:
+        event: Any = json.loads(body)
+    except ValueError:
+        return None, None
+    if not isinstance(event, dict):
+        return None, None
+    event_id, event_type = event.get("id"), event.get("type")
+    return (event_id if isinstance(event_id, str) else None, event_type if isinstance(event_type, str) else None)

@@ -1,0 +1,374 @@
+"""The backfill's bookkeeping in PostgreSQL: runs (`_sync_runs`) and their chunks (`_sync_obj_runs`).
+
+PostgreSQL is the only coordinator between workers, in one process or many:
+- a chunk is claimed with `FOR UPDATE SKIP LOCKED`, so two workers never take the same one;
+- a claim stays valid while its worker is alive: the worker holds a session advisory lock named by
+  its `worker_key` (released by the server the moment the worker's connection dies, kill -9
+  included) and refreshes `heartbeat_at` (for a worker that hangs or a host that vanishes);
+- a page's objects and the chunk's new cursor are written in one transaction, and only by the
+  worker that holds the claim, so a resumed chunk never skips or repeats a page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from .database import Database
+
+EVENTS_CHUNK = "_events"
+"""The `object` of the chunk that applies /v1/events since the previous run (incremental runs)."""
+
+WORKER_LOCK_CLASS = 0x5359_4E43  # "SYNC": first key of every worker's advisory lock
+
+_WORKER_DEAD = (
+    "(c.heartbeat_at IS NULL OR c.heartbeat_at < now() - make_interval(secs => %(lease)s) "
+    "OR NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    f"AND l.classid = {WORKER_LOCK_CLASS} AND l.objid = c.worker_key::oid AND l.objsubid = 2))"
+)
+
+
+@dataclass
+class Run:
+    id: int
+    account_id: str
+    trigger: str
+    objects: list[str]
+    params: dict[str, Any]
+    started_at: datetime
+    closed_at: datetime | None
+    events_cursor: int | None
+
+    @classmethod
+    def from_row(cls, row: dict) -> Run:
+        return cls(row["id"], row["account_id"], row["trigger"], list(row["objects"]), row["params"] or {},
+                   row["started_at"], row["closed_at"], row["events_cursor"])
+
+
+@dataclass
+class Chunk:
+    """A claimed chunk; the claim holder keeps its counters and writes them back with each page."""
+
+    id: int
+    run_id: int
+    object: str
+    created_gte: int | None
+    created_lte: int | None
+    page_cursor: str | None
+    processed: int
+    children: dict[str, int]
+    max_created: int | None
+    estimated: int | None
+
+    @classmethod
+    def from_row(cls, row: dict) -> Chunk:
+        return cls(row["id"], row["run_id"], row["object"], row["created_gte"], row["created_lte"],
+                   row["page_cursor"], row["processed_count"], dict(row["children_processed"] or {}),
+                   row["max_created"], row["estimated_count"])
+
+
+@dataclass(frozen=True)
+class PlannedChunk:
+    object: str
+    created_gte: int | None = None
+    created_lte: int | None = None
+    page_cursor: str | None = None
+    status: str = "pending"
+    estimated: int | None = None
+
+
+@dataclass
+class ObjectTotals:
+    """One object's chunks of a run, summed."""
+
+    chunks: int = 0
+    complete: int = 0
+    errors: int = 0
+    pending: int = 0
+    running: int = 0
+    processed: int = 0
+    estimated: int = 0
+    children: dict[str, int] = field(default_factory=dict)
+    error_messages: list[str] = field(default_factory=list)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    max_created: int | None = None
+
+
+class ClaimLost(RuntimeError):
+    """Another worker took over this chunk (this one was presumed dead): stop working on it."""
+
+
+class RunLedger:
+    """Statements over `_sync_runs` / `_sync_obj_runs`; `lease_seconds` is how long a silent worker keeps its claims."""
+
+    def __init__(self, db: Database, lease_seconds: float) -> None:
+        self.db = db
+        self.lease_seconds = lease_seconds
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    async def open_run(self, account_id: str, trigger: str, objects: list[str], params: dict,
+                       events_cursor: int | None, chunks: list[PlannedChunk]) -> Run | None:
+        """Create a run and its chunks in one transaction; None when the account already has an open run."""
+        async with self.db.pool.connection() as conn, conn.transaction():
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
+                "INSERT INTO stripe._sync_runs (account_id, trigger, objects, params, events_cursor) "
+                "VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (account_id, trigger) WHERE closed_at IS NULL DO NOTHING RETURNING *",
+                (account_id, trigger, objects, Jsonb(params), events_cursor))
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            await self._insert_chunks(conn, row["id"], chunks)
+            return Run.from_row(row)
+
+    async def find_open_run(self, account_id: str, trigger: str) -> Run | None:
+        row = await self.db.fetch_one(
+            "SELECT * FROM stripe._sync_runs WHERE account_id = %s AND trigger = %s AND closed_at IS NULL",
+            (account_id, trigger))
+        return Run.from_row(row) if row else None
+
+    async def get_run(self, run_id: int) -> Run:
+        row = await self.db.fetch_one("SELECT * FROM stripe._sync_runs WHERE id = %s", (run_id,))
+        if row is None:
+            raise LookupError(f"no sync run {run_id}")
+        return Run.from_row(row)
+
+    async def base_run(self, account_id: str, trigger: str, objects: list[str],
+                       retention_days: int) -> Run | None:
+        """The newest complete full or incremental run covering `objects`, if recent enough for /v1/events."""
+        row = await self.db.fetch_one(
+            "SELECT * FROM stripe._sync_runs r WHERE account_id = %(account)s AND trigger = %(trigger)s "
+            "AND closed_at IS NOT NULL AND error_message IS NULL "
+            "AND params->>'mode' IN ('full', 'incremental') AND objects @> %(objects)s::text[] "
+            "AND started_at > now() - make_interval(days => %(days)s) "
+            "AND NOT EXISTS (SELECT 1 FROM stripe._sync_obj_runs c WHERE c.run_id = r.id "
+            "                AND c.status <> 'complete') "
+            "ORDER BY id DESC LIMIT 1",
+            {"account": account_id, "trigger": trigger, "objects": objects, "days": retention_days})
+        return Run.from_row(row) if row else None
+
+    async def live_claims(self, run_id: int) -> int:
+        row = await self.db.fetch_one(
+            f"SELECT count(*) AS n FROM stripe._sync_obj_runs c WHERE c.run_id = %(run)s "
+            f"AND c.status = 'running' AND NOT {_WORKER_DEAD}",
+            {"run": run_id, "lease": self.lease_seconds})
+        return row["n"] if row else 0
+
+    async def supersede(self, run_id: int, reason: str) -> None:
+        await self.db.execute(
+            "UPDATE stripe._sync_runs SET closed_at = now(), error_message = %s WHERE id = %s AND closed_at IS NULL",
+            (reason, run_id))
+
+    async def close_run(self, run: Run, params_update: dict, high_water_mark: int | None,
+                        error_message: str | None) -> bool:
+        """Close the run once no chunk is pending or running; False when work remains (or it is closed)."""
+        count = await self.db.execute(
+            "UPDATE stripe._sync_runs r SET closed_at = now(), params = params || %(params)s, "
+            "high_water_mark = %(hwm)s, error_message = %(error)s "
+            "WHERE id = %(run)s AND closed_at IS NULL AND NOT EXISTS ("
+            "  SELECT 1 FROM stripe._sync_obj_runs c WHERE c.run_id = r.id AND c.status IN ('pending', 'running'))",
+            {"run": run.id, "params": Jsonb(params_update), "hwm": high_water_mark, "error": error_message})
+        return count == 1
+
+    # -- chunks ------------------------------------------------------------------------------------
+
+    async def _insert_chunks(self, conn: psycopg.AsyncConnection, run_id: int,
+                             chunks: list[PlannedChunk]) -> None:
+        if not chunks:
+            return
+        await conn.execute(
+            "INSERT INTO stripe._sync_obj_runs (run_id, object, created_gte, created_lte, page_cursor, "
+            "status, estimated_count, completed_at) "
+            "SELECT %s, o, g, l, p, s, e, CASE WHEN s = 'complete' THEN now() END FROM unnest("
+            "%s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::bigint[]) "
+            "WITH ORDINALITY AS u(o, g, l, p, s, e, n) ORDER BY n",
+            (run_id, [c.object for c in chunks], [c.created_gte for c in chunks],
+             [c.created_lte for c in chunks], [c.page_cursor for c in chunks],
+             [c.status for c in chunks], [c.estimated for c in chunks]),
+        )
+
+    async def claim(self, run_id: int, worker_key: int, worker_id: str,
+                    objects: list[str] | None = None) -> Chunk | None:
+        """Take the next pending chunk, or one whose worker is gone: the events chunk first, then the
+        object with the fewest chunks running (Stripe limits each endpoint: spread the work across them)."""
+        row = await self.db.fetch_one(
+            f"""
+            WITH busy AS (
+                SELECT object, count(*) AS n FROM stripe._sync_obj_runs
+                WHERE run_id = %(run)s AND status = 'running' GROUP BY object
+            ), next AS (
+                SELECT c.id FROM stripe._sync_obj_runs c LEFT JOIN busy b ON b.object = c.object
+                WHERE c.run_id = %(run)s
+                  AND (c.status = 'pending' OR (c.status = 'running' AND {_WORKER_DEAD}))
+                  AND (%(objects)s::text[] IS NULL OR c.object = ANY(%(objects)s::text[]))
+                ORDER BY (c.object = '{EVENTS_CHUNK}') DESC, COALESCE(b.n, 0), c.id
+                LIMIT 1 FOR UPDATE OF c SKIP LOCKED
+            )
+            UPDATE stripe._sync_obj_runs c SET status = 'running', worker_id = %(worker)s,
+                worker_key = %(key)s, heartbeat_at = now(), started_at = COALESCE(c.started_at, now()),
+                attempts = c.attempts + 1, error_message = NULL
+            FROM next WHERE c.id = next.id
+            RETURNING c.*
+            """,
+            {"run": run_id, "objects": objects, "worker": worker_id, "key": worker_key,
+             "lease": self.lease_seconds})
+        return Chunk.from_row(row) if row else None
+
+    async def remaining(self, run_id: int, objects: list[str] | None = None) -> int:
+        """Chunks of the run (of `objects`, by default all) still pending or running, by anyone."""
+        row = await self.db.fetch_one(
+            "SELECT count(*) AS n FROM stripe._sync_obj_runs WHERE run_id = %s "
+            "AND status IN ('pending', 'running') AND (%s::text[] IS NULL OR object = ANY(%s::text[]))",
+            (run_id, objects, objects))
+        return row["n"] if row else 0
+
+    async def advance(self, conn: psycopg.AsyncConnection, chunk: Chunk, worker_key: int, *,
+                      done: bool, flush: bool = True) -> None:
+        """Write the chunk's cursor and counters; first statement of a page's transaction (it locks
+        the chunk row). Raises ClaimLost when the claim is no longer this worker's.
+
+        `flush=False` lets the commit return before its WAL reaches the disk: a server crash may then
+        lose the last pages, but with their cursor (same transaction), so they are fetched again.
+        """
+        if not flush:
+            await conn.execute("SET LOCAL synchronous_commit = off")
+        cursor = await conn.execute(
+            "UPDATE stripe._sync_obj_runs SET page_cursor = %(cursor)s, processed_count = %(processed)s, "
+            "children_processed = %(children)s, max_created = %(max_created)s, created_gte = %(gte)s, "
+            "estimated_count = %(estimated)s, heartbeat_at = now(), "
+            "status = CASE WHEN %(done)s THEN 'complete' ELSE status END, "
+            "completed_at = CASE WHEN %(done)s THEN now() END "
+            "WHERE id = %(id)s AND worker_key = %(key)s AND status = 'running'",
+            {"cursor": chunk.page_cursor, "processed": chunk.processed, "children": Jsonb(chunk.children),
+             "max_created": chunk.max_created, "gte": chunk.created_gte, "estimated": chunk.estimated,
+             "done": done, "id": chunk.id, "key": worker_key})
+        if cursor.rowcount != 1:
+            raise ClaimLost(f"chunk {chunk.id} was taken over by another worker")
+
+    async def add_chunks(self, conn: psycopg.AsyncConnection, run_id: int, chunks: list[PlannedChunk]) -> None:
+        await self._insert_chunks(conn, run_id, chunks)
+
+    async def fail(self, chunk: Chunk, worker_key: int, message: str) -> None:
+        await self.db.execute(
+            "UPDATE stripe._sync_obj_runs SET status = 'error', error_message = %s, completed_at = now() "
+            "WHERE id = %s AND worker_key = %s AND status = 'running'", (message, chunk.id, worker_key))
+
+    async def release(self, chunk: Chunk, worker_key: int) -> None:
+        """Give a chunk back (pending, cursor kept) for this or another worker to resume."""
+        await self.db.execute(
+            "UPDATE stripe._sync_obj_runs SET status = 'pending', worker_id = NULL, worker_key = NULL, "
+            "heartbeat_at = NULL WHERE id = %s AND worker_key = %s AND status = 'running'",
+            (chunk.id, worker_key))
+
+    async def release_all(self, conn: psycopg.AsyncConnection, worker_key: int) -> None:
+        """Give back every chunk this worker still holds (a claim whose answer a cancellation cut off)."""
+        await conn.execute(
+            "UPDATE stripe._sync_obj_runs SET status = 'pending', worker_id = NULL, worker_key = NULL, "
+            "heartbeat_at = NULL WHERE worker_key = %s AND status = 'running'", (worker_key,))
+
+    async def heartbeat(self, conn: psycopg.AsyncConnection, worker_key: int) -> None:
+        await conn.execute("UPDATE stripe._sync_obj_runs SET heartbeat_at = now() "
+                           "WHERE worker_key = %s AND status = 'running'", (worker_key,))
+
+    async def estimate(self, run_id: int, object_name: str) -> int:
+        """Objects of one type the run expects: each chunk's estimate, or what it stored if more."""
+        row = await self.db.fetch_one(
+            "SELECT COALESCE(sum(GREATEST(COALESCE(estimated_count, 0), processed_count)), 0) AS n "
+            "FROM stripe._sync_obj_runs WHERE run_id = %s AND object = %s", (run_id, object_name))
+        return int(row["n"]) if row else 0
+
+    async def totals(self, run_id: int) -> dict[str, ObjectTotals]:
+        """Per chunk object (`customers`, `_events`...), in plan order."""
+        rows = await self.db.fetch_all(
+            "SELECT object, status, processed_count, children_processed, estimated_count, error_message, "
+            "started_at, completed_at, max_created FROM stripe._sync_obj_runs WHERE run_id = %s ORDER BY id",
+            (run_id,))
+        totals: dict[str, ObjectTotals] = {}
+        for row in rows:
+            t = totals.setdefault(row["object"], ObjectTotals())
+            t.chunks += 1
+            status = row["status"]
+            t.complete += status == "complete"
+            t.errors += status == "error"
+            t.pending += status == "pending"
+            t.running += status == "running"
+            t.processed += row["processed_count"]
+            t.estimated += max(row["estimated_count"] or 0, row["processed_count"])
+            for name, count in (row["children_processed"] or {}).items():
+                t.children[name] = t.children.get(name, 0) + int(count)
+            if row["error_message"]:
+                t.error_messages.append(row["error_message"])
+            if row["started_at"] and (t.started_at is None or row["started_at"] < t.started_at):
+                t.started_at = row["started_at"]
+            if row["completed_at"] and (t.completed_at is None or row["completed_at"] > t.completed_at):
+                t.completed_at = row["completed_at"]
+            if row["max_created"] is not None:
+                t.max_created = max(t.max_created or row["max_created"], row["max_created"])
+        return totals
+
+
+
+class WorkerLease:
+    """A worker's proof of life: a session advisory lock on a connection of its own, plus a heartbeat.
+
+    Use as an async context manager; the claims made with `key` stay valid until it exits.
+    """
+
+    def __init__(self, ledger: RunLedger, heartbeat_seconds: float, log: logging.Logger) -> None:
+        self.ledger = ledger
+        self.heartbeat_seconds = heartbeat_seconds
+        self.log = log
+        self.key = 0
+        self.worker_id = ""
+        self._conn: psycopg.AsyncConnection | None = None
+        self._beat: asyncio.Task | None = None
+
+    async def __aenter__(self) -> WorkerLease:
+        conn = await psycopg.AsyncConnection.connect(self.ledger.db.url, autocommit=True)
+        try:
+            while True:
+                key = random.randint(1, 2**31 - 1)
+                cursor = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (WORKER_LOCK_CLASS, key))
+                row = await cursor.fetchone()
+                if row and row[0]:
+                    break
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn, self.key = conn, key
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{key}"
+        self._beat = asyncio.create_task(self._heartbeat())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+            await asyncio.gather(self._beat, return_exceptions=True)
+        if self._conn is not None:
+            try:
+                await self.ledger.release_all(self._conn, self.key)
+            finally:
+                await self._conn.close()  # the server releases the advisory lock with the session
+
+    async def _heartbeat(self) -> None:
+        assert self._conn is not None
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                await self.ledger.heartbeat(self._conn, self.key)
+            except psycopg.Error as error:  # a blip: the lease outlives a few missed beats
+                self.log.warning("backfill heartbeat failed: %s", error)

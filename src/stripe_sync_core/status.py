@@ -1,0 +1,319 @@
+"""Read-only views of the engine's bookkeeping, for consoles and dashboards.
+
+Each function is one small query over the `stripe` schema (or one Stripe list call) and returns plain
+frozen dataclasses, so a caller never writes SQL against the engine's internal tables. Functions that
+derive rates or estimates take `now`, so a caller with a frozen clock gets stable figures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from .config import mask_secrets_in
+from .database import Database
+from .stripe_api import StripeApi
+
+RUN_HISTORY_LIMIT = 500
+RECENT_EVENTS_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class ObjectProgress:
+    """One object type of a run: how far its chunks got."""
+
+    run_id: int
+    object: str
+    status: str
+    chunks_total: int
+    chunks_done: int
+    chunks_failed: int
+    chunks_running: int
+    processed: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_error: str | None
+    objects_per_second: float | None
+    eta_seconds: float | None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A row of the `stripe.sync_runs` view plus what the run asked for."""
+
+    run_id: int
+    account_id: str
+    trigger: str
+    status: str
+    objects: tuple[str, ...]
+    started_at: datetime
+    closed_at: datetime | None
+    total_processed: int
+    complete_count: int
+    error_count: int
+    running_count: int
+    pending_count: int
+    error_message: str | None
+    params: dict
+    updated_at: datetime | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """One chunk (`_sync_obj_runs` row): an object type over one `created` window."""
+
+    chunk_id: int
+    run_id: int
+    object: str
+    created_gte: int | None
+    created_lte: int | None
+    status: str
+    processed: int
+    attempts: int
+    error: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """A processed webhook event from the event log."""
+
+    event_id: str
+    type: str
+    account_id: str | None
+    object_id: str | None
+    received_at: datetime
+    outcome: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class ManagedWebhookRow:
+    """A webhook endpoint this engine created and manages."""
+
+    webhook_id: str
+    account_id: str
+    url: str
+    status: str
+    enabled_events: tuple[str, ...]
+    created_at: datetime
+    event_count: int
+
+
+@dataclass(frozen=True)
+class WebhookEndpointRow:
+    """A webhook endpoint as Stripe lists it, managed by us or not."""
+
+    webhook_id: str
+    url: str
+    status: str
+    enabled_events: tuple[str, ...]
+    created: int | None
+    livemode: bool | None
+    description: str | None
+
+
+@dataclass(frozen=True)
+class DatabaseHealth:
+    ok: bool
+    latency_ms: float | None
+    server_version: str | None
+    schema_ready: bool
+    error: str | None = None
+
+
+def _status_of(total: int, done: int, failed: int, running: int, closed: bool) -> str:
+    """Same rule as the `stripe.sync_runs` view, for one object's chunks."""
+    if running:
+        return "running"
+    if total and done == total:
+        return "complete"
+    if failed and done + failed == total:
+        return "error"
+    if done + failed == 0:
+        return "interrupted" if closed else "pending"
+    return "interrupted" if closed else "running"
+
+
+async def current_run_id(db: Database, account_id: str | None = None) -> int | None:
+    """The open run that moved last, or else the newest run."""
+    row = await db.fetch_one(
+        "SELECT id FROM stripe._sync_runs WHERE (%(account)s::text IS NULL OR account_id = %(account)s) "
+        "ORDER BY (closed_at IS NULL) DESC, _updated_at DESC, id DESC LIMIT 1",
+        {"account": account_id},
+    )
+    return row["id"] if row else None
+
+
+async def current_run_rows(db: Database, *, now: datetime, run_id: int | None = None,
+                           account_id: str | None = None) -> tuple[RunSummary | None, list[ObjectProgress]]:
+    """The current (or given) run and one progress row per object type, in the run's order."""
+    run_id = run_id if run_id is not None else await current_run_id(db, account_id)
+    if run_id is None:
+        return None, []
+    runs = await _runs(db, "WHERE v.run_id = %(run)s", {"run": run_id})
+    run = runs[0] if runs else None
+    rows = await db.fetch_all(
+        """
+        SELECT object,
+               count(*) AS total,
+               count(*) FILTER (WHERE status = 'complete') AS done,
+               count(*) FILTER (WHERE status = 'error') AS failed,
+               count(*) FILTER (WHERE status = 'running') AS running,
+               COALESCE(sum(processed_count), 0)::bigint AS processed,
+               min(started_at) AS started_at,
+               max(completed_at) AS finished_at,
+               (array_agg(error_message ORDER BY _updated_at DESC)
+                    FILTER (WHERE error_message IS NOT NULL))[1] AS last_error
+        FROM stripe._sync_obj_runs WHERE run_id = %(run)s
+        GROUP BY object ORDER BY min(id)
+        """,
+        {"run": run_id},
+    )
+    closed = run is not None and run.closed_at is not None
+    progress = []
+    for row in rows:
+        status = _status_of(row["total"], row["done"], row["failed"], row["running"], closed)
+        started = row["started_at"]
+        end = now if status in ("running", "pending") else (row["finished_at"] or now)
+        elapsed = (end - started).total_seconds() if started else None
+        rate = row["processed"] / elapsed if elapsed and elapsed > 0 else None
+        eta = None
+        if status == "running" and elapsed and row["done"]:
+            eta = elapsed / row["done"] * (row["total"] - row["done"] - row["failed"])
+        progress.append(ObjectProgress(
+            run_id=run_id, object=row["object"], status=status, chunks_total=row["total"],
+            chunks_done=row["done"], chunks_failed=row["failed"], chunks_running=row["running"],
+            processed=row["processed"], started_at=started, finished_at=row["finished_at"],
+            last_error=mask_secrets_in(row["last_error"]) if row["last_error"] else None,
+            objects_per_second=rate, eta_seconds=eta,
+        ))
+    return run, progress
+
+
+async def _runs(db: Database, where: str, params: dict) -> list[RunSummary]:
+    rows = await db.fetch_all(
+        f"""
+        SELECT v.*, r.objects, r.params, r.error_message, r._updated_at AS updated_at
+        FROM stripe.sync_runs v JOIN stripe._sync_runs r ON r.id = v.run_id
+        {where}
+        ORDER BY v.run_id DESC LIMIT %(limit)s
+        """,
+        {"limit": RUN_HISTORY_LIMIT, **params},
+    )
+    return [RunSummary(
+        run_id=row["run_id"], account_id=row["account_id"], trigger=row["trigger"], status=row["status"],
+        objects=tuple(row["objects"] or ()), started_at=row["started_at"], closed_at=row["closed_at"],
+        total_processed=row["total_processed"], complete_count=row["complete_count"],
+        error_count=row["error_count"], running_count=row["running_count"],
+        pending_count=row["pending_count"],
+        error_message=mask_secrets_in(row["error_message"]) if row["error_message"] else None,
+        params=row["params"] or {}, updated_at=row["updated_at"],
+    ) for row in rows]
+
+
+async def run_history(db: Database, *, account_id: str | None = None,
+                      limit: int = RUN_HISTORY_LIMIT) -> list[RunSummary]:
+    """Runs newest first (from the `stripe.sync_runs` view), at most `limit`."""
+    return await _runs(db, "WHERE (%(account)s::text IS NULL OR v.account_id = %(account)s)",
+                       {"account": account_id, "limit": limit})
+
+
+async def run_chunks(db: Database, run_id: int) -> list[ChunkRow]:
+    """Every chunk of a run, in plan order."""
+    rows = await db.fetch_all(
+        "SELECT id, run_id, object, created_gte, created_lte, status, processed_count, attempts, "
+        "error_message, started_at, completed_at FROM stripe._sync_obj_runs WHERE run_id = %s ORDER BY id",
+        (run_id,),
+    )
+    return [ChunkRow(
+        chunk_id=row["id"], run_id=row["run_id"], object=row["object"], created_gte=row["created_gte"],
+        created_lte=row["created_lte"], status=row["status"], processed=row["processed_count"],
+        attempts=row["attempts"],
+        error=mask_secrets_in(row["error_message"]) if row["error_message"] else None,
+        started_at=row["started_at"], completed_at=row["completed_at"],
+    ) for row in rows]
+
+
+async def recent_events(db: Database, *, limit: int = RECENT_EVENTS_LIMIT) -> list[EventRow]:
+    """The newest processed events, oldest first (the order a feed shows them in)."""
+    rows = await db.fetch_all(
+        "SELECT * FROM (SELECT id, type, account_id, object_id, received_at, outcome, detail "
+        "FROM stripe._events ORDER BY received_at DESC, id DESC LIMIT %s) e ORDER BY received_at, id",
+        (limit,),
+    )
+    return [EventRow(
+        event_id=row["id"], type=row["type"], account_id=row["account_id"], object_id=row["object_id"],
+        received_at=row["received_at"], outcome=row["outcome"],
+        detail=mask_secrets_in(row["detail"]) if row["detail"] else None,
+    ) for row in rows]
+
+
+async def managed_webhook_rows(db: Database, *, account_id: str | None = None) -> list[ManagedWebhookRow]:
+    """Managed webhook endpoints, newest first, with the events received for their account since creation."""
+    rows = await db.fetch_all(
+        """
+        SELECT w.id, w.account_id, w.url, w.status, w.enabled_events, w.created_at,
+               (SELECT count(*) FROM stripe._events e
+                 WHERE e.account_id = w.account_id AND e.received_at >= w.created_at) AS event_count
+        FROM stripe._managed_webhooks w
+        WHERE (%(account)s::text IS NULL OR w.account_id = %(account)s)
+        ORDER BY w.created_at DESC, w.id
+        """,
+        {"account": account_id},
+    )
+    return [ManagedWebhookRow(
+        webhook_id=row["id"], account_id=row["account_id"], url=row["url"], status=row["status"],
+        enabled_events=tuple(row["enabled_events"] or ()), created_at=row["created_at"],
+        event_count=row["event_count"],
+    ) for row in rows]
+
+
+async def webhook_endpoints(api: StripeApi, *, account: str | None = None) -> list[WebhookEndpointRow]:
+    """Every webhook endpoint Stripe will call for the account (`GET /v1/webhook_endpoints`)."""
+    endpoints: list[WebhookEndpointRow] = []
+    async for page in api.iterate("/v1/webhook_endpoints", account=account):
+        for item in page.get("data") or []:
+            endpoints.append(WebhookEndpointRow(
+                webhook_id=item["id"], url=item.get("url") or "", status=item.get("status") or "enabled",
+                enabled_events=tuple(item.get("enabled_events") or ()), created=item.get("created"),
+                livemode=item.get("livemode"), description=item.get("description"),
+            ))
+    return endpoints
+
+
+async def database_health(db: Database) -> DatabaseHealth:
+    """Round-trip time, server version and whether the `stripe` schema is migrated."""
+    started = time.perf_counter()
+    try:
+        row = await db.fetch_one(
+            "SELECT current_setting('server_version') AS version, "
+            "to_regclass('stripe._sync_runs') IS NOT NULL AS ready"
+        )
+    except Exception as error:  # any driver or pool error means the same thing here: unreachable
+        return DatabaseHealth(False, None, None, False, mask_secrets_in(str(error)))
+    latency = (time.perf_counter() - started) * 1000
+    assert row is not None
+    return DatabaseHealth(True, latency, row["version"], bool(row["ready"]))
+
+
+
+async def probe_database(url: str, *, timeout: float = 5.0) -> None:
+    """Connect once, quickly, to say precisely why a database is unreachable (a pool only times out)."""
+    import psycopg
+
+    from .config import mask_database_url
+    from .database import DatabaseUnavailable
+
+    try:
+        connection = await psycopg.AsyncConnection.connect(url, connect_timeout=max(1, int(timeout)))
+    except psycopg.Error as error:
+        reason = " ".join(str(error).split())
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {mask_database_url(url)}: {reason}") from None
+    await connection.close()

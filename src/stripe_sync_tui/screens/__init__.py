@@ -1,0 +1,1 @@
+"""The console's screens (number keys 1-5), their dialogs and the error screen."""

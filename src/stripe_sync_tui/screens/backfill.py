@@ -1,0 +1,379 @@
+"""3 · Backfill: choose objects, a range, chunking, concurrency and budget; plan, start, watch, cancel, resume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, SelectionList, Static
+
+from stripe_sync_core import status
+from stripe_sync_core.backfill import STRIPE_LAUNCH, tables_for
+from stripe_sync_core.chunking import fixed_windows, parse_chunk_spec
+from stripe_sync_core.listing import plan_listings
+from stripe_sync_core.registry import REGISTRY
+from stripe_sync_core.status import ChunkRow, ObjectProgress, RunSummary
+
+from .. import actions
+from .. import format as fmt
+from ..messages import BackfillStopped, ChunkCompleted, ChunkStarted, OperationFailed, RunFinished, RunStarted
+from ..problems import problem_from
+from ..theme import styled
+from ..widgets.grid import ChunkGrid
+from ..widgets.inputs import ConsoleInput
+from ..widgets.table import FilterableTable
+from .base import ConsoleScreen
+from .runs import CHUNK_COLUMNS
+
+PRESETS = {"7": 7, "30": 30, "365": 365, "all": None}
+CHUNK_SIZES = ("auto", "day", "week", "month")
+ALL_TABLES = tables_for("all")
+
+
+class FormError(ValueError):
+    """A field of the form is wrong; the message names it."""
+
+
+@dataclass(frozen=True)
+class BackfillRequest:
+    objects: tuple[str, ...]
+    created_gte: int | None
+    created_lte: int | None
+    chunk: str
+    concurrency: int | None
+    requests_per_second: float | None
+
+    @property
+    def object_argument(self) -> list[str]:
+        """What `process_until_done(object=...)` is called with, one call each."""
+        return ["all"] if set(self.objects) == set(ALL_TABLES) else list(self.objects)
+
+
+@dataclass(frozen=True)
+class PlannedChunk:
+    object: str
+    created_gte: int | None
+    created_lte: int | None
+    note: str = ""
+
+
+def plan_preview(request: BackfillRequest, now: datetime, account_created: int | None = None) -> list[PlannedChunk]:
+    """The chunks a run starts with, as the engine plans them but without asking Stripe: one listing per
+    root type (children ride on their parents), calendar windows for a fixed size (the engine then
+    trims them to the newest object), one chunk for auto (split when dense) or an unlisted type."""
+    spec = parse_chunk_spec(request.chunk)
+    high = request.created_lte if request.created_lte is not None else int(now.timestamp())
+    low = request.created_gte if request.created_gte is not None else (account_created or STRIPE_LAUNCH)
+    planned: list[PlannedChunk] = []
+    for listing in plan_listings(request.objects):
+        root = listing.root
+        riders = [e.child.table for e in listing.embedded] + [c.table for c in listing.per_parent]
+        note = f"with {', '.join(sorted(set(riders)))}" if riders else ""
+        if not root.listable_by_created:
+            planned.append(PlannedChunk(root.table, None, None, note or "listed whole"))
+        elif spec.automatic:
+            planned.append(PlannedChunk(root.table, request.created_gte, request.created_lte,
+                                        note or "splits when dense"))
+        else:
+            windows = fixed_windows(spec, low, high)
+            planned.extend(PlannedChunk(root.table, gte, lte, note) for gte, lte in reversed(windows))
+    return planned
+
+
+@dataclass
+class BackfillView:
+    run: RunSummary | None
+    progress: list[ObjectProgress] = field(default_factory=list)
+    chunks: list[ChunkRow] = field(default_factory=list)
+
+
+class BackfillScreen(ConsoleScreen):
+    screen_name = "backfill"
+    BINDINGS = actions.bindings_for("backfill")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = False
+        self.run_id: int | None = None
+        self.resumable: RunSummary | None = None
+        self.plan: list[PlannedChunk] = []
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="backfill"):
+            with VerticalScroll(id="backfill-form"):
+                yield Label("Objects (space toggles)")
+                yield SelectionList[str](*((name, name, name in ALL_TABLES) for name in REGISTRY), id="objects")
+                yield Label("Created from · to (YYYY-MM-DD, blank = open)")
+                with Horizontal(classes="row"):
+                    yield ConsoleInput(placeholder="from", id="from")
+                    yield ConsoleInput(placeholder="to", id="to")
+                with Horizontal(classes="row presets"):
+                    yield Button("7 days", id="preset-7", compact=True)
+                    yield Button("30 days", id="preset-30", compact=True)
+                    yield Button("365 days", id="preset-365", compact=True)
+                    yield Button("all time", id="preset-all", compact=True)
+                yield Label("Chunk size")
+                with RadioSet(id="chunk"):
+                    for size in CHUNK_SIZES:
+                        yield RadioButton(size, value=size == "auto", id=f"chunk-{size}")
+                yield Label("Concurrency · request budget (req/s)")
+                with Horizontal(classes="row"):
+                    yield ConsoleInput(placeholder="default", id="concurrency", type="integer")
+                    yield ConsoleInput(placeholder="default", id="budget", type="number")
+                with Horizontal(classes="row"):
+                    yield Button("Plan", id="plan", compact=True)
+                    yield Button("Start", id="start", variant="primary", compact=True)
+                    yield Button("Cancel", id="cancel", variant="error", compact=True, disabled=True)
+            with Vertical(id="backfill-progress"):
+                yield Static(id="backfill-title", classes="section-title")
+                yield ChunkGrid(id="grid")
+                yield FilterableTable(CHUNK_COLUMNS, id="chunks", empty="p plans the chunks; s starts")
+
+    def on_mount(self) -> None:
+        self.console.sink.subscribe(self)
+        self._title()
+
+    def on_unmount(self) -> None:
+        self.console.sink.unsubscribe(self)
+
+    # -- form -----------------------------------------------------------------------------------
+
+    def request(self) -> BackfillRequest:
+        objects = tuple(self.query_one("#objects", SelectionList).selected)
+        if not objects:
+            raise FormError("choose at least one object type")
+        gte = _parse_day(self.query_one("#from", Input).value, "from", end=False)
+        lte = _parse_day(self.query_one("#to", Input).value, "to", end=True)
+        if gte is not None and lte is not None and lte < gte:
+            raise FormError("'to' is before 'from'")
+        pressed = self.query_one("#chunk", RadioSet).pressed_button
+        chunk = str(pressed.label) if pressed else "auto"
+        concurrency = _parse_number(self.query_one("#concurrency", Input).value, "concurrency", int)
+        budget = _parse_number(self.query_one("#budget", Input).value, "request budget", float)
+        if concurrency is not None and concurrency < 1:
+            raise FormError("concurrency must be 1 or more")
+        if budget is not None and budget < 0:
+            raise FormError("the request budget must be 0 (unlimited) or more")
+        return BackfillRequest(objects, gte, lte, chunk, concurrency, budget)
+
+    @on(Button.Pressed, ".presets Button")
+    def preset(self, event: Button.Pressed) -> None:
+        days = PRESETS[(event.button.id or "").removeprefix("preset-")]
+        today = self.console.clock.now().astimezone(UTC).date()
+        self.query_one("#from", Input).value = "" if days is None else (today - timedelta(days=days)).isoformat()
+        self.query_one("#to", Input).value = ""
+
+    @on(Button.Pressed, "#plan")
+    def action_plan_backfill(self) -> None:
+        try:
+            request = self.request()
+        except FormError as error:
+            self.notify(str(error), title="Backfill form", severity="error")
+            return
+        self.plan = plan_preview(request, self.console.clock.now())
+        self.run_id = None
+        self.query_one(ChunkGrid).set_chunks([(c.object, i, "pending") for i, c in enumerate(self.plan)])
+        self.query_one("#chunks", FilterableTable).set_rows([
+            (f"plan-{i}", (f"{i + 1}", c.object, fmt.day(c.created_gte), fmt.day(c.created_lte),
+                           styled(self.app, "planned", "text-muted"), "", "", c.note))
+            for i, c in enumerate(self.plan)
+        ])
+        self._title()
+
+    # -- start, cancel, resume --------------------------------------------------------------------
+
+    @on(Button.Pressed, "#start")
+    def action_start_backfill(self) -> None:
+        if self.running:
+            self.notify("A backfill is already running: c cancels it.", severity="warning")
+            return
+        try:
+            request = self.request()
+        except FormError as error:
+            self.notify(str(error), title="Backfill form", severity="error")
+            return
+        if not self.plan:
+            self.action_plan_backfill()
+        self._launch(request.object_argument, dict(created_gte=request.created_gte,
+                                                   created_lte=request.created_lte, chunk=request.chunk,
+                                                   concurrency=request.concurrency),
+                     request.requests_per_second)
+
+    def _launch(self, objects: list[str] | None, arguments: dict[str, Any], budget: float | None) -> None:
+        """Backfill `objects` (one engine call each), or join the open run when `objects` is None."""
+        engine = self.console.engine
+        assert engine is not None
+        self.running = True
+        self._buttons()
+
+        async def backfill() -> RunFinished | None:
+            engine.require("backfill")
+            if budget is not None:
+                rate: float = budget
+                await engine.call(lambda sync: engine.set_request_budget(sync, rate))
+            summary: dict[str, Any] = {}
+            if objects is None:
+                summary = await engine.call(lambda sync: sync.backfill.join_open_run())
+            for name in objects or []:
+                result = await engine.call(partial(_process_until_done, name=name, arguments=arguments))
+                summary.update(result or {})
+            return RunFinished(self.run_id or 0, summary)
+
+        async def work() -> None:
+            try:
+                message = await backfill()
+            except BaseException as error:  # cancellation included: the screen must leave "running"
+                self.post_message(BackfillStopped(error))
+                if not isinstance(error, Exception):
+                    raise
+                return
+            if message is not None:
+                self.post_message(message)
+
+        self.run_worker(work, group="backfill", exclusive=True, exit_on_error=False)  # type: ignore[arg-type]
+        self._title()
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel_backfill(self) -> None:
+        if not self.running:
+            self.notify("No backfill is running here.")
+            return
+        self.workers.cancel_group(self, "backfill")
+
+    def action_resume_backfill(self) -> None:
+        run = self.resumable
+        if run is None:
+            self.notify("No interrupted run to resume.")
+            return
+        if self.running:
+            self.notify("A backfill is already running.", severity="warning")
+            return
+        self.run_id = run.run_id
+        self._launch(None, {}, None)
+
+    def on_run_started(self, message: RunStarted) -> None:
+        self.run_id = message.run_id
+        self.action_refresh_now()
+
+    def on_chunk_started(self, message: ChunkStarted) -> None:
+        if message.run_id == self.run_id:
+            self.query_one(ChunkGrid).mark(message.object_name, message.chunk_id, "running")
+
+    def on_chunk_completed(self, message: ChunkCompleted) -> None:
+        if message.run_id == self.run_id:
+            self.query_one(ChunkGrid).mark(message.object_name, message.chunk_id, message.status)
+
+    def on_run_finished(self, message: RunFinished) -> None:
+        if not self.running:
+            return
+        self.running = False
+        stored = sum(int(v.get("stored", 0) or 0) for v in message.summary.values() if isinstance(v, dict))
+        self.notify(f"Backfill finished: {stored:,} objects stored.", title="Backfill")
+        self._buttons()
+        self.action_refresh_now()
+
+    def on_backfill_stopped(self, message: BackfillStopped) -> None:
+        self.running = False
+        self._buttons()
+        if isinstance(message.error, Exception):
+            self.console.report_failure(OperationFailed("backfill", problem_from(message.error)))
+        else:
+            self.notify("Backfill cancelled: the run stays open; shift+r resumes it.", title="Backfill",
+                        severity="warning")
+        self.action_refresh_now()
+
+    # -- live view --------------------------------------------------------------------------------
+
+    async def fetch(self) -> BackfillView:
+        now = self.console.clock.now()
+        run_id = self.run_id
+
+        async def read(sync: Any) -> BackfillView:
+            if run_id is None:
+                run, progress = await status.current_run_rows(sync.database, now=now)
+                if run is None or not run.is_open:
+                    return BackfillView(run if run and run.is_open else None)
+            else:
+                run, progress = await status.current_run_rows(sync.database, now=now, run_id=run_id)
+            chunks = await status.run_chunks(sync.database, run.run_id) if run else []
+            return BackfillView(run, progress, chunks)
+
+        assert self.console.engine is not None
+        return await self.console.engine.call(read)
+
+    def show(self, view: BackfillView) -> None:
+        run = view.run
+        self.resumable = run if run is not None and run.is_open and not self.running else None
+        if run is not None and (self.run_id == run.run_id or self.resumable is not None):
+            app = self.app
+            self.query_one(ChunkGrid).set_chunks([(c.object, c.chunk_id, c.status) for c in view.chunks])
+            self.query_one("#chunks", FilterableTable).set_rows([
+                (str(c.chunk_id), (
+                    str(c.chunk_id), c.object, fmt.day(c.created_gte), fmt.day(c.created_lte),
+                    styled(app, c.status, fmt.meaning_of_status(c.status)), fmt.count(c.processed),
+                    str(c.attempts), styled(app, fmt.clip(c.error, 28), "error"),
+                )) for c in view.chunks
+            ])
+        self._title(view)
+        self._buttons()
+
+    def _title(self, view: BackfillView | None = None) -> None:
+        title = self.query_one("#backfill-title", Static)
+        run = view.run if view else None
+        if self.running:
+            counts = self.query_one(ChunkGrid).counts()
+            done, total = counts.get("complete", 0), sum(counts.values())
+            label = f"Run #{self.run_id}" if self.run_id else "Starting"
+            title.update(Content.assemble((label, "bold"), "  ", ("running", "$primary"),
+                                          f"  {done:,}/{total:,} chunks  ", ("c cancels", "$text-muted")))
+        elif self.resumable is not None and run is not None:
+            done = sum(p.chunks_done for p in view.progress) if view else 0
+            total = sum(p.chunks_total for p in view.progress) if view else 0
+            title.update(Content.assemble(
+                (f"Run #{run.run_id}", "bold"), "  ", ("interrupted", "$warning"),
+                f"  {done:,}/{total:,} chunks done  ", ("shift+r resumes (unless another process runs it)",
+                                                        "$text-muted")))
+        elif self.plan and self.run_id is None:
+            title.update(Content.assemble(("Plan", "bold"), f"  {len(self.plan):,} chunks  ",
+                                          ("s starts", "$text-muted")))
+        elif self.run_id is not None:
+            title.update(Content.assemble((f"Run #{self.run_id}", "bold"), "  finished"))
+        else:
+            title.update(Content.styled("Choose what to backfill, then p plans and s starts.", "$text-muted"))
+
+    def _buttons(self) -> None:
+        self.query_one("#start", Button).disabled = self.running
+        self.query_one("#cancel", Button).disabled = not self.running
+
+
+async def _process_until_done(sync: Any, *, name: str, arguments: dict[str, Any]) -> dict[str, dict]:
+    return await sync.process_until_done(name, **arguments)
+
+
+def _parse_day(text: str, name: str, *, end: bool) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise FormError(f"'{name}' must be a date like 2024-01-31") from None
+    if end:
+        day += timedelta(days=1, seconds=-1)
+    return int(day.timestamp())
+
+
+def _parse_number(text: str, name: str, kind: type) -> Any:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise FormError(f"{name} must be a number") from None

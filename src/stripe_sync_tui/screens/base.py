@@ -1,0 +1,179 @@
+"""`ConsoleScreen`: header, body, footer, the registry's bindings, and the live refresh loop.
+
+The refresh loop follows Dolphie: a worker fetches, posts the result, the handler renders and only
+then re-arms the timer, so a slow database never piles refreshes up. A suspended screen (another
+screen shown, or a dialog open on top) stops refreshing until it is resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import events
+from textual.app import ComposeResult
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer
+
+from .. import actions
+from ..messages import OperationFailed
+from ..problems import problem_from
+from ..widgets.header import ConsoleHeader
+from ..widgets.table import FilterableTable
+
+if TYPE_CHECKING:
+    from ..app import ConsoleApp
+
+
+class DataLoaded(Message):
+    def __init__(self, payload: Any) -> None:
+        super().__init__()
+        self.payload = payload
+
+
+class ConsoleScreen(Screen):
+    BINDINGS = actions.screen_bindings()
+    screen_name: ClassVar[str] = ""
+    tab: ClassVar[str] = ""
+    """The header tab lit for this screen (its own name unless it belongs to another)."""
+    refresh_every: ClassVar[float | None] = 1.0
+    """Seconds between live refreshes; None loads on resume and on `r` only."""
+
+    def __init__(self) -> None:
+        super().__init__(name=self.screen_name)
+        self._timer: Timer | None = None
+        self._active = False
+        self.loads = 0
+        """How many refreshes have been rendered (tests wait on it)."""
+
+    @property
+    def console(self) -> ConsoleApp:  # type: ignore[override]
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield ConsoleHeader(self.tab or self.screen_name)
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    # -- refresh loop ---------------------------------------------------------------------------
+
+    async def fetch(self) -> Any:
+        """Read what the screen shows (runs on the engine loop through `self.console.engine`)."""
+        return None
+
+    def show(self, payload: Any) -> None:
+        """Render a fetched payload (UI loop)."""
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        self._active = True
+        self.action_refresh_now()
+
+    def on_screen_suspend(self, event: events.ScreenSuspend) -> None:
+        self._active = False
+        self._cancel_timer()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def action_refresh_now(self) -> None:
+        self._cancel_timer()
+        if not self.console.connected:
+            self._rearm()
+            return
+        self.run_worker(self._load, group="load", exclusive=True, exit_on_error=False)  # type: ignore[arg-type]
+
+    async def _load(self) -> None:
+        try:
+            payload = await self.fetch()
+        except Exception as error:  # noqa: BLE001 - becomes a message, never a traceback
+            self.post_message(OperationFailed("refresh", problem_from(error, self.console.database_display)))
+            self.post_message(DataLoaded(None))
+            return
+        self.post_message(DataLoaded(payload))
+
+    def on_data_loaded(self, message: DataLoaded) -> None:
+        if message.payload is not None:
+            self.show(message.payload)
+            self.loads += 1
+        self._rearm()
+
+    def _rearm(self) -> None:
+        interval = self.refresh_interval
+        if self._active and interval is not None and self._timer is None:
+            self._timer = self.set_timer(interval, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self._active:
+            self.action_refresh_now()
+
+    @property
+    def refresh_interval(self) -> float | None:
+        if self.refresh_every is None:
+            return None if self.console.connected else self.console.settings.refresh_interval
+        return self.console.settings.refresh_interval
+
+    # -- background calls -------------------------------------------------------------------------
+
+    def call_engine(self, what: str, call: Callable[[], Awaitable[Message | None]]) -> None:
+        """Run `call` in a worker; it returns the message to post (or None). Failures become messages."""
+
+        async def work() -> None:
+            try:
+                message = await call()
+            except Exception as error:  # noqa: BLE001
+                self.post_message(OperationFailed(what, problem_from(error, self.console.database_display)))
+                return
+            if message is not None:
+                self.post_message(message)
+
+        self.run_worker(work, group=what, exit_on_error=False)  # type: ignore[arg-type]
+
+    def on_operation_failed(self, message: OperationFailed) -> None:
+        self.console.report_failure(message)
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        entry = actions.find(self.screen_name, action)
+        if entry is not None and actions.disabled_reason(entry, read_only=self.console.read_only):
+            return None  # shown dimmed in the footer; pressing it explains (on_key)
+        return True
+
+    def on_key(self, event: events.Key) -> None:
+        for entry in actions.actions_for(self.screen_name):
+            reason = actions.disabled_reason(entry, read_only=self.console.read_only)
+            if reason and event.key == self.console.key_for(entry):
+                event.stop()
+                self.notify(f"{entry.title}: {reason}", severity="warning")
+                return
+
+    def focused_table(self) -> FilterableTable | None:
+        focused = self.focused
+        while focused is not None and focused is not self:
+            if isinstance(focused, FilterableTable):
+                return focused
+            focused = focused.parent  # type: ignore[assignment]
+        tables = self.query(FilterableTable)
+        return tables.first() if tables else None
+
+    def action_filter(self) -> None:
+        table = self.focused_table()
+        if table is None:
+            self.notify("Nothing to filter on this screen.")
+            return
+        table.open_filter()
+
+    def action_back(self) -> None:
+        table = self.focused_table()
+        if table is not None and table.has_class("-filtering"):
+            table.close_filter()
+        elif self.app.screen is self and len(self.app.screen_stack) > 1:
+            self.app.pop_screen()

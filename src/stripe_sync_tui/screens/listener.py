@@ -1,0 +1,227 @@
+"""5 · Listener: the embedded webhook listener and its tunnel, with a feed like `stripe listen`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import Static
+
+from stripe_sync_core import status
+from stripe_sync_core.status import EventRow
+
+from .. import actions
+from .. import format as fmt
+from ..messages import EngineReported, EventsArrived
+from ..sink import FeedEvent
+from ..theme import meaning_style
+from ..widgets.feed import EventFeed
+from .base import ConsoleScreen
+
+
+@dataclass(frozen=True)
+class ListenerView:
+    """What the screen shows of the listener (a copy taken on the engine's loop)."""
+
+    state: str = "stopped"
+    local_url: str | None = None
+    public_url: str | None = None
+    webhook_url: str | None = None
+    webhook_id: str | None = None
+    catch_up: str | None = None
+    counters: tuple[tuple[str, int], ...] = ()
+    error: str | None = None
+
+
+def listener_view(listener: Any) -> ListenerView:
+    """Read `WebhookListener.state` (core listener.py) into a view."""
+    if listener is None:
+        return ListenerView()
+    state = listener.state
+    catch_up = state.catch_up
+    catch_text = catch_up.state
+    if catch_up.state in ("running", "done"):
+        catch_text += f": {catch_up.applied:,} of {catch_up.events:,} events applied"
+        if catch_up.duplicates:
+            catch_text += f", {catch_up.duplicates:,} already had"
+    if catch_up.message:
+        catch_text += f" ({catch_up.message})"
+    if catch_up.backfill_recommended:
+        catch_text += "; a backfill is advised"
+    return ListenerView(
+        state="ready" if state.running else "stopped",
+        local_url=state.local_url, public_url=state.public_url, webhook_url=state.webhook_url,
+        webhook_id=state.webhook_id, catch_up=catch_text,
+        counters=(("received", state.received), ("2xx", state.ok), ("4xx", state.client_errors),
+                  ("5xx", state.server_errors)),
+    )
+
+
+def manages_webhook(config: Any) -> bool:
+    """Register a managed webhook when Stripe can reach us: through a tunnel, or a local API (emulator)."""
+    base = config.stripe_api_base or ""
+    return bool(config.ngrok_auth_token) or "://127.0.0.1" in base or "://localhost" in base
+
+
+@dataclass
+class ListenerChanged(Message):
+    state: ListenerView
+
+
+class ListenerScreen(ConsoleScreen):
+    screen_name = "listener"
+    BINDINGS = actions.bindings_for("listener")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = ListenerView()
+        self.history_loaded = False
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="listener-status"):
+            yield Static(id="listener-main")
+            yield Static(id="listener-counters")
+        yield EventFeed(id="feed")
+
+    def on_mount(self) -> None:
+        self.console.sink.subscribe(self)
+        self.query_one(EventFeed).focus()
+        self._render_state()
+
+    def on_unmount(self) -> None:
+        self.console.sink.unsubscribe(self)
+
+    # -- live ------------------------------------------------------------------------------------
+
+    async def fetch(self) -> tuple[ListenerView, list[EventRow] | None]:
+        engine = self.console.engine
+        assert engine is not None
+        load_history = not self.history_loaded
+
+        async def read(sync: Any) -> tuple[ListenerView, list[EventRow] | None]:
+            history = await status.recent_events(sync.database, limit=200) if load_history else None
+            return listener_view(engine.listener), history
+
+        return await engine.call(read)
+
+    def show(self, payload: tuple[ListenerView, list[EventRow] | None]) -> None:
+        state, history = payload
+        if history is not None and not self.history_loaded:
+            self.history_loaded = True
+            feed = self.query_one(EventFeed)
+            feed.add_events(FeedEvent(e.received_at, e.event_id, e.type, e.outcome, None) for e in history)
+        self.state = state
+        self._render_state()
+
+    def on_engine_reported(self, message: EngineReported) -> None:
+        """The listener's own lines (the ready banner, catch-up) go into the feed, as `stripe listen` prints them."""
+        meaning = {"warning": "warning", "error": "error"}.get(message.level, "success")
+        when = fmt.timestamp(self.console.clock.now())
+        self.query_one(EventFeed).add_lines([Text.assemble((when, meaning_style(self.app, "text-muted")), "  ",
+                                                           (message.text, meaning_style(self.app, meaning)))])
+
+    def on_events_arrived(self, message: EventsArrived) -> None:
+        self.query_one(EventFeed).add_events(self.console.sink.drain_events())
+        self._render_counters()
+
+    def _render_state(self) -> None:
+        state = self.state
+        meaning = fmt.meaning_of_status(state.state)
+        lines = [Content.assemble(("Listener ", "bold"), (state.state, f"bold ${meaning}"))]
+        if state.state == "ready":
+            lines.append(Content.assemble(("Ready! ", "bold $success"), "Forwarding ",
+                                          (state.webhook_url or state.local_url or "", "bold"),
+                                          " -> ", state.local_url or ""))
+        elif state.state == "stopped":
+            lines.append(Content.styled("s starts the listener, its tunnel and its managed webhook.", "$text-muted"))
+        lines.append(Content.assemble("Public URL   ", state.public_url or "– (no ngrok token: local only)"))
+        lines.append(Content.assemble("Webhook      ", state.webhook_id or "– (none registered)"))
+        lines.append(Content.assemble("Catch-up     ", state.catch_up or "–"))
+        if state.error:
+            lines.append(Content.styled(fmt.clip(state.error, 100), "$error"))
+        self.query_one("#listener-main", Static).update(Content("\n").join(lines))
+        feed = self.query_one(EventFeed)
+        feed.forward_to = state.local_url or ""
+        self._render_counters()
+
+    def _render_counters(self) -> None:
+        sink = self.console.sink
+        by_class = sink.events_by_class
+        lines = [
+            Content.assemble(("Events ", "bold"), f"{sink.events_received:,} this session"),
+            Content.assemble("  2xx ", (f"{by_class['2xx']:,}", "$success"), "  4xx ",
+                             (f"{by_class['4xx']:,}", "$warning"), "  5xx ", (f"{by_class['5xx']:,}", "$error")),
+        ]
+        if self.state.counters:
+            lines.append(Content.assemble(("Listener ", "bold"), "  ".join(
+                f"{name} {value:,}" for name, value in self.state.counters)))
+        self.query_one("#listener-counters", Static).update(Content("\n").join(lines))
+
+    # -- start, stop -----------------------------------------------------------------------------
+
+    def action_start_listener(self) -> None:
+        engine = self.console.engine
+        assert engine is not None
+        if engine.listener is not None:
+            self.notify("The listener is already running: x stops it.")
+            return
+        settings = self.console.settings
+        self.state = ListenerView(state="starting")
+        self._render_state()
+
+        async def start() -> ListenerChanged:
+            engine.require("listener")
+
+            async def start_on_engine(sync: Any) -> ListenerView:
+                from stripe_sync_core.listener import WebhookListener
+
+                listener = WebhookListener(sync, settings.listener_host, settings.listener_port,
+                                           manage_webhook=manages_webhook(sync.config))
+                engine.listener = listener
+                try:
+                    await listener.start(wait_for_catch_up=False)
+                except BaseException:
+                    engine.listener = None
+                    raise
+                return listener_view(listener)
+
+            return ListenerChanged(await engine.call(start_on_engine))
+
+        self.call_engine("start listener", start)
+
+    def action_stop_listener(self) -> None:
+        engine = self.console.engine
+        assert engine is not None
+        if engine.listener is None:
+            self.notify("The listener is not running.")
+            return
+        self.state = ListenerView(state="stopping", public_url=None, local_url=self.state.local_url)
+        self._render_state()
+
+        async def stop() -> ListenerChanged:
+            async def stop_on_engine(sync: Any) -> ListenerView:
+                listener, engine.listener = engine.listener, None
+                await listener.stop()
+                return ListenerView()
+
+            return ListenerChanged(await engine.call(stop_on_engine))
+
+        self.call_engine("stop listener", stop)
+
+    def on_listener_changed(self, message: ListenerChanged) -> None:
+        self.state = message.state
+        self._render_state()
+
+    def on_operation_failed(self, message: Any) -> None:
+        if message.what.endswith("listener"):
+            self.state = ListenerView(state="error", error=message.problem.detail)
+            self._render_state()
+        super().on_operation_failed(message)
+
+    def action_clear_feed(self) -> None:
+        self.query_one(EventFeed).clear()

@@ -1,0 +1,1 @@
+"""Widgets of the console: nouns, one live panel each."""

@@ -1,0 +1,135 @@
+"""A backfill killed (SIGKILL) or cancelled at any moment resumes from each chunk's cursor: nothing skipped,
+nothing stored twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psycopg
+import pytest
+from backfill_support import assert_same_ids, chunk_rows, emulator_objects, engine, run_rows
+
+from stripe_sync_core.backfill import BackfillOptions
+from stripe_sync_emulator import StripeEmulator
+
+WORKER = textwrap.dedent("""
+    import asyncio, sys
+    from stripe_sync_core import StripeSync, SyncConfig
+    url, api_base, key, obj = sys.argv[1:5]
+    config = SyncConfig(database_url=url, stripe_secret_key=key, stripe_api_base=api_base,
+                        max_requests_per_second=0, initial_retry_delay_ms=1, max_retry_delay_ms=20)
+    async def main():
+        async with StripeSync(config) as sync:
+            await sync.process_until_done(obj, concurrency=4)
+    asyncio.run(main())
+""")
+
+TABLES = ["customers", "tax_ids", "payment_methods", "invoices", "charges", "subscriptions", "subscription_items"]
+
+
+def start_worker(url: str, emu: StripeEmulator, obj: str = "all") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WORKER, url, emu.api_base, emu.secret_key, obj],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+
+
+def processed(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT COALESCE(sum(processed_count), 0) FROM stripe._sync_obj_runs").fetchone()
+        return int(row[0]) if row else 0
+
+
+def wait_for_progress(url: str, proc: subprocess.Popen, at_least: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while processed(url) < at_least:
+        if proc.poll() is not None:
+            raise AssertionError(f"worker ended early: {proc.stderr.read().decode() if proc.stderr else ''}")
+        if time.monotonic() > deadline:
+            raise AssertionError("worker made no progress")
+        time.sleep(0.02)
+
+
+def assert_stored_once(url: str, emu: StripeEmulator) -> None:
+    """Every chunk's count went up with its page in one transaction: the counts equal the objects."""
+    chunks = chunk_rows(url)
+    assert all(c["status"] == "complete" for c in chunks)
+    by_object: dict[str, int] = {}
+    children: dict[str, int] = {}
+    for c in chunks:
+        by_object[c["object"]] = by_object.get(c["object"], 0) + c["processed_count"]
+        for table, count in c["children_processed"].items():
+            children[table] = children.get(table, 0) + count
+    for table in ("customers", "invoices", "charges", "subscriptions"):
+        assert by_object[table] == len(emulator_objects(emu, table)), table
+    for table in ("tax_ids", "payment_methods", "subscription_items"):
+        assert children[table] == len(emulator_objects(emu, table)), table
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_a_backfill_killed_at_a_random_moment_resumes_to_the_same_tables(clean_db, seed):
+    rng = random.Random(seed)
+    with StripeEmulator(seed=20 + seed, customers=150, start="2024-01-01", end="2025-01-01",
+                        latency_ms=2) as emu:
+        proc = start_worker(clean_db, emu)
+        try:
+            wait_for_progress(clean_db, proc, at_least=rng.randint(1, 1500))
+            time.sleep(rng.random() * 0.2)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == -signal.SIGKILL
+        [killed] = run_rows(clean_db)
+        assert killed["closed_at"] is None  # the run stays open for the next process
+        async with engine(clean_db, emu) as sync:
+            summary = await sync.process_until_done("all", concurrency=4)
+        [run] = run_rows(clean_db)
+        assert run["id"] == killed["id"] and run["status"] == "complete"
+        assert all(s["errors"] == 0 for s in summary.values())
+        assert_same_ids(clean_db, emu, TABLES)
+        assert_stored_once(clean_db, emu)
+
+
+async def test_a_dead_workers_claims_are_taken_over_at_once(clean_db):
+    """The killed worker's advisory lock went with its connection: no need to wait for its lease."""
+    with StripeEmulator(seed=30, customers=600, start="2024-01-01", end="2025-01-01", latency_ms=30) as emu:
+        proc = start_worker(clean_db, emu, "customers")
+        wait_for_progress(clean_db, proc, at_least=1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert any(c["status"] == "running" for c in chunk_rows(clean_db))
+        options = BackfillOptions(lease_seconds=3600, idle_poll_seconds=0.05)
+        async with engine(clean_db, emu, options=options) as sync:
+            started = time.monotonic()
+            await asyncio.wait_for(sync.process_until_done("customers"), 20)
+        assert time.monotonic() - started < 10
+        assert_same_ids(clean_db, emu, ["customers"])
+
+
+async def test_cancelling_leaves_the_run_resumable(clean_db):
+    with StripeEmulator(seed=31, customers=150, start="2024-01-01", end="2025-01-01", latency_ms=3) as emu:
+        async with engine(clean_db, emu) as sync:
+            task = asyncio.create_task(sync.process_until_done("all", concurrency=4))
+            while processed(clean_db) < 300:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        chunks = chunk_rows(clean_db)
+        assert not [c for c in chunks if c["status"] == "running"]  # handed back, not left claimed
+        interrupted = [c for c in chunks if c["status"] == "pending" and c["processed_count"] > 0]
+        assert interrupted and all(c["page_cursor"] for c in interrupted)  # cursor kept
+        [run] = run_rows(clean_db)
+        assert run["closed_at"] is None
+        async with engine(clean_db, emu) as sync:
+            await sync.process_until_done("all", concurrency=4)
+        assert_same_ids(clean_db, emu, TABLES)
+        assert_stored_once(clean_db, emu)
+        assert run_rows(clean_db)[0]["status"] == "complete"

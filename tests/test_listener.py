@@ -1,0 +1,228 @@
+"""The embedded listener over real HTTP: the emulator's signed deliveries (with duplicates, reorders and
+same-second bursts), status codes, a database outage, catch-up from /v1/events and the ngrok tunnel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from pyngrok import installer
+from webhook_support import (  # noqa: F401  (fixtures)
+    WEBHOOK_SECRET,
+    PostgresProxy,
+    count,
+    emu_api_get,
+    emulator_fixture,
+    engine_config,
+    engine_fixture,
+    event,
+    mismatches,
+    signed,
+)
+
+from stripe_sync_core import StripeSync
+from stripe_sync_core.listener import WebhookListener
+from stripe_sync_core.progress import RecordingSink
+from stripe_sync_emulator import StripeEmulator
+
+FIXTURES = json.loads((Path(__file__).parent / "data" / "stripe_fixtures.json").read_text())["resources"]
+FAKE_NGROK = Path(__file__).parent / "fake_ngrok" / "ngrok"
+NGROK_TOKEN = "2fakeTokenForListenerTests_abcdef5678"
+
+
+async def post(url: str, body: bytes, signature: str | None = None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["Stripe-Signature"] = signature
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def get(url: str) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def deliveries_done(emu: StripeEmulator, timeout: float = 30.0) -> None:
+    assert await asyncio.to_thread(emu.wait_for_deliveries, timeout), "deliveries still pending"
+
+
+async def test_faulty_deliveries_end_equal_to_the_emulator(engine: StripeSync, emulator: StripeEmulator) -> None:
+    emulator.set_webhook_faults(duplicate=0.2, reorder=0.3)
+    sink = RecordingSink()
+    engine.progress = sink
+    async with WebhookListener(engine, port=0, manage_webhook=True, catch_up=False) as listener:
+        events = await asyncio.to_thread(emulator.mutate_random, 60, None, True)  # all in one second
+        events += await asyncio.to_thread(emulator.mutate_random, 60)
+        await deliveries_done(emulator)
+        state = listener.state
+    assert await mismatches(engine, emulator, events) == []
+    assert state.received == state.ok > len(events)  # duplicates were delivered too, and acknowledged
+    assert (state.client_errors, state.server_errors) == (0, 0)
+    assert await count(engine, "SELECT 1 FROM stripe._events") == len(events)
+    outcomes = await engine.database.fetch_all("SELECT DISTINCT outcome FROM stripe._events")
+    assert {"stored", "refetched"} <= {r["outcome"] for r in outcomes}
+    replies = [args for name, args in sink.calls if name == "event_received"]
+    assert len(replies) == state.received and {args[3] for args in replies} == {200}
+    assert any(args[2] == "duplicate" for args in replies)
+    banner = [args[1] for name, args in sink.calls if name == "message"][0]
+    assert banner.startswith("Ready! Forwarding http://127.0.0.1:")
+
+
+async def test_status_codes(engine: StripeSync) -> None:
+    async with WebhookListener(engine, port=0, catch_up=False, max_body_bytes=64 * 1024) as listener:
+        url = listener.state.local_url
+        assert url is not None
+        now = int(time.time())
+        ok_body, ok_signature = signed(event("customer.updated", FIXTURES["customer"], now))
+        assert await post(url, ok_body, ok_signature) == (200, {"received": True, "outcome": "stored"})
+        assert (await post(url, ok_body, ok_signature))[1]["outcome"] == "duplicate"
+
+        other = signed(event("customer.updated", {**FIXTURES["customer"], "id": "cus_other"}, now))
+        assert (await post(url, other[0], ok_signature))[0] == 400  # signature of another body
+        assert (await post(url, other[0]))[0] == 400  # no signature
+        replay = signed(event("customer.updated", {**FIXTURES["customer"], "id": "cus_replay"}, now),
+                        timestamp=now - 400)
+        status, reply = await post(url, *replay)
+        assert status == 400 and "tolerance" in reply["error"]
+        import stripe
+
+        for body in (b"{oops", b'{"id": "evt_x", "type": "customer.updated"}'):
+            header = stripe.WebhookSignature.generate_signature_header(body.decode(), WEBHOOK_SECRET)
+            assert (await post(url, body, header))[0] == 400
+        big = event("customer.updated", {**FIXTURES["customer"], "id": "cus_big", "description": "x" * 70_000}, now)
+        assert (await post(url, *signed(big)))[0] == 413
+
+        unknown = signed(event("issuing_card.created", {"id": "ic_1", "object": "issuing.card"}, now))
+        assert await post(url, *unknown) == (200, {"received": True, "outcome": "ignored"})
+        upcoming = {k: v for k, v in FIXTURES["invoice"].items() if k != "id"}
+        assert (await post(url, *signed(event("invoice.upcoming", upcoming, now, "evt_up"))))[1]["outcome"] == "ignored"
+
+        status, health = await get(url.replace("/webhooks", "/healthz"))
+        assert status == 200 and health["database"] == "ok"
+        state = listener.state
+        assert (state.received, state.ok, state.client_errors, state.server_errors) == (10, 4, 6, 0)
+    assert await count(engine, "SELECT 1 FROM stripe.customers") == 1  # nothing from the refused ones
+    assert await count(engine, "SELECT 1 FROM stripe._events") == 3
+
+
+async def test_nothing_is_lost_while_the_database_is_down(clean_db: str, emulator: StripeEmulator) -> None:
+    proxy = await PostgresProxy(clean_db).start()
+    try:
+        async with StripeSync(engine_config(proxy.url, emulator)) as sync, \
+                WebhookListener(sync, port=0, manage_webhook=True, catch_up=False, db_timeout=0.5) as listener:
+            await proxy.down()
+            events = await asyncio.to_thread(emulator.mutate_random, 25)
+            deadline = time.monotonic() + 20
+            while listener.state.server_errors < 5 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert listener.state.server_errors >= 5 and listener.state.ok == 0
+            status, health = await get(listener.state.local_url.replace("/webhooks", "/healthz"))
+            assert (status, health["database"]) == (503, "unreachable")
+            statuses = {d["status"] for d in emulator.deliveries()}
+            assert statuses <= {503}, statuses
+
+            await proxy.up()
+            await deliveries_done(emulator, 60)
+            assert await mismatches(sync, emulator, events) == []
+            assert await count(sync, "SELECT 1 FROM stripe._events") == len(events)
+    finally:
+        await proxy.close()
+
+
+async def test_catch_up_applies_events_missed_while_down(engine: StripeSync, emulator: StripeEmulator) -> None:
+    first = await asyncio.to_thread(emulator.mutate_random, 10)
+    for ev in first:  # as if delivered while the listener ran
+        await engine.process_event(ev)
+    emulator.clock.advance(2)
+    missed = await asyncio.to_thread(emulator.mutate_random, 30)  # no endpoint: nobody hears of these
+    listener = WebhookListener(engine, port=0)
+    state = await listener.start()
+    try:
+        catch_up = state.catch_up
+        assert catch_up.state == "done" and not catch_up.backfill_recommended
+        assert catch_up.applied == len(missed)
+        assert await mismatches(engine, emulator, first + missed) == []
+    finally:
+        await listener.stop()
+
+
+async def test_catch_up_recommends_a_backfill_beyond_stripes_retention(engine: StripeSync) -> None:
+    sink = RecordingSink()
+    engine.progress = sink
+    listener = WebhookListener(engine, port=0)
+    state = await listener.start()
+    await listener.stop()
+    assert state.catch_up.state == "skipped" and state.catch_up.backfill_recommended
+
+    old = datetime.now(UTC) - timedelta(days=45)
+    await engine.database.execute(
+        "INSERT INTO stripe._events (id, type, account_id, event_created, outcome) VALUES (%s, %s, %s, %s, %s)",
+        ("evt_long_ago", "customer.updated", await engine.own_account_id(), old, "stored"))
+    state = await listener.start()
+    await listener.stop()
+    assert state.catch_up.state == "done" and state.catch_up.backfill_recommended
+    assert "backfill" in state.catch_up.message
+    assert any(name == "message" and args[0] == "warning" and "backfill" in args[1] for name, args in sink.calls)
+
+
+# -- the tunnel ----------------------------------------------------------------------------------------
+
+
+def _fake_agents() -> list[int]:
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,stat=,args="], capture_output=True, text=True, check=True).stdout
+    pids = []
+    for line in out.splitlines():
+        pid, stat, args = line.strip().split(None, 2)
+        if str(FAKE_NGROK) in args and " start " in args and not stat.startswith("Z"):
+            pids.append(int(pid))
+    return pids
+
+
+@pytest.fixture
+def fake_ngrok(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    if not os.access(FAKE_NGROK, os.X_OK):
+        pytest.skip("tests/fake_ngrok/ngrok is not there yet")
+    for var in ("STRIPE_SYNC_NGROK_PATH", "NGROK_AUTHTOKEN", "FAKE_NGROK_VALID_TOKENS", "PYNGROK_NGROK_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+    def no_download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pyngrok tried to download ngrok")
+
+    monkeypatch.setattr(installer, "install_ngrok", no_download)
+    yield str(FAKE_NGROK)
+    leftovers = _fake_agents()
+    for pid in leftovers:
+        os.kill(pid, 9)
+    assert leftovers == [], "fake ngrok agents left running"
+
+
+@pytest.mark.parametrize("remove_on_exit", [False, True])
+async def test_the_tunnel_exposes_the_listener_and_closes_with_it(engine: StripeSync, emulator: StripeEmulator,
+                                                                   fake_ngrok: str, remove_on_exit: bool) -> None:
+    listener = WebhookListener(engine, port=0, ngrok_auth_token=NGROK_TOKEN, ngrok_path=fake_ngrok,
+                               remove_webhook_on_exit=remove_on_exit, catch_up=False)
+    state = await listener.start()
+    try:
+        assert state.public_url and state.public_url.startswith("https://")
+        assert state.webhook_url == f"{state.public_url}/webhooks"
+        [endpoint] = emu_api_get(emulator, "/v1/webhook_endpoints")["data"]
+        assert (endpoint["id"], endpoint["url"]) == (state.webhook_id, state.webhook_url)
+        assert len(_fake_agents()) == 1
+        status, _ = await get(state.local_url.replace("/webhooks", "/healthz"))
+        assert status == 200
+    finally:
+        await listener.stop()
+    assert _fake_agents() == [] and not state.running
+    remaining = emu_api_get(emulator, "/v1/webhook_endpoints")["data"]
+    assert len(remaining) == (0 if remove_on_exit else 1)
+    assert len(await engine.list_managed_webhooks()) == (0 if remove_on_exit else 1)
+    assert NGROK_TOKEN not in repr(listener.state)

@@ -1,0 +1,414 @@
+"""Pilot tests: press keys, assert on widget state and on what reached the database or Stripe."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+from textual.widgets import Button, DataTable, Input
+
+from stripe_sync_tui.screens.backfill import BackfillScreen
+from stripe_sync_tui.screens.deletion import DeletionScreen
+from stripe_sync_tui.screens.dialogs import ConfirmDialog, CreateWebhookDialog
+from stripe_sync_tui.screens.help import HelpScreen
+from stripe_sync_tui.screens.listener import ListenerScreen
+from stripe_sync_tui.screens.problem import ProblemScreen
+from stripe_sync_tui.screens.runs import RunChunksScreen, RunsScreen
+from stripe_sync_tui.screens.webhooks import WebhooksScreen
+from stripe_sync_tui.sink import FeedEvent
+from stripe_sync_tui.widgets.feed import EventFeed
+from stripe_sync_tui.widgets.table import FilterableTable
+
+from .conftest import SIZE, loaded, until
+from .seed import FROZEN, seed_account, seed_events, seed_managed_webhook, seed_runs
+
+
+def cell(table: FilterableTable, key: str, column: str) -> str:
+    return str(table.table.get_cell(key, column))
+
+
+# -- 1 sync runs ---------------------------------------------------------------------------------
+
+
+async def test_current_run_rows_update_in_place_and_keep_the_cursor(make_app, clean_db, stripe_server):
+    seed_account(clean_db, stripe_server.account_id)
+    run_id = seed_runs(clean_db, stripe_server.account_id)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        current = app.screen.query_one("#current", FilterableTable)
+        assert current.shown_keys == ["customers", "invoices", "charges"]
+        assert cell(current, "customers", "chunks") == "2/4"
+        await pilot.press("down")
+        assert current.cursor_key == "invoices"
+        with psycopg.connect(clean_db, autocommit=True) as conn:  # another process moves the run on
+            conn.execute("UPDATE stripe._sync_obj_runs SET status = 'complete', processed_count = 300 "
+                         "WHERE run_id = %s AND object = 'customers' AND status = 'running'", (run_id,))
+        loads = app.screen.loads
+        await until(pilot, lambda: app.screen.loads >= loads + 2)
+        assert cell(current, "customers", "chunks") == "3/4"
+        assert cell(current, "customers", "stored") == "1,750"
+        assert current.cursor_key == "invoices"  # the cursor survived the refresh
+
+
+async def test_filter_narrows_the_table_and_esc_clears_it(make_app, clean_db, stripe_server):
+    seed_account(clean_db, stripe_server.account_id)
+    seed_runs(clean_db, stripe_server.account_id)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        current = app.screen.query_one("#current", FilterableTable)
+        await pilot.press("slash", "i", "n", "v")
+        assert current.shown_keys == ["invoices"]
+        await loaded(pilot, app.screen.loads + 2)  # live refreshes keep the filter
+        assert current.shown_keys == ["invoices"]
+        await pilot.press("escape")
+        assert current.shown_keys == ["customers", "invoices", "charges"]
+        assert not current.has_class("-filtering")
+
+
+async def test_enter_opens_a_runs_chunks_and_esc_backs_out(make_app, clean_db, stripe_server):
+    seed_account(clean_db, stripe_server.account_id)
+    seed_runs(clean_db, stripe_server.account_id)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        app.screen.query_one("#history", FilterableTable).focus_table()
+        await pilot.press("down", "enter")  # run #2, the one with an error
+        assert isinstance(app.screen, RunChunksScreen) and app.screen.run_id == 2
+        await loaded(pilot)
+        chunks = app.screen.query_one("#chunks", FilterableTable)
+        assert len(chunks.shown_keys) == 2
+        assert "sk_test_51HxSecret" not in cell(chunks, chunks.shown_keys[1], "error")  # masked, never the key
+        assert app.screen.query_one("#chunks", FilterableTable)._rows[1][1][7].plain.endswith("…")
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+
+# -- 2 webhooks ----------------------------------------------------------------------------------
+
+
+async def test_create_and_delete_a_managed_webhook(make_app, clean_db, stripe_server):
+    from stripe_sync_tui.engine import feature_missing
+
+    if feature_missing("managed_webhooks"):
+        pytest.skip(f"waiting on the engine: {feature_missing('managed_webhooks')}")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("2")
+        await loaded(pilot)
+        await pilot.press("n")
+        assert isinstance(app.screen, CreateWebhookDialog)
+        await pilot.press(*"https://hooks.console.test/stripe", "enter")
+        screen = app.screen
+        assert isinstance(screen, WebhooksScreen)
+        table = screen.query_one(FilterableTable)
+        await until(pilot, lambda: any(h.url == "https://hooks.console.test/stripe"
+                                       for h in (screen.view.managed if screen.view else [])))
+        webhook_id = screen.view.managed[0].webhook_id
+        table.table.move_cursor(row=table.shown_keys.index(webhook_id))
+        await pilot.press("d")
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog)
+        assert dialog.focused is dialog.query_one("#cancel", Button)  # Cancel by default
+        assert webhook_id in dialog.target and dialog.livemode is False
+        await pilot.press("enter")  # Cancel: nothing deleted
+        assert app.screen is screen and webhook_id in table.shown_keys
+        await pilot.press("d", "tab", "enter")  # Delete
+        await until(pilot, lambda: screen.view is not None and not screen.view.managed)
+        assert webhook_id not in table.shown_keys
+
+
+async def test_endpoints_we_do_not_manage_are_listed_read_only(make_app, clean_db, stripe_server):
+    import stripe
+
+    client = stripe.StripeClient(stripe_server.secret_key, base_addresses={"api": stripe_server.api_base})
+    other = client.raw_request("post", "/v1/webhook_endpoints", url="https://other.example/hook",
+                               **{"enabled_events[]": ["*"]}).data  # type: ignore[union-attr]
+    seed_account(clean_db, stripe_server.account_id)
+    seed_managed_webhook(clean_db, stripe_server.account_id)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("2")
+        await loaded(pilot)
+        table = app.screen.query_one(FilterableTable)
+        assert set(table.shown_keys) == {"we_1ManagedConsole", other["id"]}
+        assert "read-only" in cell(table, other["id"], "owner")
+        table.table.move_cursor(row=table.shown_keys.index(other["id"]))
+        await pilot.press("d")
+        assert isinstance(app.screen, WebhooksScreen)  # no confirmation: not ours to delete
+        assert any("not managed" in n.message for n in app._notifications)
+
+
+async def test_read_only_keeps_write_actions_visible_but_disabled(make_app, clean_db, stripe_server):
+    app = make_app(read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("2")
+        await loaded(pilot)
+        await pilot.press("n")
+        assert isinstance(app.screen, WebhooksScreen)  # no dialog
+        assert any("--read-only" in n.message for n in app._notifications)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Create a managed webhook (disabled: started with --read-only)" in titles
+        assert not any("Start the backfill" in t for t in titles)  # palette: this screen's actions only
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        help_rows = app.screen.query_one(DataTable)
+        states = [str(help_rows.get_row_at(i)[3]) for i in range(help_rows.row_count)]
+        assert states.count("disabled: started with --read-only") == 4  # create, delete, wipe, listen
+        await pilot.press("escape")
+        assert isinstance(app.screen, WebhooksScreen)
+
+
+# -- 3 backfill ----------------------------------------------------------------------------------
+
+
+async def test_backfill_plan_shows_the_chunks_before_starting(make_app, clean_db, stripe_server):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("3")
+        screen = app.screen
+        assert isinstance(screen, BackfillScreen)
+        screen.query_one("#objects").deselect_all()
+        screen.query_one("#objects").select("customers")
+        screen.query_one("#objects").select("subscription_items")
+        await pilot.click("#preset-30")
+        await pilot.click("#chunk-week")
+        await pilot.press("p")
+        table = screen.query_one("#chunks", FilterableTable)
+        # 2025-12-16 .. 2026-01-15 in epoch-aligned weeks, newest first; items ride on subscriptions
+        assert screen.query_one("#from", Input).value == "2025-12-16"
+        assert [cell(table, k, "object") for k in table.shown_keys] == ["customers"] * 6 + ["subscriptions"] * 6
+        assert cell(table, table.shown_keys[0], "from") == "2026-01-15"
+        assert cell(table, table.shown_keys[-1], "error") == "with subscription_items"
+
+
+async def test_backfill_form_errors_are_shown_not_raised(make_app, clean_db, stripe_server):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("3")
+        app.screen.query_one("#from", Input).value = "31/12/2025"
+        await pilot.press("p")
+        assert any("'from' must be a date" in n.message for n in app._notifications)
+
+
+async def test_launch_and_cancel_a_backfill(make_app, clean_db, stripe_server):
+    from stripe_sync_tui.engine import feature_missing
+
+    if feature_missing("backfill"):
+        pytest.skip(f"waiting on the engine: {feature_missing('backfill')}")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("3")
+        screen = app.screen
+        assert isinstance(screen, BackfillScreen)
+        screen.query_one("#budget", Input).value = "2"  # slow enough to cancel mid-run
+        await pilot.press("s")
+        assert screen.running
+        await until(pilot, lambda: screen.run_id is not None)
+        await pilot.press("c")
+        await until(pilot, lambda: not screen.running)
+        await until(pilot, lambda: screen.resumable is not None)
+        assert screen.resumable.run_id == screen.run_id
+        assert not screen.query_one("#start", Button).disabled
+
+
+# -- 4 delete account data ----------------------------------------------------------------------
+
+
+async def _open_wizard(pilot, clean_db, account_id):
+    await loaded(pilot)
+    await pilot.press("4")
+    await loaded(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, DeletionScreen)
+    return screen
+
+
+async def test_deletion_wizard_cancels_at_every_step(make_app, clean_db, stripe_server):
+    account = stripe_server.account_id
+    seed_account(clean_db, account)
+    seed_runs(clean_db, account, open_run=False)
+    seed_events(clean_db, account)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open_wizard(pilot, clean_db, account)
+        # step 2 (preview), cancelled with esc
+        await pilot.press("enter")
+        assert screen.step == "preview"
+        await until(pilot, lambda: screen.preview is not None)
+        assert screen.preview["deleted_record_counts"]["_events"] == 6
+        await pilot.press("escape")
+        assert screen.step == "choose" and screen.account_id is None
+        # step 3 (confirm), cancelled with the Cancel button
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.preview is not None)
+        await pilot.click("#preview-continue")
+        assert screen.step == "confirm"
+        await pilot.press(*account[:-1])
+        assert screen.query_one("#confirm-delete", Button).disabled  # not the whole id yet
+        await pilot.press("enter")
+        assert screen.step == "confirm"  # a wrong id never deletes
+        await pilot.click("#confirm-cancel")
+        assert screen.step == "choose"
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT count(*) FROM stripe._events").fetchone()[0] == 6
+
+
+async def test_deletion_wizard_executes_and_summarises(make_app, clean_db, stripe_server):
+    account = stripe_server.account_id
+    seed_account(clean_db, account)
+    seed_runs(clean_db, account, open_run=False)
+    seed_events(clean_db, account)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open_wizard(pilot, clean_db, account)
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.preview is not None)
+        await pilot.click("#preview-continue")
+        await pilot.press(*account)
+        assert not screen.query_one("#confirm-delete", Button).disabled
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.step == "summary")
+        assert screen.result["deleted_record_counts"]["_events"] == 6
+        assert screen.result["dry_run"] is False
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT count(*) FROM stripe._events").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM stripe._sync_runs").fetchone()[0] == 0
+
+
+async def test_read_only_wizard_previews_but_never_deletes(make_app, clean_db, stripe_server):
+    account = stripe_server.account_id
+    seed_account(clean_db, account)
+    app = make_app(read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open_wizard(pilot, clean_db, account)
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.preview is not None)
+        await pilot.click("#preview-continue")
+        await pilot.press(*account, "enter")
+        assert screen.step == "confirm"
+        assert screen.query_one("#confirm-delete", Button).disabled
+
+
+# -- 5 listener ----------------------------------------------------------------------------------
+
+
+async def test_start_the_listener_and_see_an_event_arrive(make_app, clean_db, stripe_server):
+    from stripe_sync_tui.engine import feature_missing
+
+    if feature_missing("listener"):
+        pytest.skip(f"waiting on the engine: {feature_missing('listener')}")
+    import stripe
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("5")
+        screen = app.screen
+        assert isinstance(screen, ListenerScreen)
+        await pilot.press("s")
+        await until(pilot, lambda: screen.state.state not in ("stopped", "starting"), timeout=20)
+        assert screen.state.webhook_id
+        client = stripe.StripeClient(stripe_server.secret_key, base_addresses={"api": stripe_server.api_base})
+        client.raw_request("post", "/v1/customers", email="feed@console.test")
+        feed = screen.query_one(EventFeed)
+        await until(pilot, lambda: any("customer.created" in line.plain for line in feed.lines), timeout=20)
+        assert any("<--" in line.plain and "[200]" in line.plain for line in feed.lines)
+        await pilot.press("x")
+        await until(pilot, lambda: screen.state.state == "stopped", timeout=20)
+
+
+async def test_a_feed_of_100000_events_stays_bounded_and_responsive(make_app, clean_db, stripe_server):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("5")
+        await loaded(pilot)
+        screen = app.screen
+        for i in range(100_000):
+            app.sink.event_received(f"evt_{i:06d}", "customer.updated", "stored", 200 if i % 10 else 500)
+        await pilot.pause()
+        await until(pilot, lambda: app.sink.events_received == 100_000 and not app.sink._events)
+        feed = screen.query_one(EventFeed)
+        assert feed.line_count <= feed.lines.maxlen
+        await until(pilot, lambda: feed.scroll_offset.y == feed.max_scroll_y > 0)  # it follows the newest
+        assert app.sink.events_by_class == {"2xx": 90_000, "4xx": 0, "5xx": 10_000}
+        started = time.perf_counter()
+        await pilot.press("1")
+        assert isinstance(app.screen, RunsScreen)
+        assert time.perf_counter() - started < 0.5
+
+
+async def test_the_feed_speaks_like_stripe_listen(make_app, clean_db, stripe_server):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("5")
+        feed = app.screen.query_one(EventFeed)
+        lines = feed.event_lines(FeedEvent(FROZEN, "evt_1", "invoice.paid", "stored", 200))
+        assert lines[0].plain == "2026-01-15 12:00:00   --> invoice.paid [evt_1]"
+        assert lines[1].plain.startswith("2026-01-15 12:00:00  <--  [200]")
+        colours = {str(span.style) for span in lines[1].spans}
+        assert any(str(app.get_css_variables()["success"]).lower()[1:] in c.lower() for c in colours)
+
+
+# -- header and the error screen ----------------------------------------------------------------
+
+
+async def test_header_shows_account_mode_and_masked_database(make_app, clean_db, stripe_server):
+    app = make_app(database_label=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        state = app.connection
+        assert state.account_id == stripe_server.account_id
+        assert state.livemode is False and state.database_ok and state.stripe_ok
+        assert "sk_" not in str(app.screen.query_one("ConsoleHeader").render())
+
+
+async def test_unreachable_database_shows_what_to_do(make_app):
+    app = make_app(database_url="postgresql://postgres:hunter2@127.0.0.1:1/stripe")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ProblemScreen))
+        problem = app.screen.problem
+        assert problem.title == "Cannot reach the database"
+        assert "hunter2" not in problem.detail and "postgres:****@127.0.0.1:1" in problem.detail
+        assert any("PostgreSQL is running" in line for line in problem.advice)
+        await pilot.press("2")
+        assert isinstance(app.screen, ProblemScreen)  # nothing else until it is fixed
+        await pilot.press("r")
+        await until(pilot, lambda: app.workers._workers == set() or isinstance(app.screen, ProblemScreen))
+
+
+async def test_unreachable_stripe_shows_what_to_do(make_app):
+    app = make_app(api_base="http://127.0.0.1:1")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ProblemScreen))
+        assert app.screen.problem.title == "Cannot reach Stripe"
+        assert app.connection.stripe_ok is False
+
+
+async def test_keymap_overrides_rebind_by_binding_id(make_app, clean_db, stripe_server, tmp_path):
+    from stripe_sync_tui.app import load_keymap
+
+    path = tmp_path / "keymap.toml"
+    path.write_text('[keymap]\n"webhooks.create" = "c"\n')
+    keymap = load_keymap(path)
+    assert keymap == {"webhooks.create": "c"}
+    app = make_app()
+    app.keymap = keymap
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("2")
+        await loaded(pilot)
+        await pilot.press("c")
+        assert isinstance(app.screen, CreateWebhookDialog)
+        await pilot.press("escape")
+        assert isinstance(app.screen, WebhooksScreen)

@@ -1,0 +1,197 @@
+"""Shared pieces of the webhook, managed-webhook and listener tests: the emulator, an engine wired to it,
+ground-truth comparison, signed payloads and a TCP proxy that can make PostgreSQL unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import stripe
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from stripe_sync_core import StripeSync, SyncConfig
+from stripe_sync_core.registry import ENTITLEMENT_SUMMARY_EVENT, EVENT_TYPES
+from stripe_sync_emulator import StripeEmulator
+
+WEBHOOK_SECRET = "whsec_testSecretForWebhookTests0001"
+
+EMULATOR_NAMES = {"invoice_items": "invoiceitems", "checkout_session_line_items": "checkout_line_items"}
+"""Registry tables the emulator names differently."""
+
+SILENT_CHANGES = {"charges", "invoice_items"}
+"""Types the emulator (like Stripe) changes without an event for the object itself (a charge becomes
+`disputed` when a dispute is created, an invoice item gets its `invoice` when attached); webhooks
+cannot see those changes, so the comparison skips them."""
+
+
+def engine_config(url: str, emu: StripeEmulator, **settings: object) -> SyncConfig:
+    return SyncConfig(database_url=url, stripe_secret_key=emu.secret_key, stripe_api_base=emu.api_base,
+                      stripe_webhook_secret=WEBHOOK_SECRET, max_requests_per_second=0, max_retries=2,
+                      initial_retry_delay_ms=10, max_retry_delay_ms=50).with_overrides(**settings)
+
+
+@pytest.fixture(name="emulator")
+def emulator_fixture() -> Iterator[StripeEmulator]:
+    with StripeEmulator(seed=7, customers=5, webhook_retry_base_delay=0.05, webhook_retry_max_delay=0.25,
+                        webhook_max_attempts=60) as emu:
+        yield emu
+
+
+@pytest.fixture(name="engine")
+async def engine_fixture(clean_db: str, emulator: StripeEmulator) -> AsyncIterator[StripeSync]:
+    async with StripeSync(engine_config(clean_db, emulator)) as sync:
+        yield sync
+
+
+def signed(event: dict, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> tuple[bytes, str]:
+    payload = json.dumps(event)
+    return payload.encode(), stripe.WebhookSignature.generate_signature_header(
+        payload, secret, timestamp if timestamp is not None else int(time.time()))
+
+
+def event(event_type: str, obj: dict, created: int, event_id: str | None = None, **extra: object) -> dict:
+    return {"id": event_id or f"evt_test_{event_type}_{obj.get('id')}_{created}", "object": "event",
+            "type": event_type, "created": created, "data": {"object": obj}, "livemode": False, **extra}
+
+
+def truth(emu: StripeEmulator, table: str, object_id: str, account: str | None = None) -> dict | None:
+    """The object as the emulator has it now; None when it does not exist (or was deleted)."""
+    if table == "plans":
+        found = next((o for o in emu.objects("plans", account) if o["id"] == object_id), None)
+    else:
+        found = emu.get(EMULATOR_NAMES.get(table, table), object_id, account)
+    return None if found is None or found.get("deleted") else found
+
+
+def without(obj: dict, *fields: str) -> dict:
+    return {k: v for k, v in obj.items() if k not in fields}
+
+
+async def mismatches(sync: StripeSync, emu: StripeEmulator, events: list[dict],
+                     account: str | None = None) -> list[str]:
+    """Objects the events touched whose stored state differs from the emulator's current state."""
+    touched = {}
+    for ev in events:
+        entry = EVENT_TYPES.get(ev["type"])
+        obj_id = ev["data"]["object"].get("id")
+        if entry and obj_id and ev["type"] != ENTITLEMENT_SUMMARY_EVENT and entry.table not in SILENT_CHANGES:
+            touched[(entry.table, obj_id)] = ev["type"]
+    problems = []
+    for (table, obj_id), last_type in sorted(touched.items()):
+        row = await sync.database.fetch_one(
+            f"SELECT _raw_data, deleted, _account_id FROM stripe.{table} WHERE id = %s", (obj_id,))
+        expected = truth(emu, table, obj_id, account)
+        if row is not None and row["_account_id"] != (account or emu.account_id):
+            problems.append(f"{table} {obj_id}: stored under {row['_account_id']}")
+        if expected is None:
+            if row is not None and not row["deleted"]:
+                problems.append(f"{table} {obj_id}: deleted in the emulator, live in the database")
+        elif row is None or row["deleted"]:
+            problems.append(f"{table} {obj_id}: missing ({last_type})")
+        elif without(row["_raw_data"], "line_items") != without(expected, "line_items"):
+            changed = sorted(k for k in set(row["_raw_data"]) | set(expected)
+                             if row["_raw_data"].get(k) != expected.get(k) and k != "line_items")
+            problems.append(f"{table} {obj_id}: differs in {changed} ({last_type})")
+    return problems
+
+
+async def stored_entitlements(sync: StripeSync) -> dict[str, set[str]]:
+    rows = await sync.database.fetch_all("SELECT id, customer FROM stripe.active_entitlements")
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        found.setdefault(row["customer"], set()).add(row["id"])
+    return found
+
+
+def emulator_entitlements(emu: StripeEmulator, sync_customers: set[str] | None = None) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for customer in emu.objects("customers"):
+        if sync_customers is not None and customer["id"] not in sync_customers:
+            continue
+        page = emu_api_get(emu, "/v1/entitlements/active_entitlements", {"customer": customer["id"], "limit": 100})
+        ids = {e["id"] for e in page["data"]}
+        if ids:
+            found[customer["id"]] = ids
+    return found
+
+
+def emu_client(emu: StripeEmulator) -> stripe.StripeClient:
+    return stripe.StripeClient(emu.secret_key, base_addresses={"api": emu.api_base}, max_network_retries=0)
+
+
+def emu_api_get(emu: StripeEmulator, path: str, params: dict | None = None) -> dict:
+    return emu_client(emu).raw_request("get", path, **(params or {})).data  # type: ignore[union-attr]
+
+
+def emu_api_post(emu: StripeEmulator, path: str, params: dict | None = None) -> dict:
+    return emu_client(emu).raw_request("post", path, **(params or {})).data  # type: ignore[union-attr]
+
+
+async def count(sync: StripeSync, sql: str, params: tuple = ()) -> int:
+    row = await sync.database.fetch_one(f"SELECT count(*) AS n FROM ({sql}) AS q", params)
+    assert row is not None
+    return row["n"]
+
+
+class PostgresProxy:
+    """A TCP proxy in front of PostgreSQL that can refuse and cut connections on demand.
+
+    `down()` closes the listening socket and aborts every open connection, so the engine sees exactly
+    what it would when the database server goes away; `up()` listens again on the same port.
+    """
+
+    def __init__(self, url: str) -> None:
+        params = conninfo_to_dict(url)
+        host = str(params.get("host") or "")
+        if not host or host.startswith("/"):
+            pytest.skip("the database proxy needs a TCP database URL")
+        self.target = (host, int(params.get("port") or 5432))
+        self.port = 0
+        self.url = ""
+        self._params = params
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> PostgresProxy:
+        await self.up()
+        self.url = make_conninfo("", **{**self._params, "host": "127.0.0.1", "port": str(self.port)})
+        return self
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        await self.down()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, upstream_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        self._writers -= {writer, upstream_writer}
