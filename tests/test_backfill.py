@@ -47,6 +47,8 @@ async def test_backfill_of_everything_equals_the_emulator(clean_db):
         assert run["status"] == "complete" and run["closed_at"] is not None
         assert run["params"]["mode"] == "full" and run["params"]["hwm"]["customers"] == max(
             c["created"] for c in customers.values())
+        # Invoice items tell their creation as `date`, which Stripe's `created` filter applies to.
+        assert run["params"]["hwm"]["invoice_items"] == max(i["date"] for i in emu.objects("invoiceitems"))
         names = sink.names()
         assert names[0] == "run_started" and names[-1] == "run_done"
         estimates = {args[1]: args[2] for name, args in sink.calls if name == "objects_estimated"}
@@ -123,6 +125,14 @@ async def test_fixed_chunks_are_calendar_windows(clean_db, chunk, span):
         bounds = sorted((c["created_gte"] or 0, c["created_lte"] or 2**62) for c in chunks)
         assert all(b[0] == a[1] + 1 for a, b in zip(bounds, bounds[1:], strict=False))  # no gap, no overlap
         assert sum(c["processed_count"] for c in chunks) == 30
+
+
+async def test_fixed_chunks_of_invoice_items_follow_their_date(clean_db):
+    with StripeEmulator(seed=7, customers=30, start="2024-01-10", end="2024-03-20") as emu:
+        async with engine(clean_db, emu) as sync:
+            summary = await sync.process_until_done("invoice_items", chunk="week")
+        assert summary["invoice_items"]["stored"] == len(emu.objects("invoiceitems"))
+        assert summary["invoice_items"]["chunks"] > 5
 
 
 async def test_fixed_chunks_of_an_empty_type_cost_one_probe(clean_db):

@@ -67,3 +67,16 @@ async def test_a_chunk_that_exhausts_its_retries_is_marked_error_and_the_rest_co
         assert run["status"] == "error" and run["closed_at"] is not None
         assert run["error_message"].startswith("1 chunk(s) failed; first: invoices:")
         assert emu.secret_key[8:-4] not in run["error_message"]
+
+
+async def test_the_emulators_own_rate_limiter_answering_429_ends_with_complete_tables(clean_db):
+    """No request budget on our side (0 = unlimited) against the emulator's 30/s limiter: a storm of
+    429 with Retry-After, each honoured, and nothing missing."""
+    with StripeEmulator(seed=43, customers=25, start="2024-01-01", end="2025-01-01", rate_limit=30) as emu:
+        async with engine(clean_db, emu, max_retries=8, max_retry_delay_ms=2000) as sync:  # Retry-After: 1 s
+            summary = await sync.process_until_done("all", concurrency=8)
+            rate_limited = sync.stripe.stats.rate_limited
+        stats = emu.stats()
+        assert stats["rate_limited"] == rate_limited > 0
+        assert all(s["errors"] == 0 for s in summary.values())
+        assert_same_ids(clean_db, emu, TABLES)

@@ -252,11 +252,12 @@ class Backfill:
         params.pop("expand", None)
         probe = await self.sync.stripe.get(root.list_path, params, account=header)
         data = probe.get("data") or []
-        if not data:
-            return [PlannedChunk(root.table, low, high, status="complete", estimated=0)]
-        newest = data[0]["created"]
-        windows = fixed_windows(spec, low if low is not None else min(floor, newest),
-                                high if high is not None else newest)
+        newest = root.created_of(data[0]) if data else None
+        if newest is None:
+            return [PlannedChunk(root.table, low, high, status="complete" if not data else "pending",
+                                 estimated=0 if not data else None)]
+        windows: list[tuple[int | None, int | None]] = list(fixed_windows(
+            spec, low if low is not None else min(floor, newest), high if high is not None else newest))
         # The outer windows stay open where the range is: nothing older or newer can slip past.
         windows[0] = (low, windows[0][1])
         windows[-1] = (windows[-1][0], high)

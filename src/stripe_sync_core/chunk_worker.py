@@ -115,7 +115,7 @@ class ChunkWorker:
                 fetched_at = self.sync.now()
                 data = [o for o in page.get("data") or [] if isinstance(o, dict) and o.get("id")]
                 has_more = bool(page.get("has_more")) and bool(data)
-                pieces = self._split(chunk, data, has_more) if may_split else []
+                pieces = self._split(chunk, listing, data, has_more) if may_split else []
                 may_split = False
                 if data:
                     chunk.page_cursor = data[-1]["id"]
@@ -123,7 +123,7 @@ class ChunkWorker:
                 if has_more and (max_pages is None or pages < max_pages):
                     next_page = asyncio.ensure_future(self._fetch(listing, chunk))
                 batch = await self._children(listing, data)
-                _count(chunk, batch)
+                _count(chunk, listing, batch)
                 state = replace(chunk, children=dict(chunk.children))  # what this page's transaction writes
                 if writing is not None:
                     outcome.stored += await writing
@@ -155,13 +155,13 @@ class ChunkWorker:
         params = listing.page_params(chunk.created_gte, chunk.created_lte, chunk.page_cursor)
         return await self.sync.stripe.get(listing.root.list_path, params, account=self.ctx.header)
 
-    def _split(self, chunk: Chunk, data: list[dict], has_more: bool) -> list[PlannedChunk]:
+    def _split(self, chunk: Chunk, listing: Listing, data: list[dict], has_more: bool) -> list[PlannedChunk]:
         """On a chunk's first page: estimate its size and split the range below a dense page."""
         if not has_more:
             chunk.estimated = len(data)
             return []
-        newest, oldest = data[0].get("created"), data[-1].get("created")
-        if not isinstance(newest, int) or not isinstance(oldest, int):
+        newest, oldest = listing.root.created_of(data[0]), listing.root.created_of(data[-1])
+        if newest is None or oldest is None:
             return []
         # The page's own span measures the density near the range below it (a chunk's upper bound
         # may sit far above its data).
@@ -259,12 +259,12 @@ class ChunkWorker:
                 return
 
 
-def _count(chunk: Chunk, batch: PageBatch) -> None:
+def _count(chunk: Chunk, listing: Listing, batch: PageBatch) -> None:
     """Add a page to the chunk's counters and high-water mark."""
     chunk.processed += len(batch.roots)
     for table, count in batch.children.items():
         chunk.children[table] = chunk.children.get(table, 0) + count
-    created = [r["created"] for r in batch.roots if isinstance(r.get("created"), int)]
+    created = [c for c in map(listing.root.created_of, batch.roots) if c is not None]
     if created:
         chunk.max_created = max(chunk.max_created or created[0], *created)
 

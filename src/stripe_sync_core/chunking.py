@@ -118,7 +118,8 @@ def plan_split(*, gte: int | None, newest: int, oldest: int, page_count: int, fl
     if count < 2:
         return None
     edges = [low + span * i // count for i in range(count + 1)]
-    pieces = [(edges[i], edges[i + 1] - 1) for i in range(count) if edges[i + 1] > edges[i]]
+    pieces: list[tuple[int | None, int]] = [
+        (edges[i], edges[i + 1] - 1) for i in range(count) if edges[i + 1] > edges[i]]
     pieces[0] = (gte, pieces[0][1])
     # Newest first: workers take pieces in order and the recent past is what people look at first.
     pieces.reverse()

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from .registry import REGISTRY, ObjectType
-from .stripe_api import StripeApi
+from .stripe_api import ObjectNotFound, StripeApi
 
 PAGE_SIZE = 100
 PER_PARENT_CONCURRENCY = 16
@@ -113,7 +113,10 @@ async def complete_embedded(api: StripeApi, parents: Sequence[dict], embedded: E
         if not isinstance(listed, dict) or not listed.get("has_more") or not listed.get("data"):
             return
         path, params = split_path(embedded.path.format(id=parent["id"]))
-        rest = await list_all(api, path, params, account=account, starting_after=listed["data"][-1]["id"])
+        try:
+            rest = await list_all(api, path, params, account=account, starting_after=listed["data"][-1]["id"])
+        except ObjectNotFound:  # the parent was deleted since it was listed: keep what came with it
+            return
         parent[embedded.field] = {**listed, "data": [*listed["data"], *rest], "has_more": False}
 
     await _bounded(partial(complete, p) for p in parents)
@@ -135,7 +138,10 @@ async def list_per_parent(api: StripeApi, child: ObjectType, parent_ids: Sequenc
     async def one(parent_id: str) -> tuple[str, list[dict]]:
         path = listing.path.format(parent_id=parent_id)
         params = {listing.parent_filter: parent_id} if listing.parent_filter else {}
-        return parent_id, await list_all(api, path, params, account=account)
+        try:
+            return parent_id, await list_all(api, path, params, account=account)
+        except ObjectNotFound:  # the parent was deleted since it was listed: no children to store
+            return parent_id, []
 
     return await _bounded(partial(one, pid) for pid in parent_ids)
 

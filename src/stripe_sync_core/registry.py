@@ -63,12 +63,18 @@ class ObjectType:
     deletion: DeletionPolicy = "flag"
     final_states: frozenset[str] = frozenset()
     status_field: str = "status"
+    created_field: str = "created"
+    """The field `created[gte]` / `created[lte]` filter on (invoice items call it `date`)."""
     fixture_key: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def listable_by_created(self) -> bool:
         return self.list_path is not None and "created" in self.list_filters
+
+    def created_of(self, obj: dict) -> int | None:
+        value = obj.get(self.created_field)
+        return value if isinstance(value, int) else None
 
     def is_final(self, obj: dict) -> bool:
         """True when the payload is in a state that never changes again, so it can be trusted as is."""
@@ -148,7 +154,8 @@ _ENTRIES: tuple[ObjectType, ...] = (
     _entry("invoice_items", "invoiceitem", ["ii_"], "/v1/invoiceitems", "/v1/invoiceitems/{id}",
            list_filters=frozenset({"created", "customer", "invoice"}),
            event_types=("invoiceitem.created", "invoiceitem.updated", "invoiceitem.deleted"),
-           deleted_event_types=("invoiceitem.deleted",), aliases=("invoice_item", "invoiceitem")),
+           deleted_event_types=("invoiceitem.deleted",), created_field="date",
+           aliases=("invoice_item", "invoiceitem")),
     _entry("credit_notes", "credit_note", ["cn_"], "/v1/credit_notes", "/v1/credit_notes/{id}",
            list_filters=frozenset({"created", "customer", "invoice"}),
            event_types=("credit_note.created", "credit_note.updated", "credit_note.voided"),

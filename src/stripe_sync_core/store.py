@@ -16,6 +16,7 @@ import psycopg
 
 from .config import SyncConfig
 from .database import Database, UpsertRow, _dump
+from .listing import list_all, split_path
 from .registry import REGISTRY, NestedList, ObjectType
 from .stripe_api import StripeApi
 
@@ -103,11 +104,8 @@ class ObjectStore:
             if not isinstance(embedded, dict) or not embedded.get("has_more"):
                 continue
             assert self.api is not None
-            items: list[dict] = []
-            path, _, query = nested.path.format(id=obj["id"]).partition("?")
-            params = dict(part.split("=", 1) for part in query.split("&")) if query else {}
-            async for page in self.api.iterate(path, params, account=self._account_header(account_id)):
-                items.extend(page.get("data") or [])
+            path, params = split_path(nested.path.format(id=obj["id"]))
+            items = await list_all(self.api, path, params, account=self._account_header(account_id))
             obj = {**obj, nested.field: {**embedded, "data": items, "has_more": False}}
         return obj
 
