@@ -79,7 +79,7 @@ class WebhookListener:
         self.path = path
         self.ngrok_auth_token = ngrok_auth_token or sync.config.ngrok_auth_token
         self.ngrok_path = ngrok_path
-        self.manage_webhook = bool(self.ngrok_auth_token) if manage_webhook is None else manage_webhook
+        self.manage_webhook = self._stripe_can_reach_us() if manage_webhook is None else manage_webhook
         """Register a managed webhook for the URL Stripe reaches (the tunnel's, else the local one)."""
         self.remove_webhook_on_exit = remove_webhook_on_exit
         self.catch_up_on_start = catch_up
@@ -91,6 +91,12 @@ class WebhookListener:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
+    def _stripe_can_reach_us(self) -> bool:
+        """Register a managed webhook by default when Stripe can call us: through a tunnel, or when
+        "Stripe" is a local API (the emulator of the demo and the tests)."""
+        base = self.sync.config.stripe_api_base or ""
+        return bool(self.ngrok_auth_token) or "://127.0.0.1" in base or "://localhost" in base
+
     async def start(self, *, wait_for_catch_up: bool = True) -> ListenerState:
         """Serve, open the tunnel and register the webhook when configured, then catch up."""
         if self._runner is not None:
@@ -99,9 +105,9 @@ class WebhookListener:
         app = web.Application(client_max_size=self.max_body_bytes)
         app.router.add_post(self.path, self._on_webhook)
         app.router.add_get("/healthz", self._on_health)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=10.0)
+        site = web.TCPSite(runner, self.host, self.port)
         try:
             await site.start()
         except OSError:

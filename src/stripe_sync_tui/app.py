@@ -47,7 +47,8 @@ class ConsoleSettings:
     stripe_health_interval: float = 30.0
     cursor_blink: bool = True
     listener_host: str = "127.0.0.1"
-    listener_port: int = 8787
+    listener_port: int | None = None
+    """None: the configured `listener_port`."""
     database_label: str | None = None
     """What the header calls the database; None shows the URL with its password masked."""
 
@@ -72,7 +73,10 @@ class ConsoleApp(App[int]):
         self.config = config
         self.read_only = read_only
         self.clock = clock or SystemClock()
-        self.settings = settings or ConsoleSettings()
+        settings = settings or ConsoleSettings()
+        if settings.listener_port is None:
+            settings = replace(settings, listener_port=config.listener_port)
+        self.settings = settings
         self.keymap = dict(keymap or {})
         self.sink = ConsoleSink(self.clock)
         self.engine: ConsoleEngine | None = None

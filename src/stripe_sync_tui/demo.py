@@ -1,8 +1,8 @@
 """`--demo`: everything offline with no Stripe key.
 
 The embedded PostgreSQL (in its own `demo` data directory, apart from real data), the local Stripe
-emulator with generated data, a webhook endpoint in the emulator pointing at the embedded listener's
-port, and a steady trickle of live changes that the emulator delivers there as signed webhooks.
+emulator with generated data, and a steady trickle of live changes. A listener started on the demo
+registers a managed webhook in the emulator, which delivers the changes to it as signed webhooks.
 """
 
 from __future__ import annotations
@@ -48,23 +48,17 @@ class _Trickle(threading.Thread):
 def demo_environment(config: SyncConfig, *, trickle: bool = True,
                      customers: int = DEMO_CUSTOMERS) -> Iterator[SyncConfig]:
     """Start the emulator (and the embedded database unless one is configured), migrate, and yield
-    settings pointing at both. The listener port in the settings receives the emulator's webhooks."""
+    settings pointing at both."""
     from stripe_sync_emulator import StripeEmulator
 
     database_url = config.database_url or embedded_database_url(default_data_dir() / "demo")
     run_migrations(database_url)
-    listener_port = _free_port()
     with StripeEmulator(seed=DEMO_SEED, customers=customers) as emulator:
-        endpoint = emulator.create("webhook_endpoints", {
-            "url": f"http://127.0.0.1:{listener_port}/webhooks", "enabled_events": ["*"],
-            "description": "stripe-sync-tui demo listener",
-        })
         demo = config.with_overrides(
             database_url=database_url,
             stripe_api_base=emulator.api_base,
             stripe_secret_key=emulator.secret_key,
-            stripe_webhook_secret=endpoint["secret"],
-            listener_port=listener_port,
+            listener_port=_free_port(),  # never collide with a real listener on 8787
             max_requests_per_second=0,
         )
         mutations = _Trickle(emulator, TRICKLE_INTERVAL_SECONDS) if trickle else None

@@ -62,12 +62,6 @@ def listener_view(listener: Any) -> ListenerView:
     )
 
 
-def manages_webhook(config: Any) -> bool:
-    """Register a managed webhook when Stripe can reach us: through a tunnel, or a local API (emulator)."""
-    base = config.stripe_api_base or ""
-    return bool(config.ngrok_auth_token) or "://127.0.0.1" in base or "://localhost" in base
-
-
 @dataclass
 class ListenerChanged(Message):
     state: ListenerView
@@ -180,8 +174,8 @@ class ListenerScreen(ConsoleScreen):
             async def start_on_engine(sync: Any) -> ListenerView:
                 from stripe_sync_core.listener import WebhookListener
 
-                listener = WebhookListener(sync, settings.listener_host, settings.listener_port,
-                                           manage_webhook=manages_webhook(sync.config))
+                listener = WebhookListener(sync, settings.listener_host,
+                                           settings.listener_port or sync.config.listener_port)
                 engine.listener = listener
                 try:
                     await listener.start(wait_for_catch_up=False)
