@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import stripe
+from backfill_support import EMULATOR_TYPE
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from stripe_sync_core import StripeSync, SyncConfig
@@ -18,7 +19,6 @@ from stripe_sync_emulator import StripeEmulator
 
 WEBHOOK_SECRET = "whsec_testSecretForWebhookTests0001"
 
-EMULATOR_NAMES = {"invoice_items": "invoiceitems", "checkout_session_line_items": "checkout_line_items"}
 """Registry tables the emulator names differently."""
 
 SILENT_CHANGES = {"charges", "invoice_items"}
@@ -62,7 +62,7 @@ def truth(emu: StripeEmulator, table: str, object_id: str, account: str | None =
     if table == "plans":
         found = next((o for o in emu.objects("plans", account) if o["id"] == object_id), None)
     else:
-        found = emu.get(EMULATOR_NAMES.get(table, table), object_id, account)
+        found = emu.get(EMULATOR_TYPE.get(table, table), object_id, account)
     return None if found is None or found.get("deleted") else found
 
 

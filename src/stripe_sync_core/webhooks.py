@@ -33,6 +33,7 @@ import stripe
 from .config import mask_secret
 from .database import UpsertRow
 from .event_writer import TIE, EventWriter, PendingWrite, clean_json, store_children
+from .listing import list_all, split_path
 from .registry import (
     ENTITLEMENT_SUMMARY_EVENT,
     EVENT_TYPES,
@@ -332,10 +333,7 @@ class WebhookProcessor:
             return None
 
     async def _list_all(self, path: str, params: dict, account: str) -> list[dict]:
-        items: list[dict] = []
-        async for page in self.sync.stripe.iterate(path, params, account=self.sync.account_header(account)):
-            items.extend(page.get("data") or [])
-        return items
+        return await list_all(self.sync.stripe, path, params, account=self.sync.account_header(account))
 
     async def _complete_lists(self, entry: ObjectType, obj: dict, account: str) -> dict:
         """Complete truncated embedded lists (`auto_expand_lists`) and list children that only come with
@@ -348,8 +346,7 @@ class WebhookProcessor:
                          and self.sync.config.auto_expand_lists)
             if not (missing or truncated):
                 continue
-            path, _, query = nested.path.format(id=obj["id"]).partition("?")
-            params = dict(part.split("=", 1) for part in query.split("&")) if query else {}
+            path, params = split_path(nested.path.format(id=obj["id"]))
             try:
                 items = await self._list_all(path, params, account)
             except ObjectNotFound:  # the parent is gone (or unknown to this account): keep what came
