@@ -172,9 +172,11 @@ class PostgresProxy:
     def __init__(self, url: str) -> None:
         params = conninfo_to_dict(url)
         host = str(params.get("host") or "")
-        if not host or host.startswith("/"):
-            pytest.skip("the database proxy needs a TCP database URL")
-        self.target = (host, int(params.get("port") or 5432))
+        if not host:
+            pytest.skip("the database proxy needs the database's host or socket directory")
+        port = int(params.get("port") or 5432)
+        # The embedded server listens on a Unix socket only: the proxy's TCP side stays the same.
+        self.target: tuple[str, int] | str = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
         self.port = 0
         self.url = ""
         self._params = params
@@ -203,7 +205,10 @@ class PostgresProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+            if isinstance(self.target, str):
+                upstream_reader, upstream_writer = await asyncio.open_unix_connection(self.target)
+            else:
+                upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
             return
