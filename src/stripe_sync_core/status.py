@@ -317,3 +317,33 @@ async def probe_database(url: str, *, timeout: float = 5.0) -> None:
         reason = " ".join(str(error).split())
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {mask_database_url(url)}: {reason}") from None
     await connection.close()
+
+
+async def table_row_counts(db: Database) -> dict[str, int]:
+    """Rows stored per object table, in registry order (one query for all tables)."""
+    from .registry import REGISTRY
+
+    rows = await db.fetch_all(" UNION ALL ".join(
+        f"SELECT '{table}' AS object, count(*) AS n FROM stripe.{table}" for table in REGISTRY))
+    counts = {row["object"]: int(row["n"]) for row in rows}
+    return {table: counts[table] for table in REGISTRY}
+
+
+async def open_runs(db: Database) -> list[dict]:
+    """Runs not closed yet, oldest first, from the `stripe.sync_runs` view."""
+    return await db.fetch_all(
+        "SELECT run_id, account_id, status, started_at, total_processed, error_count "
+        "FROM stripe.sync_runs WHERE closed_at IS NULL ORDER BY started_at")
+
+
+async def last_event(db: Database) -> dict | None:
+    """The most recently received webhook event (id, type, received_at, outcome), if any."""
+    return await db.fetch_one(
+        "SELECT id, type, received_at, outcome FROM stripe._events ORDER BY received_at DESC LIMIT 1")
+
+
+async def synced_account_rows(db: Database, own_account_id: str | None) -> list[dict]:
+    """Every stored account with its email, country, whether it is the key's own, and when it synced."""
+    return await db.fetch_all(
+        "SELECT id, _raw_data->>'email' AS email, country, (id = %s) AS own, _last_synced_at AS synced_at "
+        "FROM stripe.accounts ORDER BY id", (own_account_id,))

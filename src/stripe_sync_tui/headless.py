@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stripe_sync_core import status
 from stripe_sync_core.config import ConfigError, SyncConfig, load_config, mask_database_url, mask_secret
 from stripe_sync_core.database import DatabaseUnavailable
 from stripe_sync_core.embedded import EmbeddedDatabaseError
 from stripe_sync_core.migrate import MigrationError
-from stripe_sync_core.registry import REGISTRY, UnknownObjectType
+from stripe_sync_core.registry import UnknownObjectType
 from stripe_sync_core.stripe_api import StripeApiError
 
 from .output import HeadlessProgress, Output
@@ -172,19 +173,15 @@ async def cmd_migrate(args: argparse.Namespace, config: SyncConfig, out: Output)
 async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
     async def body(sync: Any) -> int:
         db = sync.database
-        counts = await db.fetch_all(" UNION ALL ".join(
-            f"SELECT '{table}' AS object, count(*) AS rows FROM stripe.{table}" for table in REGISTRY))
-        runs = await db.fetch_all(
-            "SELECT run_id, account_id, status, started_at, total_processed, error_count "
-            "FROM stripe.sync_runs WHERE closed_at IS NULL ORDER BY started_at")
-        last_event = await db.fetch_one(
-            "SELECT id, type, received_at, outcome FROM stripe._events ORDER BY received_at DESC LIMIT 1")
+        counts = await status.table_row_counts(db)
+        runs = await status.open_runs(db)
+        last_event = await status.last_event(db)
         out.data({"kind": "status", "database": db.display_url, "stripe_key": mask_secret(config.stripe_secret_key),
                   "mode": _mode(config), "open_runs": len(runs), "last_event": last_event},
                  text=f"database {db.display_url}  key {mask_secret(config.stripe_secret_key) or '-'}  "
                       f"mode {_mode(config)}  open runs {len(runs)}  "
                       f"last event {last_event['type'] + ' at ' + str(last_event['received_at']) if last_event else '-'}")
-        out.table([dict(r) for r in counts if r["rows"]] or [], ["object", "rows"], kind="table_rows")
+        out.table([{"object": t, "rows": n} for t, n in counts.items() if n], ["object", "rows"], kind="table_rows")
         if runs:
             out.table(runs, ["run_id", "account_id", "status", "started_at", "total_processed", "error_count"],
                       kind="open_run")
@@ -197,10 +194,7 @@ async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output
     async def body(sync: Any) -> int:
         if config.stripe_secret_key:
             await sync.get_current_account()
-        rows = await sync.database.fetch_all(
-            "SELECT a.id, a._raw_data->>'email' AS email, a.country, "
-            "(a.id = %s) AS own, a._last_synced_at AS synced_at FROM stripe.accounts a ORDER BY a.id",
-            (sync._own_account_id,))
+        rows = await status.synced_account_rows(sync.database, sync._own_account_id)
         out.table(rows, ["id", "email", "country", "own", "synced_at"], kind="account")
         return EXIT_OK
 
