@@ -192,9 +192,8 @@ async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) 
 
 async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
     async def body(sync: Any) -> int:
-        if config.stripe_secret_key:
-            await sync.get_current_account()
-        rows = await status.synced_account_rows(sync.database, sync._own_account_id)
+        own = (await sync.get_current_account())["id"] if config.stripe_secret_key else None
+        rows = await status.synced_account_rows(sync.database, own)
         out.table(rows, ["id", "email", "country", "own", "synced_at"], kind="account")
         return EXIT_OK
 
