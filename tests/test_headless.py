@@ -52,8 +52,9 @@ def _check_golden(name: str, stdout: str) -> list[dict]:
     # Chunks finish in any order: compare the records as a sorted multiset.
     normalised = "\n".join(sorted(json.dumps(_normalise(r), sort_keys=True) for r in records)) + "\n"
     path = GOLDEN / f"{name}.jsonl"
-    if os.environ.get("UPDATE_GOLDEN") or not path.exists():
+    if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(normalised)
+    assert path.exists(), f"no golden file {path}: run with UPDATE_GOLDEN=1 once and review it"
     assert normalised == path.read_text(), f"{name}: output differs from {path}"
     return records
 
