@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
+from fake_ngrok_support import FAKE_NGROK, fake_agent_pids
 from pyngrok import installer
 from webhook_support import (  # noqa: F401  (fixtures)
     WEBHOOK_SECRET,
@@ -33,7 +33,6 @@ from stripe_sync_core.progress import RecordingSink
 from stripe_sync_emulator import StripeEmulator
 
 FIXTURES = json.loads((Path(__file__).parent / "data" / "stripe_fixtures.json").read_text())["resources"]
-FAKE_NGROK = Path(__file__).parent / "fake_ngrok" / "ngrok"
 NGROK_TOKEN = "2fakeTokenForListenerTests_abcdef5678"
 
 
@@ -176,16 +175,6 @@ async def test_catch_up_recommends_a_backfill_beyond_stripes_retention(engine: S
 # -- the tunnel ----------------------------------------------------------------------------------------
 
 
-def _fake_agents() -> list[int]:
-    out = subprocess.run(["ps", "-ww", "-eo", "pid=,stat=,args="], capture_output=True, text=True, check=True).stdout
-    pids = []
-    for line in out.splitlines():
-        pid, stat, args = line.strip().split(None, 2)
-        if str(FAKE_NGROK) in args and " start " in args and not stat.startswith("Z"):
-            pids.append(int(pid))
-    return pids
-
-
 @pytest.fixture
 def fake_ngrok(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     if not os.access(FAKE_NGROK, os.X_OK):
@@ -199,7 +188,7 @@ def fake_ngrok(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
     monkeypatch.setattr(installer, "install_ngrok", no_download)
     yield str(FAKE_NGROK)
-    leftovers = _fake_agents()
+    leftovers = fake_agent_pids()
     for pid in leftovers:
         os.kill(pid, 9)
     assert leftovers == [], "fake ngrok agents left running"
@@ -216,12 +205,12 @@ async def test_the_tunnel_exposes_the_listener_and_closes_with_it(engine: Stripe
         assert state.webhook_url == f"{state.public_url}/webhooks"
         [endpoint] = emu_api_get(emulator, "/v1/webhook_endpoints")["data"]
         assert (endpoint["id"], endpoint["url"]) == (state.webhook_id, state.webhook_url)
-        assert len(_fake_agents()) == 1
+        assert len(fake_agent_pids()) == 1
         status, _ = await get(state.local_url.replace("/webhooks", "/healthz"))
         assert status == 200
     finally:
         await listener.stop()
-    assert _fake_agents() == [] and not state.running
+    assert fake_agent_pids() == [] and not state.running
     remaining = emu_api_get(emulator, "/v1/webhook_endpoints")["data"]
     assert len(remaining) == (0 if remove_on_exit else 1)
     assert len(await engine.list_managed_webhooks()) == (0 if remove_on_exit else 1)

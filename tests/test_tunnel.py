@@ -12,26 +12,15 @@ from pathlib import Path
 from urllib.request import urlopen
 
 import pytest
+from fake_ngrok_support import FAKE_NGROK, fake_agent_pids
 from pyngrok import conf, installer, process
 from pyngrok.exception import PyngrokNgrokInstallError
 
 from stripe_sync_core import tunnel as tunnel_mod
 from stripe_sync_core.tunnel import ENV_NGROK_PATH, Tunnel, TunnelError, mask_token, open_tunnel
 
-FAKE_NGROK = Path(__file__).parent / "fake_ngrok" / "ngrok"
 GOOD_TOKEN = "2fakeTokenForTests_abcdefghijklmnop1234"
 PORT = 8765
-
-
-def _fake_agent_pids() -> list[int]:
-    """Running fake agents (``... fake_ngrok/ngrok start ...``), as ``ps`` sees them."""
-    out = subprocess.run(["ps", "-ww", "-eo", "pid=,stat=,args="], capture_output=True, text=True, check=True).stdout
-    pids = []
-    for line in out.splitlines():
-        pid, stat, args = line.strip().split(None, 2)
-        if str(FAKE_NGROK) in args and " start " in args and not stat.startswith("Z"):
-            pids.append(int(pid))
-    return pids
 
 
 def _alive(pid: int) -> bool:
@@ -57,9 +46,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         raise AssertionError("pyngrok tried to download ngrok")
 
     monkeypatch.setattr(installer, "install_ngrok", no_download)
-    assert _fake_agent_pids() == []
+    assert fake_agent_pids() == []
     yield
-    leftovers = _fake_agent_pids()
+    leftovers = fake_agent_pids()
     for pid in leftovers:  # do not leak into other tests, but fail this one
         os.kill(pid, 9)
     assert leftovers == [], "fake ngrok agents left running"
@@ -81,7 +70,7 @@ def test_open_tunnel_forwards_and_close_stops_agent(tmp_path: Path) -> None:
         assert t.local_port == PORT
         assert t.upstream_url == f"http://127.0.0.1:{PORT}"
         assert GOOD_TOKEN not in repr(t)
-        assert t.agent_pid in _fake_agent_pids()
+        assert t.agent_pid in fake_agent_pids()
         assert t.is_running()
 
         [endpoint] = _endpoints(t)
@@ -96,7 +85,7 @@ def test_open_tunnel_forwards_and_close_stops_agent(tmp_path: Path) -> None:
 
     assert t.closed and not t.is_running()
     assert not _alive(t.agent_pid)
-    assert _fake_agent_pids() == []
+    assert fake_agent_pids() == []
     t.close()  # idempotent
 
 

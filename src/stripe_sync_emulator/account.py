@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import StripeError, invalid, missing
-from .forms import as_list, to_int
+from .forms import as_list, form_text, to_int
 from .generator import Generated, generate
 from .ids import IdCodec, b62, b62_decode, b62_hash, h, stable_hash
 from .render import RENDERERS, plan_from_price
@@ -38,15 +38,10 @@ def id_of(v: Any) -> Any:
 
 
 def norm(v: Any) -> str:
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if v is None:
-        return ""
+    """A field value as a filter compares it: form text, an expanded object by its id."""
     if isinstance(v, dict) and "id" in v:
         return str(v["id"])
-    return str(v)
+    return form_text(v)
 
 
 def _true(_: int) -> bool:

@@ -137,13 +137,14 @@ def flatten(params: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
                 if isinstance(item, dict):
                     out.extend(flatten(item, f"{key}[{i}]"))
                 else:
-                    out.append((f"{key}[{i}]", _s(item)))
+                    out.append((f"{key}[{i}]", form_text(item)))
         else:
-            out.append((key, _s(v)))
+            out.append((key, form_text(v)))
     return out
 
 
-def _s(v: Any) -> str:
+def form_text(v: Any) -> str:
+    """A value as form encoding writes it: `true`/`false`, empty for None."""
     if v is True:
         return "true"
     if v is False:
