@@ -20,6 +20,7 @@ from stripe_sync_core.migrate import MigrationError
 from stripe_sync_core.registry import UnknownObjectType
 from stripe_sync_core.stripe_api import StripeApiError
 
+from .format import mode_label
 from .output import HeadlessProgress, Output
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -177,9 +178,9 @@ async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) 
         runs = await status.open_runs(db)
         last_event = await status.last_event(db)
         out.data({"kind": "status", "database": db.display_url, "stripe_key": mask_secret(config.stripe_secret_key),
-                  "mode": _mode(config), "open_runs": len(runs), "last_event": last_event},
+                  "mode": mode_label(config.livemode), "open_runs": len(runs), "last_event": last_event},
                  text=f"database {db.display_url}  key {mask_secret(config.stripe_secret_key) or '-'}  "
-                      f"mode {_mode(config)}  open runs {len(runs)}  "
+                      f"mode {mode_label(config.livemode)}  open runs {len(runs)}  "
                       f"last event {last_event['type'] + ' at ' + str(last_event['received_at']) if last_event else '-'}")
         out.table([{"object": t, "rows": n} for t, n in counts.items() if n], ["object", "rows"], kind="table_rows")
         if runs:
@@ -355,10 +356,6 @@ def _print_deletion(out: Output, result: dict, *, dry_run: bool) -> None:
         out.table([{"table": t, "rows": n} for t, n in counts.items() if n], ["table", "rows"], kind="count")
         for warning in result.get("warnings", []):
             out.log(f"warning: {warning}")
-
-
-def _mode(config: SyncConfig) -> str:
-    return {True: "LIVE", False: "test", None: "-"}[config.livemode]
 
 
 _HANDLERS: dict[str, Callable[[argparse.Namespace, SyncConfig, Output], Coroutine[Any, Any, int]]] = {
