@@ -47,6 +47,24 @@ def test_upgrade_keeps_existing_rows(clean_db):
         assert conn.execute("SELECT count(*) FROM stripe.accounts").fetchone()[0] == 1
 
 
+def test_stored_objects_are_compressed_with_lz4_where_the_server_has_it(clean_db):
+    invoice = {"id": "in_lz4", "object": "invoice", "description": "line " * 1500}  # ~7.5 kB, compressed
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        lz4 = conn.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                           "WHERE name = 'default_toast_compression'").fetchone()[0]
+        methods = {row[0] for row in conn.execute(
+            "SELECT a.attcompression FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE c.relnamespace = 'stripe'::regnamespace AND c.relkind = 'r' AND a.attname = '_raw_data'")}
+        assert methods == {"l"} if lz4 else "l" not in methods
+        conn.execute("INSERT INTO stripe.accounts (_raw_data, _account_id) VALUES (%s, 'acct_1')",
+                     (json.dumps({"id": "acct_1", "object": "account"}),))
+        conn.execute("INSERT INTO stripe.invoices (_raw_data, _account_id) VALUES (%s, 'acct_1')", (json.dumps(invoice),))
+        stored, method = conn.execute(
+            "SELECT _raw_data, pg_column_compression(_raw_data) FROM stripe.invoices WHERE id = 'in_lz4'").fetchone()
+    assert stored == invoice
+    assert method == ("lz4" if lz4 else "pglz")
+
+
 def test_concurrent_migrations_both_succeed(database_url):
     _drop(database_url)
     with ThreadPoolExecutor(4) as pool:
