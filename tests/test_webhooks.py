@@ -6,6 +6,7 @@ entities come from it over HTTP).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -227,6 +228,52 @@ async def test_subscription_items_removed_from_a_subscription_are_marked_deleted
     await engine.process_event(event("customer.subscription.updated", subscription, now))
     rows = await engine.database.fetch_all("SELECT id, deleted FROM stripe.subscription_items ORDER BY id")
     assert {r["id"]: r["deleted"] for r in rows} == {item["id"]: False, "si_removedLater": True}
+
+
+async def test_a_stale_parents_children_are_not_written(engine: StripeSync) -> None:
+    now = int(time.time())
+    subscription = json.loads(json.dumps(FIXTURES["subscription"]))
+    item = subscription["items"]["data"][0]
+    subscription["items"] = {**subscription["items"], "data": [item], "has_more": False}
+    await engine.process_event(event("customer.subscription.updated", subscription, now))
+    older = {**subscription, "items": {**subscription["items"], "data": [{**item, "quantity": 99},
+                                                                         {**item, "id": "si_onlyInTheOldState"}]}}
+    outcome = await engine.process_event(event("customer.subscription.updated", older, now - 5))
+    assert outcome["outcome"] == "stale"
+    rows = await engine.database.fetch_all("SELECT id, quantity, deleted FROM stripe.subscription_items")
+    assert [(r["id"], r["quantity"], r["deleted"]) for r in rows] == [(item["id"], item["quantity"], False)]
+
+
+async def test_concurrent_parents_store_all_their_children(engine: StripeSync) -> None:
+    now = int(time.time())
+    template = json.loads(json.dumps(FIXTURES["subscription"]))
+    item = template["items"]["data"][0]
+    events = []
+    for i in range(30):
+        items = [{**item, "id": f"si_batch{i}_{k}", "subscription": f"sub_batch{i}"} for k in range(2)]
+        subscription = {**template, "id": f"sub_batch{i}",
+                        "items": {**template["items"], "data": items, "has_more": False}}
+        events.append(event("customer.subscription.updated", subscription, now))
+    outcomes = await asyncio.gather(*(engine.process_event(e) for e in events))
+    assert {o["outcome"] for o in outcomes} == {"stored"}
+    rows = await engine.database.fetch_all(
+        "SELECT id, subscription FROM stripe.subscription_items WHERE NOT deleted ORDER BY id")
+    assert {(r["id"], r["subscription"]) for r in rows} == {
+        (f"si_batch{i}_{k}", f"sub_batch{i}") for i in range(30) for k in range(2)}
+
+
+async def test_checkout_line_items_no_longer_in_the_session_are_removed(engine: StripeSync,
+                                                                        emulator: StripeEmulator) -> None:
+    now = int(time.time())
+    session = emulator.objects("checkout_sessions")[0]
+    await engine.process_event(event("checkout.session.completed", session, now - 1))
+    rows = await engine.database.fetch_all("SELECT id, _raw_data FROM stripe.checkout_session_line_items ORDER BY id")
+    assert len(rows) >= 2
+    kept = rows[0]["_raw_data"]
+    listed = {"object": "list", "data": [kept], "has_more": False, "url": "/v1/checkout/sessions/x/line_items"}
+    await engine.process_event(event("checkout.session.completed", {**session, "line_items": listed}, now))
+    left = await engine.database.fetch_all("SELECT id FROM stripe.checkout_session_line_items")
+    assert [r["id"] for r in left] == [kept["id"]]
 
 
 async def test_a_parents_embedded_copy_never_replaces_a_childs_own_event_of_the_same_second(

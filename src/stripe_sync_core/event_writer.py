@@ -1,5 +1,5 @@
 """Batched writes of webhook events: events arriving together are written by one statement (one upsert
-per table and one event-log insert), and the children they embed in the same transaction.
+per table, one per child table and one event-log insert), the children they embed included.
 
 Each caller hands over one event and awaits its outcome. A collector takes whatever is pending when
 the event loop reaches it (optionally after `window` seconds), and while it writes, the next collects;
@@ -112,6 +112,8 @@ def batch_sql(groups: tuple[Group, ...]) -> str:
     WHERE t._last_synced_at IS NULL OR t._last_synced_at < EXCLUDED._last_synced_at
     RETURNING t.id
 )""")
+        if not deleting:
+            writes.extend(children_sql(g, REGISTRY[table_name]))
         written.append(f"SELECT {g} AS g, id FROM w{g}")
         prior.append(f"SELECT {g} AS g, id, _last_synced_at FROM p{g}")
     # `OFFSET 0` keeps the lookups per event on the primary keys: the planner cannot tell how few events a
@@ -141,6 +143,56 @@ decided AS (
 )
 SELECT i.eid, COALESCE(d.outcome, 'duplicate') FROM input i LEFT JOIN decided d ON d.eid = i.eid
 """
+
+
+def children_sql(g: int, entry: ObjectType) -> list[str]:
+    """CTEs storing the children embedded in the parents group `g` wrote (as `store_children` does for a
+    payload): each child over an older row (strictly older when the child has events of its own), and,
+    from a complete list, the retirement of children stored earlier that are no longer in it.
+
+    Only parents this statement wrote (`w{g}`) count; the retirement and the upsert touch disjoint rows.
+    """
+    ctes = []
+    for n, nested in enumerate(entry.nested_lists):
+        child = REGISTRY.get(nested.child_table or "")
+        if child is None:
+            continue
+        table, field_name = f"stripe.{child.table}", nested.field.replace("'", "''")
+        listed = f"f.obj->'{field_name}'"
+        items = f"CASE WHEN jsonb_typeof({listed}->'data') = 'array' THEN {listed}->'data' ELSE '[]'::jsonb END"
+        parents = f"fresh f JOIN w{g} ON w{g}.id = f.oid"
+        column = f', "{child.parent_column}"' if child.parent_column else ""
+        update_parent = (f', "{child.parent_column}" = COALESCE(EXCLUDED."{child.parent_column}", '
+                         f't."{child.parent_column}")' if child.parent_column else "")
+        newer = "<" if child.event_types else "<="
+        ctes.append(f"""c{g}_{n} AS (
+    INSERT INTO {table} AS t (_raw_data, _account_id, _last_synced_at{column})
+    SELECT DISTINCT ON (k.value->>'id') k.value, f.acct, f.ts{", f.oid" if column else ""}
+    FROM {parents} CROSS JOIN LATERAL jsonb_array_elements({items}) AS k
+    WHERE f.g = {g} AND jsonb_typeof(k.value) = 'object' AND k.value->>'id' <> ''
+    ORDER BY k.value->>'id', f.ts DESC
+    ON CONFLICT (id) DO UPDATE SET _raw_data = EXCLUDED._raw_data, _account_id = EXCLUDED._account_id,
+        _last_synced_at = EXCLUDED._last_synced_at{update_parent}
+    WHERE t._last_synced_at IS NULL OR t._last_synced_at {newer} EXCLUDED._last_synced_at
+    RETURNING t.id
+)""")
+        if not nested.retire_missing or child.event_types or nested.parent_field is None:
+            continue
+        gone = (f"""f.g = {g} AND jsonb_typeof({listed}) = 'object'
+      AND NOT COALESCE({listed}->'has_more' = 'true'::jsonb, false)
+      AND t."{nested.parent_field}" = f.oid AND t._account_id = f.acct AND NOT t.deleted
+      AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements({items}) AS k WHERE k.value->>'id' = t.id)
+      AND (t._last_synced_at IS NULL OR t._last_synced_at <= f.ts)""")
+        if child.deletion == "remove":
+            ctes.append(f"r{g}_{n} AS (\n    DELETE FROM {table} AS t USING {parents}\n    WHERE {gone}\n    RETURNING t.id\n)")
+        else:
+            ctes.append(f"""r{g}_{n} AS (
+    UPDATE {table} AS t SET _raw_data = t._raw_data || '{{"deleted": true}}'::jsonb, _last_synced_at = f.ts
+    FROM {parents}
+    WHERE {gone}
+    RETURNING t.id
+)""")
+    return ctes
 
 
 def batch_document(items: list[PendingWrite], groups: dict[Group, int]) -> str:
@@ -325,11 +377,9 @@ class EventWriter:
                 self._sql.clear()
             sql = self._sql[groups] = batch_sql(groups)
         params = {"batch": batch_document(ordered, {group: g for g, group in enumerate(groups)})}
-        with_children = any(nested.child_table for table, deleting in groups if not deleting
-                            for nested in REGISTRY[table].nested_lists)
         accounts = {item.account_id for item in batch}
         async with self.connection() as conn:
-            if not with_children and accounts <= self._known_accounts:
+            if accounts <= self._known_accounts:
                 # One statement is its own transaction: no BEGIN/COMMIT round trips.
                 cursor = await conn.execute(sql, params)
                 outcomes = {row[0]: row[1] for row in await cursor.fetchall()}
@@ -338,20 +388,10 @@ class EventWriter:
                     new_accounts = await self.ensure_accounts(conn, accounts)
                     cursor = await conn.execute(sql, params)
                     outcomes = {row[0]: row[1] for row in await cursor.fetchall()}
-                    if with_children:
-                        await self._store_children(conn, [i for i in batch if outcomes[i.event_id] == "stored"])
                 self.remember_accounts(new_accounts)
         self.batches += 1
         self.rows += len(batch)
         return outcomes
-
-    async def _store_children(self, conn: psycopg.AsyncConnection, written: list[PendingWrite]) -> None:
-        by_parent_state: dict[tuple[str, str, datetime], list[dict]] = {}
-        for item in written:
-            key = (item.object_type.table, item.account_id, item.created)
-            by_parent_state.setdefault(key, []).append(item.obj)
-        for (table, account, created), parents in by_parent_state.items():
-            await store_children(self._store(), REGISTRY[table], parents, account, created, conn, fetched=False)
 
 
 async def store_children(store: ObjectStore, entry: ObjectType, parents: list[dict], account_id: str,
