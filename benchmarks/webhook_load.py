@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -91,6 +92,25 @@ async def cleanup(sync: StripeSync) -> None:
 # -- part 1: process_webhook ---------------------------------------------------------------------
 
 
+def engine_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def postgres_cpu_seconds(sync: StripeSync) -> float:
+    """CPU used so far by the server processes of this database (Linux, server on this machine), else NaN."""
+    rows = await sync.database.fetch_all(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR backend_type = 'walwriter'")
+    total = 0.0
+    try:
+        for row in rows:
+            fields = Path(f"/proc/{row['pid']}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return total
+
+
 async def direct_throughput(sync: StripeSync, tag: str, count: int, callers: int, mix: str) -> dict[str, float]:
     deliveries = [(body.encode(), sign(body)) for body in build_payloads(tag, count, mix)]
     queue = list(reversed(deliveries))
@@ -103,11 +123,14 @@ async def direct_throughput(sync: StripeSync, tag: str, count: int, callers: int
             await sync.process_webhook(body, signature)
             latencies.append(time.perf_counter() - started)
 
+    engine_before, postgres_before = engine_cpu_seconds(), await postgres_cpu_seconds(sync)
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
     elapsed = time.perf_counter() - started
+    engine_cpu, postgres_cpu = engine_cpu_seconds() - engine_before, await postgres_cpu_seconds(sync) - postgres_before
     return {"events_per_s": count / elapsed, "p50_ms": percentile(latencies, 0.5) * 1000,
-            "p99_ms": percentile(latencies, 0.99) * 1000}
+            "p99_ms": percentile(latencies, 0.99) * 1000, "engine_us": engine_cpu / count * 1e6,
+            "postgres_us": postgres_cpu / count * 1e6}
 
 
 async def direct_fixed_rate(sync: StripeSync, tag: str, rate: float, seconds: float, mix: str) -> dict[str, float]:
@@ -215,6 +238,10 @@ async def main(args: argparse.Namespace) -> None:
                       f"{median_of(throughput, 'events_per_s'):,.0f} events/s (runs: {runs_text(throughput)}); "
                       f"call latency p50 {median_of(throughput, 'p50_ms'):.1f} ms, "
                       f"p99 {median_of(throughput, 'p99_ms'):.1f} ms")
+                engine_us, postgres_us = median_of(throughput, "engine_us"), median_of(throughput, "postgres_us")
+                print(f"  CPU per event: engine {engine_us:.0f} us, PostgreSQL {postgres_us:.0f} us; "
+                      f"{os.cpu_count()} cores could do at most {(os.cpu_count() or 1) * 1e6 / (engine_us + postgres_us):,.0f}"
+                      " events/s with no idle moment")
                 print(f"process_webhook [{mix}] at {args.rate:.0f} events/s offered for {args.seconds:.0f} s: "
                       f"p50 {median_of(fixed, 'p50_ms'):.1f} ms, p99 {median_of(fixed, 'p99_ms'):.1f} ms")
         if args.part in ("http", "all"):
