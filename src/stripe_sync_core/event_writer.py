@@ -43,9 +43,6 @@ Key = tuple[str, str]
 
 TIE = "tie"
 
-SPLIT_AT_LEAST = 4
-"""A batch taken while no other is in flight is halved when each half still has this many events."""
-
 _RETRIED_ERRORS = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 
@@ -292,14 +289,9 @@ class EventWriter:
         batch: list[PendingWrite] = []
         keys: set[Key] = set()
         rest: list[PendingWrite] = []
-        limit = self.max_batch
-        if self._writers == 1 and self.max_writers > 1 and len(self._pending) >= 2 * SPLIT_AT_LEAST:
-            # Nothing else in flight: write half now and let the next batch take the rest at once. The two
-            # then alternate: one batch's callers prepare their next events while the other is written.
-            limit = min(limit, (len(self._pending) + 1) // 2)
         for item in self._pending:
             key = item.key
-            if len(batch) < limit and key not in self._busy and key not in keys:
+            if len(batch) < self.max_batch and key not in self._busy and key not in keys:
                 batch.append(item)
                 keys.add(key)
             else:
