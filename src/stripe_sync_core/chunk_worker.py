@@ -10,6 +10,7 @@ the chunk back as `pending` with its cursor, for this or another process to resu
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -21,6 +22,7 @@ from .config import mask_secrets_in
 from .listing import PAGE_SIZE, Listing, complete_embedded, embedded_items, gather_or_cancel, list_per_parent
 from .registry import ObjectType
 from .runs import EVENTS_CHUNK, Chunk, ClaimLost, PlannedChunk, Run, RunLedger, WorkerLease
+from .stripe_api import request_priority
 
 if TYPE_CHECKING:
     from .backfill import BackfillOptions
@@ -41,6 +43,8 @@ class RunContext:
     floor: int
     """Lowest `created` assumed when estimating an open range (the account's creation)."""
     lease: WorkerLease
+    priorities: dict[str, float] = field(default_factory=dict)
+    """Objects left per chunk object, kept current by the backfill: its requests' `request_priority`."""
 
 
 @dataclass
@@ -76,6 +80,8 @@ class ChunkWorker:
         progress = self.sync.progress
         progress.chunk_started(run_id, chunk.object, chunk.id, chunk.created_gte, chunk.created_lte)
         outcome = ChunkOutcome()
+        priorities = self.ctx.priorities
+        weighed = request_priority.set(lambda: priorities.get(chunk.object, math.inf))
         try:
             if chunk.object == EVENTS_CHUNK:
                 await self._catch_up(chunk, outcome, max_pages)
@@ -93,6 +99,8 @@ class ChunkWorker:
         else:
             if outcome.status == "pending":
                 await self.ledger.release(chunk, key)
+        finally:
+            request_priority.reset(weighed)
         progress.chunk_done(run_id, chunk.object, chunk.id, outcome.status, chunk.processed, outcome.error)
         return outcome
 
@@ -203,21 +211,33 @@ class ChunkWorker:
                       done: bool, pieces: list[PlannedChunk]) -> int:
         """Write the page, its children, the chunk's state after it (cursor, counters) and any split
         pieces in one transaction."""
-        ctx, store = self.ctx, self.sync.store
-        async with self.sync.database.pool.connection() as conn, conn.transaction():
-            await self.ledger.advance(conn, chunk, ctx.lease.key, done=done, flush=False)
+        ctx, store, ledger = self.ctx, self.sync.store, self.ledger
+        account = ctx.account_id  # the run's account: its row exists (the run references it)
+        # Pipelined: the statements go out together and the page costs two round trips (the upserts'
+        # answers, the commit) instead of one per statement. The claim check needs the UPDATE's row
+        # count, which is in by the time a later result is; it runs before the commit.
+        async with self.sync.database.pool.connection() as conn, conn.pipeline() as pipeline, \
+                conn.transaction():
+            # The commit may return before its WAL reaches the disk: a server crash may then lose the
+            # last pages, but with their cursor (same transaction), so they are fetched again.
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            advanced = await ledger.send_advance(conn, chunk, ctx.lease.key, done=done)
             if batch.roots:
-                await store.store(listing.root, batch.roots, ctx.account_id, fetched_at, conn=conn)
+                await store.store(listing.root, batch.roots, account, fetched_at, conn=conn, account_exists=True)
             for child, items in batch.expanded:
                 if items:
-                    await store.store(child, items, ctx.account_id, fetched_at, conn=conn)
+                    await store.store(child, items, account, fetched_at, conn=conn, account_exists=True)
             for child, lists in batch.per_parent:
                 pairs = [(item, parent_id) for parent_id, listed in lists for item in listed]
                 if pairs:
-                    await store.store(child, [item for item, _ in pairs], ctx.account_id, fetched_at,
-                                      parent_ids=[parent_id for _, parent_id in pairs], conn=conn)
+                    await store.store(child, [item for item, _ in pairs], account, fetched_at,
+                                      parent_ids=[parent_id for _, parent_id in pairs], conn=conn,
+                                      account_exists=True)
             if pieces:
-                await self.ledger.add_chunks(conn, ctx.run.id, pieces)
+                await ledger.add_chunks(conn, ctx.run.id, pieces)
+            if advanced.rowcount < 0:  # no statement with an answer followed it
+                await pipeline.sync()
+            ledger.check_advanced(advanced, chunk)
         progress = self.sync.progress
         stored = 0
         if listing.root.table in ctx.tables:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import socket
@@ -246,7 +247,13 @@ class RunLedger:
         """
         if not flush:
             await conn.execute("SET LOCAL synchronous_commit = off")
-        cursor = await conn.execute(
+        self.check_advanced(await self.send_advance(conn, chunk, worker_key, done=done), chunk)
+
+    async def send_advance(self, conn: psycopg.AsyncConnection, chunk: Chunk, worker_key: int, *,
+                           done: bool) -> psycopg.AsyncCursor:
+        """The statement of `advance`, unchecked: in pipeline mode its row count is known only once a
+        later result (or a sync) has come back; `check_advanced` it before the transaction commits."""
+        return await conn.execute(
             "UPDATE stripe._sync_obj_runs SET page_cursor = %(cursor)s, processed_count = %(processed)s, "
             "children_processed = %(children)s, max_created = %(max_created)s, created_gte = %(gte)s, "
             "estimated_count = %(estimated)s, heartbeat_at = now(), "
@@ -256,6 +263,9 @@ class RunLedger:
             {"cursor": chunk.page_cursor, "processed": chunk.processed, "children": Jsonb(chunk.children),
              "max_created": chunk.max_created, "gte": chunk.created_gte, "estimated": chunk.estimated,
              "done": done, "id": chunk.id, "key": worker_key})
+
+    @staticmethod
+    def check_advanced(cursor: psycopg.AsyncCursor, chunk: Chunk) -> None:
         if cursor.rowcount != 1:
             raise ClaimLost(f"chunk {chunk.id} was taken over by another worker")
 
@@ -283,6 +293,16 @@ class RunLedger:
     async def heartbeat(self, conn: psycopg.AsyncConnection, worker_key: int) -> None:
         await conn.execute("UPDATE stripe._sync_obj_runs SET heartbeat_at = now() "
                            "WHERE worker_key = %s AND status = 'running'", (worker_key,))
+
+    async def work_left(self, run_id: int) -> dict[str, float]:
+        """Objects still expected per chunk object (pending and running chunks); infinite while a chunk
+        of it has not seen its first page (nothing is known yet)."""
+        rows = await self.db.fetch_all(
+            "SELECT object, bool_or(estimated_count IS NULL) AS unknown, "
+            "COALESCE(sum(GREATEST(estimated_count - processed_count, 0)), 0) AS n "
+            "FROM stripe._sync_obj_runs WHERE run_id = %s AND status IN ('pending', 'running') GROUP BY object",
+            (run_id,))
+        return {row["object"]: math.inf if row["unknown"] else float(row["n"]) for row in rows}
 
     async def estimate(self, run_id: int, object_name: str) -> int:
         """Objects of one type the run expects: each chunk's estimate, or what it stored if more."""

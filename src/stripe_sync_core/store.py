@@ -46,10 +46,11 @@ class ObjectStore:
     async def store(self, object_type: ObjectType, objects: Sequence[dict], account_id: str,
                     synced_at: datetime, *, parent_id: str | None = None,
                     parent_ids: Sequence[str | None] | None = None,
-                    conn: psycopg.AsyncConnection | None = None) -> StoreResult:
+                    conn: psycopg.AsyncConnection | None = None, account_exists: bool = False) -> StoreResult:
         """Upsert a batch (one round trip for the objects, one per child table).
 
         `parent_ids`, parallel to `objects`, names each object's parent where they differ.
+        `account_exists` skips creating a placeholder row for `account_id` (the caller knows it is there).
         """
         result = StoreResult()
         if not objects:
@@ -59,7 +60,8 @@ class ObjectStore:
         objects, parents = [objects[i] for i in kept], [parents[i] for i in kept]
         if self.config.auto_expand_lists and self.api is not None:
             objects = [await self._expand_nested(object_type, o, account_id) for o in objects]
-        await self.db.ensure_accounts([account_id], conn=conn)
+        if not account_exists:
+            await self.db.ensure_accounts([account_id], conn=conn)
         rows = [UpsertRow(o, account_id, synced_at, p) for o, p in zip(objects, parents, strict=True)]
         result.written = await self.db.upsert(object_type, rows, conn=conn)
         result.skipped = {o["id"] for o in objects} - result.written
