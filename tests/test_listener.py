@@ -153,6 +153,27 @@ async def test_catch_up_applies_events_missed_while_down(engine: StripeSync, emu
         await listener.stop()
 
 
+async def test_catch_up_covers_connected_accounts_under_their_own_header(clean_db: str) -> None:
+    with StripeEmulator(seed=8, customers=5, connected_accounts=1) as emu:
+        connected = emu.connected_account_ids[0]
+        async with StripeSync(engine_config(clean_db, emu)) as sync:
+            first_own = await asyncio.to_thread(emu.mutate_random, 5)
+            first_connected = await asyncio.to_thread(emu.mutate_random, 5, connected)
+            for ev in first_own + first_connected:  # delivered while the listener ran
+                await sync.process_event(ev)
+            emu.clock.advance(2)
+            missed_own = await asyncio.to_thread(emu.mutate_random, 5)
+            missed_connected = await asyncio.to_thread(emu.mutate_random, 12, connected)
+            listener = WebhookListener(sync, port=0)
+            state = await listener.start()
+            await listener.stop()
+            assert state.catch_up.state == "done", state.catch_up.message
+            assert state.catch_up.applied == len(missed_own) + len(missed_connected)
+            assert "across 2 accounts" in state.catch_up.message
+            assert await mismatches(sync, emu, first_own + missed_own) == []
+            assert await mismatches(sync, emu, first_connected + missed_connected, account=connected) == []
+
+
 async def test_catch_up_recommends_a_backfill_beyond_stripes_retention(engine: StripeSync) -> None:
     sink = RecordingSink()
     engine.progress = sink

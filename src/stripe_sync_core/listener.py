@@ -7,7 +7,8 @@ reports whether the database answers.
 
 With an ngrok auth token the listener opens a tunnel (tunnel.py, in a worker thread) and registers a
 managed webhook for `<public URL>/webhooks`. On start it catches up on events missed while it was down
-(`/v1/events` since the last logged event; Stripe keeps 30 days, beyond which a backfill is advised).
+(`/v1/events` since the last logged event, for the key's account and each connected account seen;
+Stripe keeps 30 days, beyond which a backfill is advised).
 """
 
 from __future__ import annotations
@@ -239,39 +240,49 @@ class WebhookListener:
     # -- catching up -------------------------------------------------------------------------------
 
     async def catch_up(self) -> CatchUp:
-        """Apply `/v1/events` since the newest logged event of the key's account."""
+        """Apply `/v1/events` since the newest logged event, for the key's own account and for each
+        connected account whose events were logged (Stripe lists a connected account's events only
+        under its `Stripe-Account` header). One account failing does not stop the others."""
         report = self.state.catch_up = CatchUp(state="running")
         try:
-            account = await self.sync.own_account_id()
-            row = await self.sync.database.fetch_one(
-                "SELECT max(event_created) AS last FROM stripe._events WHERE account_id = %s", (account,))
-            last = row["last"] if row else None
-            if last is None:
+            own = await self.sync.own_account_id()
+            rows = await self.sync.database.fetch_all(
+                "SELECT account_id, max(event_created) AS last FROM stripe._events "
+                "WHERE account_id IS NOT NULL GROUP BY account_id")
+            last_seen = {row["account_id"]: row["last"] for row in rows if row["last"] is not None}
+            if own not in last_seen:
                 report.state, report.backfill_recommended = "skipped", True
                 report.message = "no events processed yet: run a backfill to load existing data"
                 self._message("warning", report.message)
                 return report
             horizon = self.sync.now() - timedelta(days=EVENT_RETENTION_DAYS)
-            if last < horizon:
-                report.backfill_recommended = True
-            report.since = max(last, horizon)
-            events: list[dict] = []
-            async for page in self.sync.stripe.iterate("/v1/events",
-                                                       {"created": {"gte": int(report.since.timestamp())}}):
-                events.extend(page.get("data") or [])
-            report.events = len(events)
-            for event in reversed(events):  # Stripe lists newest first; apply in the order they happened
-                outcome = (await self.sync.webhooks.process_event(event))["outcome"]
-                if outcome == "duplicate":
-                    report.duplicates += 1
-                else:
-                    report.applied += 1
+            failed: list[str] = []
+            for account in [own, *sorted(a for a in last_seen if a != own)]:
+                last = last_seen[account]
+                since = max(last, horizon)
+                report.since = since if report.since is None else min(report.since, since)
+                try:
+                    await self._catch_up_account(account, since, connected=account != own, report=report)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    if account == own:
+                        raise
+                    failed.append(mask_secrets_in(f"{account}: {error}"))
+                    continue
+                if last < horizon:
+                    report.backfill_recommended = True
             report.state = "done"
-            report.message = f"caught up {report.applied} missed event(s) since {report.since:%Y-%m-%d %H:%M:%S}"
+            accounts = f" across {len(last_seen)} accounts" if len(last_seen) > 1 else ""
+            assert report.since is not None
+            report.message = (f"caught up {report.applied} missed event(s){accounts} since "
+                              f"{report.since:%Y-%m-%d %H:%M:%S}")
             if report.backfill_recommended:
                 report.message += (f"; the last logged event is older than Stripe's {EVENT_RETENTION_DAYS}-day "
                                    "event history: run a backfill to recover what is older")
-            self._message("warning" if report.backfill_recommended else "info", report.message)
+            if failed:
+                report.message += "; could not catch up " + "; ".join(failed)
+            self._message("warning" if report.backfill_recommended or failed else "info", report.message)
         except asyncio.CancelledError:
             report.state, report.message = "failed", "cancelled"
             raise
@@ -280,6 +291,21 @@ class WebhookListener:
             report.message = mask_secrets_in(f"catch-up failed: {error}")
             self._message("error", report.message)
         return report
+
+    async def _catch_up_account(self, account: str, since: datetime, *, connected: bool, report: CatchUp) -> None:
+        events: list[dict] = []
+        async for page in self.sync.stripe.iterate("/v1/events", {"created": {"gte": int(since.timestamp())}},
+                                                   account=self.sync.account_header(account)):
+            events.extend(page.get("data") or [])
+        report.events += len(events)
+        for event in reversed(events):  # Stripe lists newest first; apply in the order they happened
+            if connected and not event.get("account"):
+                event["account"] = account  # listed under its header: the event is that account's
+            outcome = (await self.sync.webhooks.process_event(event))["outcome"]
+            if outcome == "duplicate":
+                report.duplicates += 1
+            else:
+                report.applied += 1
 
 
 def _claimed_identity(body: bytes) -> tuple[str | None, str | None]:
