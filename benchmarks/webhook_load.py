@@ -124,13 +124,16 @@ async def direct_throughput(sync: StripeSync, tag: str, count: int, callers: int
             latencies.append(time.perf_counter() - started)
 
     engine_before, postgres_before = engine_cpu_seconds(), await postgres_cpu_seconds(sync)
+    writer = sync.webhooks.writer
+    batches_before, rows_before = writer.batches, writer.rows
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
     elapsed = time.perf_counter() - started
     engine_cpu, postgres_cpu = engine_cpu_seconds() - engine_before, await postgres_cpu_seconds(sync) - postgres_before
     return {"events_per_s": count / elapsed, "p50_ms": percentile(latencies, 0.5) * 1000,
             "p99_ms": percentile(latencies, 0.99) * 1000, "engine_us": engine_cpu / count * 1e6,
-            "postgres_us": postgres_cpu / count * 1e6}
+            "postgres_us": postgres_cpu / count * 1e6,
+            "batch": (writer.rows - rows_before) / max(1, writer.batches - batches_before)}
 
 
 async def direct_fixed_rate(sync: StripeSync, tag: str, rate: float, seconds: float, mix: str) -> dict[str, float]:
@@ -241,10 +244,11 @@ async def main(args: argparse.Namespace) -> None:
                 engine_us, postgres_us = median_of(throughput, "engine_us"), median_of(throughput, "postgres_us")
                 print(f"  CPU per event: engine {engine_us:.0f} us, PostgreSQL {postgres_us:.0f} us; "
                       f"{os.cpu_count()} cores could do at most {(os.cpu_count() or 1) * 1e6 / (engine_us + postgres_us):,.0f}"
-                      " events/s with no idle moment")
+                      f" events/s with no idle moment; {median_of(throughput, 'batch'):.1f} events written per statement")
                 print(f"process_webhook [{mix}] at {args.rate:.0f} events/s offered for {args.seconds:.0f} s: "
                       f"p50 {median_of(fixed, 'p50_ms'):.1f} ms, p99 {median_of(fixed, 'p99_ms'):.1f} ms")
         if args.part in ("http", "all"):
+            writer = sync.webhooks.writer
             listener = WebhookListener(sync, port=0, catch_up=False, manage_webhook=False)
             await listener.start()
             url = listener.state.local_url
@@ -252,8 +256,14 @@ async def main(args: argparse.Namespace) -> None:
                 for mix in mixes:
                     throughput, fixed = [], []
                     for run in range(args.runs):
-                        throughput.append(await run_client({"url": url, "tag": f"h{run}", "count": args.events,
-                                                            "connections": args.connections, "rate": 0, "mix": mix}))
+                        engine_before, postgres_before = engine_cpu_seconds(), await postgres_cpu_seconds(sync)
+                        batches_before, rows_before = writer.batches, writer.rows
+                        result = await run_client({"url": url, "tag": f"h{run}", "count": args.events,
+                                                   "connections": args.connections, "rate": 0, "mix": mix})
+                        result["engine_us"] = (engine_cpu_seconds() - engine_before) / args.events * 1e6
+                        result["postgres_us"] = (await postgres_cpu_seconds(sync) - postgres_before) / args.events * 1e6
+                        result["batch"] = (writer.rows - rows_before) / max(1, writer.batches - batches_before)
+                        throughput.append(result)
                         await cleanup(sync)
                         fixed.append(await run_client({"url": url, "tag": f"f{run}", "mix": mix,
                                                        "count": int(args.rate * args.seconds),
@@ -262,6 +272,9 @@ async def main(args: argparse.Namespace) -> None:
                     print(f"listener [{mix}] POST /webhooks, {args.connections} connections, {args.events} events: "
                           f"{median_of(throughput, 'events_per_s'):,.0f} events/s sustained "
                           f"(runs: {runs_text(throughput)}; statuses {throughput[-1]['statuses']})")
+                    print(f"  CPU per event: engine {median_of(throughput, 'engine_us'):.0f} us (HTTP included), "
+                          f"PostgreSQL {median_of(throughput, 'postgres_us'):.0f} us; "
+                          f"{median_of(throughput, 'batch'):.1f} events written per statement")
                     print(f"listener [{mix}] at {args.rate:.0f} events/s offered for {args.seconds:.0f} s: "
                           f"p50 {median_of(fixed, 'p50_ms'):.1f} ms, p99 {median_of(fixed, 'p99_ms'):.1f} ms "
                           f"(statuses {fixed[-1]['statuses']})")
