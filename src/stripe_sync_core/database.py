@@ -34,18 +34,20 @@ class UpsertRow:
 
 
 def _dump(obj: dict) -> str:
-    # Postgres rejects \u0000 in jsonb; Stripe text can carry it (e.g. free-form descriptions).
     try:
         text = orjson.dumps(obj).decode()  # compact and UTF-8, like json.dumps(separators, ensure_ascii=False)
     except (TypeError, orjson.JSONEncodeError):  # what orjson refuses (an integer over 64 bits...)
         text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    if "\\u0000" not in text:
-        return text
-    # Only an escape preceded by an even number of backslashes is a NUL; `\\u0000` is text.
-    return _NUL_ESCAPE.sub(r"\1", text)
+    return clean_json(text)
 
 
+# A JSON NUL escape: one preceded by an even number of backslashes (`\\u0000` is text, not a NUL).
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def clean_json(text: str) -> str:
+    """Drop NUL characters from a JSON text: PostgreSQL's jsonb rejects them, Stripe free text can hold them."""
+    return _NUL_ESCAPE.sub(r"\1", text) if "\\u0000" in text else text
 
 
 def upsert_sql(object_type: ObjectType, strict: bool = False) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -65,15 +64,6 @@ class PendingWrite:
     @property
     def key(self) -> Key:
         return (self.object_type.table, self.object_id)
-
-
-# A JSON NUL escape, but not an escaped backslash followed by the letters "u0000".
-_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-
-
-def clean_json(text: str) -> str:
-    """Drop NUL characters from a JSON text: PostgreSQL's jsonb rejects them, Stripe free text can hold them."""
-    return _NUL_ESCAPE.sub(r"\1", text) if "\\u0000" in text else text
 
 
 Group = tuple[str, bool]
@@ -210,11 +200,10 @@ def is_connection_error(error: BaseException) -> bool:
 class EventWriter:
     """Micro-batches event writes for one engine. All methods run in the engine's event loop."""
 
-    def __init__(self, db: Callable[[], Database], store: Callable[[], ObjectStore], *,
+    def __init__(self, db: Callable[[], Database], *,
                  window: float = 0.0, max_batch: int = 200, max_writers: int = 4,
                  db_timeout: float = 5.0, log: logging.Logger | None = None) -> None:
         self._db = db
-        self._store = store
         self.window = window
         self.max_batch = max_batch
         self.max_writers = max_writers

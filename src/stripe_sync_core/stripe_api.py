@@ -234,12 +234,12 @@ class StripeApi:
         requestor = getattr(self.client, "_requestor", None)
         prepare = getattr(requestor, "_args_for_request_with_retries", None)
         interpret = getattr(requestor, "_interpret_response", None)
+        api_mode = "V2" if path.startswith("/v2") else "V1"
         prepared = None
         if prepare is not None and interpret is not None and hasattr(requestor, "_get_http_client"):
             try:
                 prepared = prepare(method, path, params, options or None, base_address="api",
-                                   api_mode="V2" if path.startswith("/v2") else "V1",
-                                   usage=["raw_request"])
+                                   api_mode=api_mode, usage=["raw_request"])
                 method_, url, headers, post_data, max_retries, usage, _, _ = prepared
             except (TypeError, ValueError):  # another SDK release's private signature: the public way
                 prepared = None
@@ -247,7 +247,6 @@ class StripeApi:
             response = await self.client.raw_request_async(method, path, **params, **options)
             return response.data  # type: ignore[no-any-return]
         assert requestor is not None and interpret is not None
-        api_mode = "V2" if path.startswith("/v2") else "V1"
         body, status, response_headers = await requestor._get_http_client().request_with_retries_async(
             method_, url, headers, post_data, max_network_retries=max_retries, _usage=usage)
         if 200 <= status < 300:

@@ -32,8 +32,8 @@ import psycopg
 import stripe
 
 from .config import mask_secret
-from .database import UpsertRow
-from .event_writer import TIE, EventWriter, PendingWrite, clean_json, store_children
+from .database import UpsertRow, clean_json
+from .event_writer import TIE, EventWriter, PendingWrite, store_children
 from .listing import list_all, split_path
 from .registry import (
     ENTITLEMENT_SUMMARY_EVENT,
@@ -99,7 +99,7 @@ class WebhookProcessor:
         self.sync = sync
         self.log: logging.Logger = sync.log
         writers = max_writers or max(1, min(4, sync.config.pool_max_size - 2))
-        self.writer = EventWriter(lambda: sync.database, lambda: sync.store, window=batch_window,
+        self.writer = EventWriter(lambda: sync.database, window=batch_window,
                                   max_writers=writers, db_timeout=db_timeout, log=self.log)
         # Each careful write holds a connection while it asks the API: leave the batches theirs.
         self._careful_slots = asyncio.Semaphore(max(1, sync.config.pool_max_size - writers - 1))
