@@ -191,3 +191,41 @@ def test_ctrl_c_during_a_backfill_leaves_a_resumable_run(clean_db, tmp_path):
             assert conn.execute("SELECT count(*) FROM stripe._sync_runs WHERE closed_at IS NULL").fetchone()[0] == 0
     finally:
         emu.close()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_a_closed_terminal_or_sigterm_also_stops_the_embedded_database(tmp_path, stop):
+    import psutil
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["STRIPE_SYNC_DATA_DIR"] = str(tmp_path)
+    proc = subprocess.Popen([*CLI, "--headless", "--demo", "listen", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env)
+
+    def embedded_servers() -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter(["cmdline"]):
+            if str(tmp_path) in " ".join(process.info["cmdline"] or []) and "postgres" in " ".join(
+                    process.info["cmdline"] or []):
+                found.append(process)
+        return found
+
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the listener is up: the demo's database runs
+            if line.startswith("Ready!"):
+                break
+        assert embedded_servers(), "the demo should run an embedded PostgreSQL"
+        proc.send_signal(stop)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        deadline = time.monotonic() + 15
+        while embedded_servers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert embedded_servers() == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for process in embedded_servers():
+            process.kill()

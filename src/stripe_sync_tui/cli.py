@@ -7,7 +7,9 @@ Exit codes: 0 done, 1 failed, 2 usage or refused, 3 finished with some chunks in
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -33,7 +35,7 @@ settings (flag > environment variable > config file > default):
   Secrets are never printed in full: only their last four characters.
 
 exit codes: 0 done, 1 failed, 2 usage error or refused, 3 finished with some chunks in error,
-            130 interrupted (Ctrl-C; an interrupted backfill is resumable)
+            130 interrupted (Ctrl-C, SIGTERM or a closed terminal; an interrupted backfill is resumable)
 
 examples:
   stripe-sync-tui --demo                                    console on generated data, offline
@@ -92,10 +94,25 @@ def _settings_parent() -> argparse.ArgumentParser:
     return parent
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_like_ctrl_c() -> None:
+    """SIGTERM and SIGHUP (a closed terminal) end the program the way Ctrl-C does: work is cancelled
+    cleanly (a backfill stays resumable) and the embedded PostgreSQL is stopped instead of orphaned."""
+    for stop in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if stop is not None:
+            signal.signal(stop, _interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import headless
+
+    if threading.current_thread() is threading.main_thread():
+        stop_like_ctrl_c()
 
     if args.command and not args.headless:
         parser.error(f"'{args.command}' is a headless command: run `stripe-sync-tui --headless {args.command}`")
