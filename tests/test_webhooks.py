@@ -276,6 +276,21 @@ async def test_checkout_line_items_no_longer_in_the_session_are_removed(engine: 
     assert [r["id"] for r in left] == [kept["id"]]
 
 
+async def test_a_child_and_its_parent_in_one_batch_both_land(engine: StripeSync) -> None:
+    """A refund's own event and its charge (embedding it) written together touch one row twice: the batch
+    falls back to one event at a time, and both are stored."""
+    now = int(time.time())
+    refund = {**FIXTURES["refund"], "status": "succeeded"}
+    charge = json.loads(json.dumps(FIXTURES["charge"]))
+    charge["refunds"] = {"object": "list", "data": [{**refund, "status": "pending"}], "has_more": False}
+    outcomes = await asyncio.gather(engine.process_event(event("refund.updated", refund, now)),
+                                    engine.process_event(event("charge.refunded", charge, now - 1)))
+    assert [o["outcome"] for o in outcomes] == ["stored", "stored"]
+    row = await engine.database.fetch_one("SELECT status FROM stripe.refunds WHERE id = %s", (refund["id"],))
+    assert row == {"status": "succeeded"}
+    assert await engine.database.fetch_one("SELECT id FROM stripe.charges WHERE id = %s", (charge["id"],))
+
+
 async def test_a_parents_embedded_copy_never_replaces_a_childs_own_event_of_the_same_second(
         engine: StripeSync) -> None:
     now = int(time.time())
