@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import psycopg
@@ -39,6 +40,15 @@ def _dump(obj: dict) -> str:
     except (TypeError, orjson.JSONEncodeError):  # what orjson refuses (an integer over 64 bits...)
         text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     return clean_json(text)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Parse JSON with orjson; the standard parser takes what orjson refuses (integers over 64 bits, NaN)
+    or raises its `ValueError` saying why the text is not JSON."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 # A JSON NUL escape: one preceded by an even number of backslashes (`\\u0000` is text, not a NUL).

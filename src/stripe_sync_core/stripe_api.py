@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import json
 import random
 import re
 import time
@@ -19,10 +18,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import stripe
 
 from .config import SyncConfig, mask_secrets_in
+from .database import parse_json
 
 # Stripe's documented default read limits per second (live, test), and the default limit of each API
 # endpoint (one method and route, e.g. GET /v1/customers/{id}), which counts against the global one too.
@@ -251,12 +250,9 @@ class StripeApi:
             method_, url, headers, post_data, max_network_retries=max_retries, _usage=usage)
         if 200 <= status < 300:
             try:
-                data = orjson.loads(body)
-            except orjson.JSONDecodeError:  # what orjson refuses (an integer over 64 bits...)
-                try:
-                    data = json.loads(body)
-                except ValueError:
-                    data = None  # the SDK's interpretation raises its invalid-body error
+                data = parse_json(body)
+            except ValueError:
+                data = None  # the SDK's interpretation raises its invalid-body error
             if isinstance(data, dict):
                 return data
         response = interpret(body, status, response_headers, api_mode)  # raises on an error status

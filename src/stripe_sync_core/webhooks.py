@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import psycopg
 import stripe
 
 from .config import mask_secret
-from .database import UpsertRow, clean_json
+from .database import UpsertRow, clean_json, parse_json
 from .event_writer import TIE, EventWriter, PendingWrite, store_children
 from .listing import list_all, split_path
 from .registry import (
@@ -138,12 +137,9 @@ class WebhookProcessor:
             text = payload
         await self.verify(text, signature)
         try:
-            event = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            try:  # the standard parser accepts what orjson refuses (integers over 64 bits, NaN) or says why not
-                event = json.loads(text)
-            except ValueError as error:
-                raise MalformedEvent(f"the body is not JSON: {error}") from None
+            event = parse_json(text)
+        except ValueError as error:
+            raise MalformedEvent(f"the body is not JSON: {error}") from None
         return await self._process(event, text, report)
 
     async def process_event(self, event: dict, *, report: bool = True) -> dict:
