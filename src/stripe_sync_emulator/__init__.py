@@ -10,7 +10,7 @@ from .clock import Clock
 from .core import DEFAULT_API_VERSION
 from .delivery import sign
 from .emulator import StripeEmulator, tune_gc
-from .generator import CATALOG, RATIOS, plan_sizes
+from .generation import CATALOG, RATIOS, plan_sizes
 
 __all__ = [
     "CATALOG",

@@ -9,12 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import ops
-from .account import AccountStore, parse_created, parse_limit
+from . import registry
+from .account import AccountStore
 from .core import Ctx
 from .errors import StripeError, invalid, missing, missing_param, unknown_param
 from .expand import expand
+from .families import catalog, connect, customers
+from .filters import parse_created, parse_limit
 from .forms import as_list
+from .operations import check_params, modify, set_fields
 from .resources import RESOURCES
 
 LIST_KEYS = {"limit", "starting_after", "ending_before", "expand", "created"}
@@ -28,8 +31,8 @@ class Request:
     params: dict[str, Any]
 
     @property
-    def acc(self) -> AccountStore:
-        return self.ctx.acc
+    def account(self) -> AccountStore:
+        return self.ctx.account
 
     @property
     def lm(self) -> bool:
@@ -98,10 +101,8 @@ def dispatch(ctx: Ctx, method: str, path: str, params: dict[str, Any]) -> tuple[
 # ---- generic handlers --------------------------------------------------------------------------------
 
 def _check_list_params(rq: Request, name: str, extra: set[str] | None = None) -> None:
-    from .account import FILTERS
-
     rt = RESOURCES.get(name)
-    allowed = LIST_KEYS | set(FILTERS.get(name, {})) | (extra or set())
+    allowed = LIST_KEYS | set(registry.FILTERS.get(name, {})) | (extra or set())
     if rt is not None and not rt.has_created:
         allowed.discard("created")
     for k in rq.params:
@@ -115,7 +116,7 @@ def _check_list_params(rq: Request, name: str, extra: set[str] | None = None) ->
 def _list_body(rq: Request, data: list[Any], more: bool, url: str) -> dict[str, Any]:
     body = {"object": "list", "data": data, "has_more": more, "url": url}
     if rq.expand:
-        body = expand(rq.acc, body, rq.expand, rq.lm, is_list=True)
+        body = expand(rq.account, body, rq.expand, rq.lm, is_list=True)
     return body
 
 
@@ -134,11 +135,11 @@ def list_of(name: str, url: str, *, fixed: dict[str, Any] | None = None, created
         filt.update({k: v for k, v in p.items() if k not in LIST_KEYS})
         if fixed:
             filt.update(fixed)
-        matchers = rq.acc.filters_from(name, filt, set())
-        seqs, more = rq.acc.page(name, matchers, (lo, hi), p.get("starting_after") or None,
+        matchers = rq.account.filters_from(name, filt, set())
+        seqs, more = rq.account.page(name, matchers, (lo, hi), p.get("starting_after") or None,
                                  p.get("ending_before") or None, limit)
         rnd = render or (lambda a, s, lm: a.render(name, s, lm))
-        return _list_body(rq, [rnd(rq.acc, s, rq.lm) for s in seqs], more, url)
+        return _list_body(rq, [rnd(rq.account, s, rq.lm) for s in seqs], more, url)
 
     return handler
 
@@ -149,9 +150,9 @@ def child_list(rq: Request, child: str, parent: str, pseq: int, url: str,
     _check_list_params(rq, child, {"subscription"} if child == "subscription_items" else set())
     p = rq.params
     limit = parse_limit(p)
-    acc = rq.acc
-    seqs = acc.child_seqs(child, parent, pseq)
-    t = acc.tables[child]
+    account = rq.account
+    seqs = account.child_seqs(child, parent, pseq)
+    t = account.tables[child]
     ids = [t.id_of(s) for s in seqs]
     sa, eb = p.get("starting_after"), p.get("ending_before")
     if sa:
@@ -169,7 +170,7 @@ def child_list(rq: Request, child: str, parent: str, pseq: int, url: str,
     else:
         chosen = seqs[:limit]
         more = len(seqs) > limit
-    rnd = render or (lambda s: acc.render(child, s, rq.lm))
+    rnd = render or (lambda s: account.render(child, s, rq.lm))
     return _list_body(rq, [rnd(s) for s in chosen], more, url)
 
 
@@ -177,18 +178,18 @@ def retrieve(rq: Request, name: str, ident: str) -> Any:
     for k in rq.params:
         if k != "expand":
             raise unknown_param(k)
-    seq = rq.acc.seq_or_404(name, ident)
-    obj = rq.acc.render(name, seq, rq.lm)
+    seq = rq.account.seq_or_404(name, ident)
+    obj = rq.account.render(name, seq, rq.lm)
     if obj is None:
         raise missing(RESOURCES[name].kind, ident)
     if rq.expand and not obj.get("deleted"):
-        obj = expand(rq.acc, obj, rq.expand, rq.lm)
+        obj = expand(rq.account, obj, rq.expand, rq.lm)
     return obj
 
 
 def _with_expand(rq: Request, obj: Any) -> Any:
     if rq.expand and isinstance(obj, dict) and not obj.get("deleted"):
-        return expand(rq.acc, obj, rq.expand, rq.lm)
+        return expand(rq.account, obj, rq.expand, rq.lm)
     return obj
 
 
@@ -208,35 +209,35 @@ def register_resource(name: str) -> None:
         return retrieve(rq, name, id)
 
     add_route("GET", path + "/{id}", get_one)
-    if name in ops.CREATE and name not in ops.CONTROL_ONLY_CREATE:
-        create = ops.CREATE[name]
+    if name in registry.CREATE and name not in registry.CONTROL_ONLY_CREATE:
+        create = registry.CREATE[name]
 
         def post_new(rq: Request) -> Any:
             return _with_expand(rq, create(rq.ctx, _params_without_expand(rq)))
 
         add_route("POST", path, post_new)
-    if name in ops.UPDATE:
-        update = ops.UPDATE[name]
+    if name in registry.UPDATE:
+        update = registry.UPDATE[name]
 
         def post_one(rq: Request, id: str) -> Any:
-            seq = rq.acc.live_seq_or_404(name, id)
+            seq = rq.account.live_seq_or_404(name, id)
             return _with_expand(rq, update(rq.ctx, seq, _params_without_expand(rq)))
 
         add_route("POST", path + "/{id}", post_one)
-    if name in ops.DELETE:
-        delete = ops.DELETE[name]
+    if name in registry.DELETE:
+        delete = registry.DELETE[name]
 
         def del_one(rq: Request, id: str) -> Any:
-            seq = rq.acc.live_seq_or_404(name, id)
+            seq = rq.account.live_seq_or_404(name, id)
             return _with_expand(rq, delete(rq.ctx, seq, _params_without_expand(rq)))
 
         add_route("DELETE", path + "/{id}", del_one)
-    for (tname, action), fn in ops.ACTIONS.items():
+    for (tname, action), fn in registry.ACTIONS.items():
         if tname != name:
             continue
 
         def post_action(rq: Request, id: str, _fn: Any = fn) -> Any:
-            seq = rq.acc.live_seq_or_404(name, id)
+            seq = rq.account.live_seq_or_404(name, id)
             return _with_expand(rq, _fn(rq.ctx, seq, _params_without_expand(rq)))
 
         add_route("POST", f"{path}/{{id}}/{action}", post_action)
@@ -246,7 +247,7 @@ def register_resource(name: str) -> None:
 
 @route("GET", "/v1/account")
 def get_account(rq: Request) -> Any:
-    return _with_expand(rq, rq.acc.account_obj)
+    return _with_expand(rq, rq.account.account_obj)
 
 
 @route("GET", "/v1/balance")
@@ -259,7 +260,7 @@ def get_balance(rq: Request) -> Any:
 
 @route("GET", "/v1/accounts")
 def list_accounts(rq: Request) -> Any:
-    if rq.acc is not rq.ctx.core.platform:
+    if rq.account is not rq.ctx.core.platform:
         return _list_body(rq, [], False, "/v1/accounts")
     return list_of("accounts", "/v1/accounts", render=lambda a, s, lm: a.tables["accounts"].rows[s])(rq)
 
@@ -267,31 +268,31 @@ def list_accounts(rq: Request) -> Any:
 @route("GET", "/v1/accounts/{id}")
 def get_account_by_id(rq: Request, id: str) -> Any:
     core = rq.ctx.core
-    if id == rq.acc.id:
-        return _with_expand(rq, rq.acc.account_obj)
-    if rq.acc is core.platform and id in core.accounts:
+    if id == rq.account.id:
+        return _with_expand(rq, rq.account.account_obj)
+    if rq.account is core.platform and id in core.accounts:
         return _with_expand(rq, core.accounts[id].account_obj)
     raise StripeError(404, f"No such account: '{id}'", code="resource_missing", param="account")
 
 
 @route("POST", "/v1/accounts")
 def post_account(rq: Request) -> Any:
-    return ops.create_account(rq.ctx, _params_without_expand(rq))
+    return connect.create_account(rq.ctx, _params_without_expand(rq))
 
 
 @route("POST", "/v1/accounts/{id}")
 def post_account_by_id(rq: Request, id: str) -> Any:
     core = rq.ctx.core
-    if id != rq.acc.id and not (rq.acc is core.platform and id in core.accounts):
+    if id != rq.account.id and not (rq.account is core.platform and id in core.accounts):
         raise StripeError(404, f"No such account: '{id}'", code="resource_missing", param="account")
-    return ops.update_account(rq.ctx, core.accounts[id], _params_without_expand(rq))
+    return connect.update_account(rq.ctx, core.accounts[id], _params_without_expand(rq))
 
 
 @route("DELETE", "/v1/accounts/{id}")
 def delete_account(rq: Request, id: str) -> Any:
-    if rq.acc is not rq.ctx.core.platform:
+    if rq.account is not rq.ctx.core.platform:
         raise StripeError(403, "Only platforms can delete connected accounts.", code="platform_account_required")
-    return ops.delete_account(rq.ctx, id)
+    return connect.delete_account(rq.ctx, id)
 
 
 @route("GET", "/v1/events")
@@ -301,8 +302,8 @@ def list_events(rq: Request) -> Any:
 
 @route("GET", "/v1/events/{id}")
 def get_event(rq: Request, id: str) -> Any:
-    acc = rq.acc
-    t = acc.tables["events"]
+    account = rq.account
+    t = account.tables["events"]
     seq = t.seq_of(id)
     if seq is None or seq not in t.rows or t.created_of(seq) < rq.ctx.core.retention_floor():
         raise missing("event", id)
@@ -314,13 +315,13 @@ def list_subscription_items(rq: Request) -> Any:
     sub = rq.params.get("subscription")
     if not sub:
         raise missing_param("subscription")
-    seq = rq.acc.seq_or_404("subscriptions", str(sub), "subscription")
+    seq = rq.account.seq_or_404("subscriptions", str(sub), "subscription")
     return child_list(rq, "subscription_items", "subscriptions", seq, f"/v1/subscription_items?subscription={sub}")
 
 
 def _nested(parent: str, child: str, url: str) -> Handler:
     def handler(rq: Request, id: str) -> Any:
-        seq = rq.acc.seq_or_404(parent, id)
+        seq = rq.account.seq_or_404(parent, id)
         return child_list(rq, child, parent, seq, url.format(id=id))
 
     return handler
@@ -336,21 +337,21 @@ add_route("GET", "/v1/charges/{id}/refunds", _nested("charges", "refunds", "/v1/
 
 @route("GET", "/v1/charges/{id}/refunds/{rid}")
 def get_charge_refund(rq: Request, id: str, rid: str) -> Any:
-    rq.acc.seq_or_404("charges", id)
+    rq.account.seq_or_404("charges", id)
     return retrieve(rq, "refunds", rid)
 
 
 @route("POST", "/v1/products/{id}/features")
 def post_product_feature(rq: Request, id: str) -> Any:
-    prod = rq.acc.live_seq_or_404("products", id)
-    return ops.create_product_feature(rq.ctx, prod, _params_without_expand(rq))
+    prod = rq.account.live_seq_or_404("products", id)
+    return catalog.create_product_feature(rq.ctx, prod, _params_without_expand(rq))
 
 
 @route("GET", "/v1/products/{id}/features/{fid}")
 def get_product_feature(rq: Request, id: str, fid: str) -> Any:
-    prod = rq.acc.seq_or_404("products", id)
-    seq = rq.acc.seq_or_404("product_features", fid)
-    if seq not in rq.acc.child_seqs("product_features", "products", prod) and seq not in rq.acc.tables[
+    prod = rq.account.seq_or_404("products", id)
+    seq = rq.account.seq_or_404("product_features", fid)
+    if seq not in rq.account.child_seqs("product_features", "products", prod) and seq not in rq.account.tables[
             "product_features"].deleted:
         raise missing("product feature", fid)
     return retrieve(rq, "product_features", fid)
@@ -358,29 +359,29 @@ def get_product_feature(rq: Request, id: str, fid: str) -> Any:
 
 @route("DELETE", "/v1/products/{id}/features/{fid}")
 def delete_product_feature(rq: Request, id: str, fid: str) -> Any:
-    prod = rq.acc.live_seq_or_404("products", id)
-    seq = rq.acc.live_seq_or_404("product_features", fid)
-    if seq not in rq.acc.child_seqs("product_features", "products", prod):
+    prod = rq.account.live_seq_or_404("products", id)
+    seq = rq.account.live_seq_or_404("product_features", fid)
+    if seq not in rq.account.child_seqs("product_features", "products", prod):
         raise missing("product feature", fid)
-    return ops.delete_product_feature(rq.ctx, prod, seq)
+    return catalog.delete_product_feature(rq.ctx, prod, seq)
 
 
 @route("GET", "/v1/customers/{id}/tax_ids")
 def list_customer_tax_ids(rq: Request, id: str) -> Any:
-    rq.acc.seq_or_404("customers", id)
+    rq.account.seq_or_404("customers", id)
     return list_of("tax_ids", f"/v1/customers/{id}/tax_ids", fixed={"customer": id})(rq)
 
 
 @route("POST", "/v1/customers/{id}/tax_ids")
 def post_customer_tax_id(rq: Request, id: str) -> Any:
-    cust = rq.acc.live_seq_or_404("customers", id)
-    return ops.create_tax_id(rq.ctx, _params_without_expand(rq), cust)
+    cust = rq.account.live_seq_or_404("customers", id)
+    return customers.create_tax_id(rq.ctx, _params_without_expand(rq), cust)
 
 
 def _customer_child(rq: Request, id: str, name: str, child_id: str) -> int:
-    rq.acc.seq_or_404("customers", id)
-    seq = rq.acc.seq_or_404(name, child_id)
-    obj = rq.acc.render(name, seq, rq.lm) or {}
+    rq.account.seq_or_404("customers", id)
+    seq = rq.account.seq_or_404(name, child_id)
+    obj = rq.account.render(name, seq, rq.lm) or {}
     if not obj.get("deleted") and obj.get("customer") != id:
         raise missing(RESOURCES[name].kind, child_id)
     return seq
@@ -395,14 +396,14 @@ def get_customer_tax_id(rq: Request, id: str, tid: str) -> Any:
 @route("DELETE", "/v1/customers/{id}/tax_ids/{tid}")
 def delete_customer_tax_id(rq: Request, id: str, tid: str) -> Any:
     seq = _customer_child(rq, id, "tax_ids", tid)
-    if seq in rq.acc.tables["tax_ids"].deleted:
+    if seq in rq.account.tables["tax_ids"].deleted:
         raise missing("tax_id", tid)
-    return ops.delete_tax_id(rq.ctx, seq, {})
+    return customers.delete_tax_id(rq.ctx, seq, {})
 
 
 @route("GET", "/v1/customers/{id}/payment_methods")
 def list_customer_payment_methods(rq: Request, id: str) -> Any:
-    rq.acc.seq_or_404("customers", id)
+    rq.account.seq_or_404("customers", id)
     return list_of("payment_methods", f"/v1/customers/{id}/payment_methods", fixed={"customer": id})(rq)
 
 
@@ -415,25 +416,25 @@ def get_customer_payment_method(rq: Request, id: str, pm: str) -> Any:
 @route("POST", "/v1/payment_methods/{id}/attach")
 def attach_payment_method(rq: Request, id: str) -> Any:
     # Stripe's test ids (pm_card_visa...) make a new payment method when attached.
-    seq = ops.resolve_pm(rq.ctx, id, "payment_method")
-    return _with_expand(rq, ops.attach_payment_method(rq.ctx, seq, _params_without_expand(rq)))
+    seq = customers.resolve_pm(rq.ctx, id, "payment_method")
+    return _with_expand(rq, customers.attach_payment_method(rq.ctx, seq, _params_without_expand(rq)))
 
 
 @route("POST", "/v1/invoices/{id}/lines/{lid}")
 def post_invoice_line(rq: Request, id: str, lid: str) -> Any:
-    inv = rq.acc.live_seq_or_404("invoices", id)
-    seq = rq.acc.live_seq_or_404("invoice_lines", lid)
-    if seq not in rq.acc.child_seqs("invoice_lines", "invoices", inv):
+    inv = rq.account.live_seq_or_404("invoices", id)
+    seq = rq.account.live_seq_or_404("invoice_lines", lid)
+    if seq not in rq.account.child_seqs("invoice_lines", "invoices", inv):
         raise missing("invoice line item", lid)
     p = _params_without_expand(rq)
-    ops.check(p, {"metadata", "description"})
-    return ops.modify(rq.ctx, "invoice_lines", seq, lambda o: ops.set_fields(o, p, {"metadata", "description"}))[0]
+    check_params(p, {"metadata", "description"})
+    return modify(rq.ctx, "invoice_lines", seq, lambda o: set_fields(o, p, {"metadata", "description"}))[0]
 
 
 # Plans: a view over recurring prices.
 
-def _plan_render(acc: AccountStore, seq: int, lm: bool) -> Any:
-    return acc.render_plan(seq, lm)
+def _plan_render(account: AccountStore, seq: int, lm: bool) -> Any:
+    return account.render_plan(seq, lm)
 
 
 @route("GET", "/v1/plans")
@@ -443,8 +444,8 @@ def list_plans(rq: Request) -> Any:
 
 
 def _plan_seq(rq: Request, id: str, live: bool = False) -> int:
-    acc = rq.acc
-    t = acc.tables["prices"]
+    account = rq.account
+    t = account.tables["prices"]
     seq = t.seq_of(id)
     if seq is None or not (seq in t.rows or seq in t.deleted or seq < t.n_gen):
         raise missing("plan", id)
@@ -452,7 +453,7 @@ def _plan_seq(rq: Request, id: str, live: bool = False) -> int:
         if live:
             raise missing("plan", id)
         return seq
-    if not (acc.render("prices", seq, False) or {}).get("recurring"):
+    if not (account.render("prices", seq, False) or {}).get("recurring"):
         raise missing("plan", id)
     return seq
 
@@ -460,22 +461,22 @@ def _plan_seq(rq: Request, id: str, live: bool = False) -> int:
 @route("GET", "/v1/plans/{id}")
 def get_plan(rq: Request, id: str) -> Any:
     seq = _plan_seq(rq, id)
-    return _with_expand(rq, rq.acc.render_plan(seq, rq.lm))
+    return _with_expand(rq, rq.account.render_plan(seq, rq.lm))
 
 
 @route("POST", "/v1/plans")
 def post_plan(rq: Request) -> Any:
-    return _with_expand(rq, ops.create_plan(rq.ctx, _params_without_expand(rq)))
+    return _with_expand(rq, catalog.create_plan(rq.ctx, _params_without_expand(rq)))
 
 
 @route("POST", "/v1/plans/{id}")
 def post_plan_by_id(rq: Request, id: str) -> Any:
-    return _with_expand(rq, ops.update_plan(rq.ctx, _plan_seq(rq, id, True), _params_without_expand(rq)))
+    return _with_expand(rq, catalog.update_plan(rq.ctx, _plan_seq(rq, id, True), _params_without_expand(rq)))
 
 
 @route("DELETE", "/v1/plans/{id}")
 def delete_plan(rq: Request, id: str) -> Any:
-    return ops.delete_plan(rq.ctx, _plan_seq(rq, id, True), {})
+    return catalog.delete_plan(rq.ctx, _plan_seq(rq, id, True), {})
 
 
 # Active entitlements: derived from the customer's subscriptions.
@@ -488,14 +489,14 @@ def list_active_entitlements(rq: Request) -> Any:
             raise unknown_param(k)
     if not p.get("customer"):
         raise missing_param("customer")
-    acc = rq.acc
+    account = rq.account
     # Like other customer filters, an unknown or deleted customer simply has nothing.
-    cust = acc.tables["customers"].seq_of(str(p["customer"]))
-    live = cust is not None and acc.tables["customers"].exists(cust)
-    feats = acc.entitlement_features(cust) if live and cust is not None else []
+    cust = account.tables["customers"].seq_of(str(p["customer"]))
+    live = cust is not None and account.tables["customers"].exists(cust)
+    feats = account.entitlement_features(cust) if live and cust is not None else []
     cust = cust if cust is not None else 0
     limit = parse_limit(p)
-    ids = [acc.entitlement_id(cust, f) for f in feats]
+    ids = [account.entitlement_id(cust, f) for f in feats]
     sa, eb = p.get("starting_after"), p.get("ending_before")
     if sa:
         i = ids.index(sa) + 1 if sa in ids else 0
@@ -505,17 +506,17 @@ def list_active_entitlements(rq: Request) -> Any:
         chosen, more = feats[max(0, j - limit):j], j - limit > 0
     else:
         chosen, more = feats[:limit], len(feats) > limit
-    data = [acc.render_entitlement(cust, f, rq.lm) for f in chosen]
+    data = [account.render_entitlement(cust, f, rq.lm) for f in chosen]
     return _list_body(rq, data, more, "/v1/entitlements/active_entitlements")
 
 
 @route("GET", "/v1/entitlements/active_entitlements/{id}")
 def get_active_entitlement(rq: Request, id: str) -> Any:
-    acc = rq.acc
-    parsed = acc.parse_entitlement_id(id)
-    if parsed is None or parsed[1] not in acc.entitlement_features(parsed[0]):
+    account = rq.account
+    parsed = account.parse_entitlement_id(id)
+    if parsed is None or parsed[1] not in account.entitlement_features(parsed[0]):
         raise missing("active entitlement", id)
-    return _with_expand(rq, acc.render_entitlement(parsed[0], parsed[1], rq.lm))
+    return _with_expand(rq, account.render_entitlement(parsed[0], parsed[1], rq.lm))
 
 
 for _name, _rt in RESOURCES.items():

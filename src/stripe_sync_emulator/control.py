@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ops
+from . import registry
 from .account import AccountStore
 from .core import Ctx, EmulatorCore
 from .errors import StripeError, invalid
@@ -24,10 +24,10 @@ class Control:
     def account(self, account: str | None) -> AccountStore:
         if not account:
             return self.core.platform
-        acc = self.core.accounts.get(account)
-        if acc is None:
+        store = self.core.accounts.get(account)
+        if store is None:
             raise invalid(f"No such account: '{account}'", param="account")
-        return acc
+        return store
 
     # ---- faults ------------------------------------------------------------------------------
     def faults(self) -> dict[str, Any]:
@@ -71,42 +71,42 @@ class Control:
 
     # ---- ground truth ----------------------------------------------------------------------------
     def counts(self, account: str | None = None) -> dict[str, int]:
-        acc = self.account(account)
+        store = self.account(account)
         with self.core.lock:
-            return {name: acc.count(name) for name in ALL_TYPES}
+            return {name: store.count(name) for name in ALL_TYPES}
 
     def objects(self, type_name: str, account: str | None = None, livemode: bool = False) -> list[dict[str, Any]]:
         """Every live object of a type, fully rendered, newest first (deleted ones excluded)."""
-        acc = self.account(account)
+        store = self.account(account)
         with self.core.lock:
             if type_name == "plans":
-                return [p for p in (acc.render_plan(s, livemode) for s in
-                                    acc.all_seqs("prices", [acc.build_filter("prices", "type", "recurring")])) if p]
+                return [p for p in (store.render_plan(s, livemode) for s in
+                                    store.all_seqs("prices", [store.build_filter("prices", "type", "recurring")])) if p]
             if type_name == "active_entitlements":
-                return [acc.render_entitlement(c, f, livemode) for c in acc.all_seqs("customers")
-                        for f in acc.entitlement_features(c)]
+                return [store.render_entitlement(c, f, livemode) for c in store.all_seqs("customers")
+                        for f in store.entitlement_features(c)]
             if type_name not in RESOURCES:
                 raise invalid(f"Unknown type: {type_name}; known: {', '.join(ALL_TYPES)}", param="type")
-            return [o for o in (acc.render(type_name, s, livemode) for s in acc.all_seqs(type_name))
+            return [o for o in (store.render(type_name, s, livemode) for s in store.all_seqs(type_name))
                     if o is not None and not o.get("deleted")]
 
     def get(self, type_name: str, ident: str, account: str | None = None) -> dict[str, Any] | None:
-        acc = self.account(account)
+        store = self.account(account)
         with self.core.lock:
-            seq = acc.tables[type_name].seq_of(ident)
-            return None if seq is None else acc.render(type_name, seq, False)
+            seq = store.tables[type_name].seq_of(ident)
+            return None if seq is None else store.render(type_name, seq, False)
 
     # ---- writes ------------------------------------------------------------------------------------
     def mutate_random(self, n: int, account: str | None = None, burst: bool = False,
                       livemode: bool = False) -> list[dict[str, Any]]:
-        acc = self.account(account)
+        store = self.account(account)
         core = self.core
         with core.lock:
             if burst:
                 core.faults.burst_events = 10**9
                 core.faults.burst_second = None
             try:
-                return Mutator(core, acc, core.mutation_rng, livemode).run(int(n))
+                return Mutator(core, store, core.mutation_rng, livemode).run(int(n))
             finally:
                 if burst:
                     core.faults.burst_events = 0
@@ -115,7 +115,7 @@ class Control:
     def create(self, type_name: str, params: dict[str, Any], account: str | None = None,
                livemode: bool = False) -> dict[str, Any]:
         """Create through the same operation as the API (also disputes, fraud warnings, reviews)."""
-        fn = ops.CREATE.get(type_name)
+        fn = registry.CREATE.get(type_name)
         if fn is None:
             raise invalid(f"Objects of type {type_name} cannot be created", param="type")
         with self.core.lock:
@@ -123,16 +123,16 @@ class Control:
 
     def action(self, type_name: str, ident: str, action: str, params: dict[str, Any],
                account: str | None = None, livemode: bool = False) -> dict[str, Any]:
-        fn = ops.CONTROL_ACTIONS.get((type_name, action)) or ops.ACTIONS.get((type_name, action))
+        fn = registry.CONTROL_ACTIONS.get((type_name, action)) or registry.ACTIONS.get((type_name, action))
         if fn is None:
-            if action == "update" and type_name in ops.UPDATE:
-                fn = ops.UPDATE[type_name]
+            if action == "update" and type_name in registry.UPDATE:
+                fn = registry.UPDATE[type_name]
             else:
                 raise invalid(f"Unknown action {action} for {type_name}", param="action")
-        acc = self.account(account)
+        store = self.account(account)
         with self.core.lock:
-            seq = acc.live_seq_or_404(type_name, ident)
-            return fn(Ctx(self.core, acc, livemode), seq, params)
+            seq = store.live_seq_or_404(type_name, ident)
+            return fn(Ctx(self.core, store, livemode), seq, params)
 
     def info(self, api_base: str | None = None, secret_key: str | None = None) -> dict[str, Any]:
         core = self.core

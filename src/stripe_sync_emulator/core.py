@@ -77,9 +77,9 @@ class EmulatorCore:
         self.accounts: dict[str, AccountStore] = {self.platform_id: self.platform}
         per = config.connected_customers if config.connected_customers is not None else max(2, config.customers // 20)
         for k, acct_id in enumerate(connected_ids):
-            acc = AccountStore(seed=seed, account_id=acct_id, customers=per, start=start, end=end,
+            account = AccountStore(seed=seed, account_id=acct_id, customers=per, start=start, end=end,
                                platform_id=self.platform_id)
-            self._register_connected(acc, start + (k + 1) * DAY if end - start > 30 * DAY else start, k + 1)
+            self._register_connected(account, start + (k + 1) * DAY if end - start > 30 * DAY else start, k + 1)
         self.build_seconds = time.perf_counter() - t0
         self.faults = Faults(error_rate=error_rate, latency_ms=latency_ms, webhook_drop_rate=webhook_drop_rate,
                              webhook_duplicate_rate=webhook_duplicate_rate, webhook_reorder_rate=webhook_reorder_rate,
@@ -104,38 +104,38 @@ class EmulatorCore:
             o["controller"] = {"type": "application", "is_controller": True}
         return o
 
-    def _register_connected(self, acc: AccountStore, created: int, k: int) -> None:
-        obj = self._account_object(acc.id, created, "express" if k % 2 else "custom", k)
-        acc.account_obj = obj
+    def _register_connected(self, account: AccountStore, created: int, k: int) -> None:
+        obj = self._account_object(account.id, created, "express" if k % 2 else "custom", k)
+        account.account_obj = obj
         t = self.platform.tables["accounts"]
-        seq = t.new_seq(created, acc.id)
+        seq = t.new_seq(created, account.id)
         t.put(seq, obj)
-        self.accounts[acc.id] = acc
+        self.accounts[account.id] = account
 
     def add_connected_account(self, created: int, params: dict[str, Any]) -> AccountStore:
         k = len(self.accounts)
         acct_id = account_id_for(self.config.seed, 10_000 + k)
-        acc = AccountStore(seed=self.config.seed, account_id=acct_id, customers=0, start=self.start,
+        account = AccountStore(seed=self.config.seed, account_id=acct_id, customers=0, start=self.start,
                            end=self.end, platform_id=self.platform_id)
-        self._register_connected(acc, created, k)
-        return acc
+        self._register_connected(account, created, k)
+        return account
 
     def store_for(self, stripe_account: str | None, key: str) -> AccountStore:
         if not stripe_account or stripe_account == self.platform_id:
             return self.platform
-        acc = self.accounts.get(stripe_account)
-        if acc is None:
+        account = self.accounts.get(stripe_account)
+        if account is None:
             masked = key[:8] + "*" * 4 + key[-4:] if len(key) > 12 else key
             raise StripeError(403, f"The provided key '{masked}' does not have access to account '{stripe_account}' "
                               "(or that account does not exist). Application access may have been revoked.",
                               code="account_invalid")
-        return acc
+        return account
 
     # ---- events -----------------------------------------------------------------------------------
     def now(self) -> int:
         return self.clock.time()
 
-    def record_event(self, acc: AccountStore, typ: str, obj: dict[str, Any], previous: dict[str, Any] | None, *,
+    def record_event(self, account: AccountStore, typ: str, obj: dict[str, Any], previous: dict[str, Any] | None, *,
                      livemode: bool, request_id: str | None, idempotency_key: str | None) -> dict[str, Any]:
         faults = self.faults
         created = self.now()
@@ -146,10 +146,10 @@ class EmulatorCore:
             faults.burst_events -= 1
             if faults.burst_events == 0:
                 faults.burst_second = None
-        targets = self.endpoints_for(acc, typ)
-        t = acc.tables["events"]
+        targets = self.endpoints_for(account, typ)
+        t = account.tables["events"]
         seq = t.new_seq(created)
-        ev = build_event(acc, seq, typ, obj, previous, created=created, livemode=livemode,
+        ev = build_event(account, seq, typ, obj, previous, created=created, livemode=livemode,
                          api_version=self.config.api_version, request_id=request_id,
                          idempotency_key=idempotency_key, pending_webhooks=len(targets))
         t.put(seq, ev)
@@ -164,14 +164,14 @@ class EmulatorCore:
                 self.deliverer.enqueue(store, ep_seq, ev, payload)
         return ev
 
-    def endpoints_for(self, acc: AccountStore, typ: str) -> list[tuple[AccountStore, int]]:
+    def endpoints_for(self, account: AccountStore, typ: str) -> list[tuple[AccountStore, int]]:
         """Enabled endpoints subscribed to ``typ``: the account's own (non-Connect) ones, plus the
         platform's Connect endpoints for events of connected accounts."""
         out: list[tuple[AccountStore, int]] = []
-        for seq, ep in acc.tables["webhook_endpoints"].rows.items():
-            if not acc.webhook_connect.get(seq) and endpoint_wants(ep, typ):
-                out.append((acc, seq))
-        if acc.platform_id is not None:
+        for seq, ep in account.tables["webhook_endpoints"].rows.items():
+            if not account.webhook_connect.get(seq) and endpoint_wants(ep, typ):
+                out.append((account, seq))
+        if account.platform_id is not None:
             plat = self.platform
             for seq, ep in plat.tables["webhook_endpoints"].rows.items():
                 if plat.webhook_connect.get(seq) and endpoint_wants(ep, typ):
@@ -181,8 +181,8 @@ class EmulatorCore:
     def prune_events(self) -> None:
         """Forget events past the retention window (they are already invisible to the API)."""
         cutoff = self.now() - RETENTION_SECONDS - DAY
-        for acc in self.accounts.values():
-            t = acc.tables["events"]
+        for account in self.accounts.values():
+            t = account.tables["events"]
             old = [k for k in t.keys if k[0] < cutoff]
             for _, seq in old:
                 t.delete(seq)
@@ -195,12 +195,12 @@ class EmulatorCore:
 class Ctx:
     """What an operation needs: the core, the account, the mode and the request ids."""
 
-    __slots__ = ("core", "acc", "livemode", "request_id", "idempotency_key", "events")
+    __slots__ = ("core", "account", "livemode", "request_id", "idempotency_key", "events")
 
-    def __init__(self, core: EmulatorCore, acc: AccountStore, livemode: bool = False,
+    def __init__(self, core: EmulatorCore, account: AccountStore, livemode: bool = False,
                  request_id: str | None = None, idempotency_key: str | None = None) -> None:
         self.core = core
-        self.acc = acc
+        self.account = account
         self.livemode = livemode
         self.request_id = request_id
         self.idempotency_key = idempotency_key
@@ -209,13 +209,17 @@ class Ctx:
     def now(self) -> int:
         return self.core.clock.time()
 
+    def for_account(self, account: AccountStore) -> Ctx:
+        """The same request acting on another account (its events belong to that account)."""
+        return Ctx(self.core, account, self.livemode, self.request_id, self.idempotency_key)
+
     def emit(self, typ: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
-        ev = self.core.record_event(self.acc, typ, obj, previous, livemode=self.livemode,
+        ev = self.core.record_event(self.account, typ, obj, previous, livemode=self.livemode,
                                     request_id=self.request_id, idempotency_key=self.idempotency_key)
         self.events.append(ev)
         return ev
 
     def render(self, name: str, seq: int) -> dict[str, Any]:
-        obj = self.acc.render(name, seq, self.livemode)
+        obj = self.account.render(name, seq, self.livemode)
         assert obj is not None
         return obj

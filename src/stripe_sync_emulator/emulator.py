@@ -58,7 +58,7 @@ class StripeEmulator:
     """A local Stripe API. ``with StripeEmulator(seed=1, customers=200) as emu:`` serves
     ``emu.api_base`` with ``emu.secret_key`` until the block ends.
 
-    Sizes: ``customers`` scales every type (see ``generator.RATIOS``); ``sizes`` pins types.
+    Sizes: ``customers`` scales every type (see ``generation.RATIOS``); ``sizes`` pins types.
     Faults: ``rate_limit`` (None/"off", "auto", "test", "live" or requests per second),
     ``error_rate`` (0..1 of requests answered 500), ``latency_ms``, and webhook
     ``webhook_drop_rate`` / ``webhook_duplicate_rate`` / ``webhook_reorder_rate``.
