@@ -117,7 +117,7 @@ RESOURCES: dict[str, ResourceType] = {
         _r("balance_transactions", "balance_transaction", "balance_transaction", "txn_", "long",
            "/v1/balance_transactions", None, kind="balance transaction",
            filters=("payout", "source", "type", "currency")),
-        # Dict-only types (no generated rows beyond what the generator adds explicitly).
+        # Dict-only types (no generated rows beyond what the generation adds explicitly).
         _r("accounts", "account", "account", "acct_", "long", "/v1/accounts", "account", deletable=True,
            counted=False),
         _r("events", "event", "event", "evt_", "long", "/v1/events", None, counted=False,

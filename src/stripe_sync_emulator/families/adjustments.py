@@ -1,5 +1,4 @@
-"""Coupons, promotion codes and tax rates: what changes the amount a price bills.
-"""
+"""Coupons, promotion codes and tax rates: what changes the amount a price bills."""
 
 from __future__ import annotations
 
@@ -26,13 +25,13 @@ TAX_RATES = [("VAT", "DE", 19.0, "vat", "VAT Germany"), ("VAT", "FR", 20.0, "vat
 
 
 @renders("coupons")
-def render_coupon(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_coupon(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["coupons"]
     obj = from_template("coupon")
     row_hash = h(table.ns, row)
     obj["id"] = table.codec.encode(row)
     obj["created"] = table.created[row]
-    obj["livemode"] = lm
+    obj["livemode"] = livemode
     if row_hash % 3:
         pct = (5, 10, 15, 20, 25, 30, 50)[row_hash % 7]
         obj["percent_off"] = float(pct)
@@ -51,13 +50,13 @@ def render_coupon(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
 
 
 @renders("promotion_codes")
-def render_promotion_code(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_promotion_code(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["promotion_codes"]
     obj = from_template("promotion_code")
     row_hash = h(table.ns, row)
     obj["id"] = table.codec.encode(row)
     obj["created"] = table.created[row]
-    obj["livemode"] = lm
+    obj["livemode"] = livemode
     obj["code"] = f"{catalog.ADJECTIVES[row_hash % len(catalog.ADJECTIVES)].upper()}{10 + row}"
     obj["promotion"] = {"coupon": account.tables["coupons"].codec.encode(table.cols["coupon"][row]), "type": "coupon"}
     obj["active"] = row_hash % 6 != 0
@@ -66,14 +65,14 @@ def render_promotion_code(account: AccountStore, row: int, lm: bool) -> dict[str
 
 
 @renders("tax_rates")
-def render_tax_rate(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_tax_rate(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["tax_rates"]
     obj = from_template("tax_rate")
     name, country, pct, ttype, desc = TAX_RATES[row % len(TAX_RATES)]
-    obj.update({"id": table.codec.encode(row), "created": table.created[row], "livemode": lm, "display_name": name,
-              "country": country, "jurisdiction": country, "percentage": pct + (row // len(TAX_RATES)),
-              "effective_percentage": pct + (row // len(TAX_RATES)), "tax_type": ttype, "description": desc,
-              "inclusive": row % 2 == 1, "state": "CA" if country == "US" else None})
+    obj.update({"id": table.codec.encode(row), "created": table.created[row], "livemode": livemode, "display_name": name,
+                "country": country, "jurisdiction": country, "percentage": pct + (row // len(TAX_RATES)),
+                "effective_percentage": pct + (row // len(TAX_RATES)), "tax_type": ttype, "description": desc,
+                "inclusive": row % 2 == 1, "state": "CA" if country == "US" else None})
     return obj
 
 

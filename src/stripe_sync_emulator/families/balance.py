@@ -1,5 +1,4 @@
-"""Payouts and balance transactions: money leaving the account and the ledger of every movement.
-"""
+"""Payouts and balance transactions: money leaving the account and the ledger of every movement."""
 
 from __future__ import annotations
 
@@ -31,30 +30,30 @@ def payout_amount(account: AccountStore, row: int) -> int:
 
 
 @renders("payouts")
-def render_payout(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_payout(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["payouts"]
     obj = from_template("payout")
     row_hash = h(table.ns, row)
-    c = table.created[row]
-    age = account.gen_end - c
+    created = table.created[row]
+    age = account.gen_end - created
     status = "paid" if age > 3 * DAY else ("in_transit" if age > DAY else "pending")
-    obj.update({"id": table.codec.encode(row), "created": c, "livemode": lm, "amount": payout_amount(account, row),
-              "arrival_date": c + 2 * DAY, "balance_transaction": ref_or_none(account, "balance_transactions", table.cols["bt"][row]),
-              "currency": "usd", "destination": f"ba_{b62_hash(h(account.ns, 1), 24)}", "status": status,
-              "reconciliation_status": "completed" if status == "paid" else "not_applicable",
-              "description": "STRIPE PAYOUT", "automatic": row_hash % 5 != 0, "metadata": {}})
+    obj.update({"id": table.codec.encode(row), "created": created, "livemode": livemode, "amount": payout_amount(account, row),
+                "arrival_date": created + 2 * DAY, "balance_transaction": ref_or_none(account, "balance_transactions", table.cols["bt"][row]),
+                "currency": "usd", "destination": f"ba_{b62_hash(h(account.ns, 1), 24)}", "status": status,
+                "reconciliation_status": "completed" if status == "paid" else "not_applicable",
+                "description": "STRIPE PAYOUT", "automatic": row_hash % 5 != 0, "metadata": {}})
     obj["trace_id"] = {"status": "supported" if status == "paid" else "pending",
-                     "value": f"TRACE{row_hash % 10**12:012d}" if status == "paid" else None}
+                       "value": f"TRACE{row_hash % 10**12:012d}" if status == "paid" else None}
     return obj
 
 
 @renders("balance_transactions")
-def render_balance_transaction(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_balance_transaction(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["balance_transactions"]
     obj = from_template("balance_transaction")
     kind = table.cols["kind"][row]
     src = table.cols["source"][row]
-    c = table.created[row]
+    created = table.created[row]
     if kind == 0:
         amount = payments.charge_amount(account, src)
         fee = amount * 29 // 1000 + 30
@@ -78,11 +77,11 @@ def render_balance_transaction(account: AccountStore, row: int, lm: bool) -> dic
             amount = -connect.transfer_amount(account, src)
             source = account.tables["transfers"].codec.encode(src)
             typ, cat, desc = "transfer", "transfer", None
-    available_on = c + 2 * DAY
-    obj.update({"id": table.codec.encode(row), "created": c, "livemode": lm, "amount": amount, "fee": fee,
-              "net": amount - fee, "fee_details": fee_details, "source": source, "type": typ,
-              "reporting_category": cat, "description": desc, "currency": "usd", "available_on": available_on,
-              "status": "available" if available_on <= account.gen_end else "pending"})
+    available_on = created + 2 * DAY
+    obj.update({"id": table.codec.encode(row), "created": created, "livemode": livemode, "amount": amount, "fee": fee,
+                "net": amount - fee, "fee_details": fee_details, "source": source, "type": typ,
+                "reporting_category": cat, "description": desc, "currency": "usd", "available_on": available_on,
+                "status": "available" if available_on <= account.gen_end else "pending"})
     return obj
 
 
@@ -100,7 +99,7 @@ def new_balance_transaction(ctx: Ctx, kind: str, source: str, amount: int, fee: 
 @creates("payouts")
 def create_payout(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"amount", "currency", "description", "metadata", "method", "destination", "statement_descriptor",
-              "source_type", "payout_method"}, ("amount", "currency"))
+                          "source_type", "payout_method"}, ("amount", "currency"))
     account = ctx.account
     amount = to_int(params["amount"], "amount")
     now = ctx.now()

@@ -1,5 +1,4 @@
-"""Products, prices (and plans, their older view), entitlement features and product features.
-"""
+"""Products, prices (and plans, their older view), entitlement features and product features."""
 
 from __future__ import annotations
 
@@ -38,7 +37,7 @@ ADJECTIVES = ["Basic", "Pro", "Team", "Enterprise", "Starter", "Growth", "Premiu
 
 
 NOUNS = ["Plan", "Seats", "Storage", "Support", "Analytics", "API Access", "Add-on", "Bundle", "License",
-        "Credits", "Hosting", "Backup"]
+         "Credits", "Hosting", "Backup"]
 
 
 FEATURES = ["SSO", "Audit log", "Priority support", "Custom domains", "API access", "Advanced analytics",
@@ -58,15 +57,15 @@ def price_amount(account: AccountStore, params: int) -> int:
 
 
 @renders("products")
-def render_product(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_product(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["products"]
     obj = from_template("product")
     row_hash = h(table.ns, row)
-    c = table.created[row]
+    created = table.created[row]
     obj["id"] = table.codec.encode(row)
-    obj["created"] = c
-    obj["updated"] = c
-    obj["livemode"] = lm
+    obj["created"] = created
+    obj["updated"] = created
+    obj["livemode"] = livemode
     obj["name"] = f"{ADJECTIVES[row_hash % len(ADJECTIVES)]} {NOUNS[(row_hash >> 8) % len(NOUNS)]} {row}"
     obj["description"] = f"{obj['name']} (generated)" if row_hash % 3 else None
     obj["active"] = (row_hash >> 20) % 20 != 0
@@ -77,7 +76,7 @@ def render_product(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
 
 
 @renders("prices")
-def render_price(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_price(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["prices"]
     obj = from_template("price")
     row_hash = h(table.ns, row)
@@ -85,7 +84,7 @@ def render_price(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
     amt = price_amount(account, row)
     obj["id"] = table.codec.encode(row)
     obj["created"] = table.created[row]
-    obj["livemode"] = lm
+    obj["livemode"] = livemode
     obj["product"] = account.tables["products"].codec.encode(table.cols["product"][row])
     obj["unit_amount"] = amt
     obj["unit_amount_decimal"] = str(amt)
@@ -93,7 +92,7 @@ def render_price(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
     if kind:
         obj["type"] = "recurring"
         obj["recurring"] = {"interval": PRICE_KINDS[kind], "interval_count": 1, "meter": None,
-                          "trial_period_days": None, "usage_type": "licensed"}
+                            "trial_period_days": None, "usage_type": "licensed"}
     else:
         obj["type"] = "one_time"
         obj["recurring"] = None
@@ -105,16 +104,16 @@ def render_price(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
 def plan_from_price(price: dict[str, Any]) -> dict[str, Any]:
     """The ``plan`` view of a recurring price (Stripe serves both under the same id)."""
     obj = from_template("plan")
-    rec = price.get("recurring") or {}
+    recurring = price.get("recurring") or {}
     amt = price.get("unit_amount")
     obj.update({
         "id": price["id"], "active": price.get("active", True), "amount": amt,
         "amount_decimal": None if amt is None else str(amt), "billing_scheme": price.get("billing_scheme", "per_unit"),
-        "created": price["created"], "currency": price.get("currency", "usd"), "interval": rec.get("interval", "month"),
-        "interval_count": rec.get("interval_count", 1), "livemode": price.get("livemode", False),
-        "metadata": price.get("metadata") or {}, "meter": rec.get("meter"), "nickname": price.get("nickname"),
+        "created": price["created"], "currency": price.get("currency", "usd"), "interval": recurring.get("interval", "month"),
+        "interval_count": recurring.get("interval_count", 1), "livemode": price.get("livemode", False),
+        "metadata": price.get("metadata") or {}, "meter": recurring.get("meter"), "nickname": price.get("nickname"),
         "product": price.get("product"), "tiers_mode": price.get("tiers_mode"),
-        "trial_period_days": rec.get("trial_period_days"), "usage_type": rec.get("usage_type", "licensed"),
+        "trial_period_days": recurring.get("trial_period_days"), "usage_type": recurring.get("usage_type", "licensed"),
     })
     if isinstance(obj["product"], dict):
         obj["product"] = obj["product"]["id"]
@@ -122,29 +121,29 @@ def plan_from_price(price: dict[str, Any]) -> dict[str, Any]:
 
 
 @renders("features")
-def render_feature(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_feature(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["features"]
     obj = from_template("entitlements.feature")
     name = FEATURES[row % len(FEATURES)]
     suffix = f" {row // len(FEATURES) + 1}" if row >= len(FEATURES) else ""
-    obj.update({"id": table.codec.encode(row), "livemode": lm, "name": name + suffix,
-              "lookup_key": (name + suffix).lower().replace(" ", "_").replace("-", "_"), "active": True,
-              "metadata": {}})
+    obj.update({"id": table.codec.encode(row), "livemode": livemode, "name": name + suffix,
+                "lookup_key": (name + suffix).lower().replace(" ", "_").replace("-", "_"), "active": True,
+                "metadata": {}})
     return obj
 
 
 @renders("product_features")
-def render_product_feature(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_product_feature(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["product_features"]
     obj = from_template("product_feature")
     obj["id"] = table.codec.encode(row)
-    obj["livemode"] = lm
-    obj["entitlement_feature"] = account.render("features", table.cols["feature"][row], lm)
+    obj["livemode"] = livemode
+    obj["entitlement_feature"] = account.render("features", table.cols["feature"][row], livemode)
     return obj
 
 
 PRODUCT_FIELDS = frozenset({"name", "active", "description", "metadata", "images", "url", "unit_label", "shippable",
-                         "statement_descriptor", "tax_code", "marketing_features", "package_dimensions", "type"})
+                            "statement_descriptor", "tax_code", "marketing_features", "package_dimensions", "type"})
 
 
 @creates("products")
@@ -220,20 +219,20 @@ def build_price(ctx: Ctx, params: dict[str, Any], *, product_known: bool = False
     if amount is None and not params.get("custom_unit_amount") and not params.get("tiers"):
         raise missing_param("unit_amount")
     seq, obj = account.new_object("prices", ctx.now(), custom_id)
-    rec = params.get("recurring")
+    recurring = params.get("recurring")
     obj.update({"active": True, "billing_scheme": "per_unit", "currency": str(params["currency"]).lower(),
                 "custom_unit_amount": None, "lookup_key": None, "nickname": None, "product": str(id_of(prod)),
                 "tax_behavior": "unspecified", "tiers_mode": None, "transform_quantity": None,
                 "unit_amount": amount, "unit_amount_decimal": None if amount is None else str(amount)})
-    if isinstance(rec, dict):
-        interval = rec.get("interval")
+    if isinstance(recurring, dict):
+        interval = recurring.get("interval")
         if interval not in ("day", "week", "month", "year"):
             raise invalid("Invalid recurring[interval]: must be one of day, week, month, or year",
                           param="recurring[interval]")
         obj["type"] = "recurring"
-        obj["recurring"] = {"interval": interval, "interval_count": int_param(rec, "interval_count", 1),
-                            "meter": rec.get("meter"), "trial_period_days": int_param(rec, "trial_period_days"),
-                            "usage_type": rec.get("usage_type") or "licensed"}
+        obj["recurring"] = {"interval": interval, "interval_count": int_param(recurring, "interval_count", 1),
+                            "meter": recurring.get("meter"), "trial_period_days": int_param(recurring, "trial_period_days"),
+                            "usage_type": recurring.get("usage_type") or "licensed"}
     else:
         obj["type"] = "one_time"
         obj["recurring"] = None
@@ -251,7 +250,7 @@ def insert_price(ctx: Ctx, seq: int, obj: dict[str, Any]) -> dict[str, Any]:
 @creates("prices")
 def create_price(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, PRICE_FIELDS | {"currency", "unit_amount", "unit_amount_decimal", "product", "product_data",
-                             "recurring", "transfer_lookup_key"}, ("currency",))
+                                         "recurring", "transfer_lookup_key"}, ("currency",))
     seq, obj = build_price(ctx, params)
     return insert_price(ctx, seq, obj)
 
@@ -259,7 +258,7 @@ def create_price(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 @updates("prices")
 def update_price(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"active", "nickname", "lookup_key", "metadata", "tax_behavior", "transfer_lookup_key",
-              "currency_options"})
+                          "currency_options"})
     after, prev = modify(ctx, "prices", seq, lambda o: set_fields(o, params, PRICE_FIELDS), "price.updated")
     if prev and after.get("recurring"):
         ctx.emit("plan.updated", plan_from_price(after), prev)
@@ -269,8 +268,8 @@ def update_price(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]:
 @creates("plans")
 def create_plan(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"id", "amount", "amount_decimal", "currency", "interval", "interval_count", "product", "nickname",
-              "metadata", "active", "usage_type", "trial_period_days", "billing_scheme", "meter", "tiers",
-              "tiers_mode", "transform_usage"}, ("currency", "interval"))
+                          "metadata", "active", "usage_type", "trial_period_days", "billing_scheme", "meter", "tiers",
+                          "tiers_mode", "transform_usage"}, ("currency", "interval"))
     prod = params.get("product")
     if isinstance(prod, dict):
         prod = create_product(ctx, prod)["id"]
@@ -289,7 +288,7 @@ def create_plan(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     if "active" in params:
         price_params["active"] = params["active"]
     seq, obj = build_price(ctx, {k: v for k, v in price_params.items() if v is not None},
-                            custom_id=params.get("id") or None)
+                           custom_id=params.get("id") or None)
     out = insert(ctx, "prices", seq, obj, None)
     plan = plan_from_price(out)
     ctx.emit("plan.created", plan)

@@ -1,5 +1,4 @@
-"""Checkout sessions and their line items.
-"""
+"""Checkout sessions and their line items."""
 
 from __future__ import annotations
 
@@ -28,11 +27,11 @@ CHECKOUT_MODES = ("payment", "subscription")
 
 
 @renders("checkout_sessions")
-def render_checkout_session(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_checkout_session(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["checkout_sessions"]
     obj = from_template("checkout.session")
     cols = table.cols
-    c = table.created[row]
+    created = table.created[row]
     customer_seq = cols["customer"][row]
     status = CHECKOUT_STATUSES[cols["status"][row]]
     mode = CHECKOUT_MODES[cols["mode"][row]]
@@ -42,19 +41,19 @@ def render_checkout_session(account: AccountStore, row: int, lm: bool) -> dict[s
     sid = table.codec.encode(row)
     name, email = customers.customer_identity(account, customer_seq) if customer_seq >= 0 else (None, f"guest{row}@example.com")
     obj["id"] = sid
-    obj["created"] = c
-    obj["livemode"] = lm
+    obj["created"] = created
+    obj["livemode"] = livemode
     obj["customer"] = ref_or_none(account, "customers", customer_seq)
     obj["customer_email"] = email if customer_seq < 0 else None
     obj["customer_details"] = {"address": None, "email": email, "name": name, "phone": None, "tax_exempt": "none",
-                             "tax_ids": [], "business_name": None, "individual_name": None}
+                               "tax_ids": [], "business_name": None, "individual_name": None}
     obj["mode"] = mode
     obj["status"] = status
     obj["payment_status"] = "paid" if status == "complete" else "unpaid"
     obj["amount_subtotal"] = total
     obj["amount_total"] = total
     obj["currency"] = "usd"
-    obj["expires_at"] = c + DAY
+    obj["expires_at"] = created + DAY
     obj["url"] = f"https://checkout.stripe.com/c/pay/{sid}" if status == "open" else None
     obj["payment_intent"] = None
     obj["invoice_creation"] = None if mode == "subscription" else obj["invoice_creation"]
@@ -66,26 +65,26 @@ def render_checkout_session(account: AccountStore, row: int, lm: bool) -> dict[s
 def render_checkout_line_item(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["checkout_line_items"]
     obj = from_template("item")
-    p = table.cols["price"][row]
+    price_row = table.cols["price"][row]
     qty = table.cols["qty"][row]
-    price = account.render("prices", p, livemode)
-    amt = catalog.price_amount(account, p) * qty
-    prod = account.tables["prices"].cols["product"][p]
+    price = account.render("prices", price_row, livemode)
+    amt = catalog.price_amount(account, price_row) * qty
+    prod = account.tables["prices"].cols["product"][price_row]
     obj.update({"id": table.codec.encode(row), "amount_subtotal": amt, "amount_total": amt, "amount_discount": 0,
-              "amount_tax": 0, "currency": "usd", "description": f"Product {prod}", "price": price,
-              "quantity": qty, "metadata": {}})
+                "amount_tax": 0, "currency": "usd", "description": f"Product {prod}", "price": price,
+                "quantity": qty, "metadata": {}})
     return obj
 
 
 @creates("checkout_sessions")
 def create_checkout_session(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"mode", "line_items", "customer", "customer_email", "success_url", "cancel_url", "metadata",
-              "payment_method_types", "client_reference_id", "customer_creation", "subscription_data",
-              "payment_intent_data", "allow_promotion_codes", "expires_at", "ui_mode", "locale", "return_url",
-              "billing_address_collection", "discounts", "automatic_tax", "tax_id_collection", "submit_type",
-              "shipping_address_collection", "phone_number_collection", "consent_collection", "custom_fields",
-              "custom_text", "invoice_creation", "setup_intent_data", "saved_payment_method_options",
-              "payment_method_collection", "currency", "customer_update", "redirect_on_completion"}, ("mode",))
+                          "payment_method_types", "client_reference_id", "customer_creation", "subscription_data",
+                          "payment_intent_data", "allow_promotion_codes", "expires_at", "ui_mode", "locale", "return_url",
+                          "billing_address_collection", "discounts", "automatic_tax", "tax_id_collection", "submit_type",
+                          "shipping_address_collection", "phone_number_collection", "consent_collection", "custom_fields",
+                          "custom_text", "invoice_creation", "setup_intent_data", "saved_payment_method_options",
+                          "payment_method_collection", "currency", "customer_update", "redirect_on_completion"}, ("mode",))
     account = ctx.account
     mode = params["mode"]
     if mode not in ("payment", "subscription", "setup"):
@@ -110,8 +109,8 @@ def create_checkout_session(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         line_seq, line_obj = account.new_object("checkout_line_items", now)
         prod = ctx.render("products", live_seq(ctx, "products", id_of(price["product"]), "line_items"))
         line_obj.update({"amount_discount": 0, "amount_subtotal": amt, "amount_tax": 0, "amount_total": amt,
-                     "currency": price.get("currency", "usd"), "description": prod.get("name"), "price": price["id"],
-                     "quantity": qty, "metadata": {}})
+                         "currency": price.get("currency", "usd"), "description": prod.get("name"), "price": price["id"],
+                         "quantity": qty, "metadata": {}})
         li_rows.append((line_seq, line_obj))
     email = params.get("customer_email")
     obj.update({"mode": mode, "status": "open", "payment_status": "unpaid" if mode != "setup" else "no_payment_required",
@@ -171,7 +170,7 @@ def complete_checkout_session(ctx: Ctx, seq: int, params: dict[str, Any]) -> dic
                                                     "individual_name": None}}
     if cur["mode"] == "payment" and cur["amount_total"]:
         pi_id, _ = payments.pay_now(ctx, amount=cur["amount_total"], currency=cur["currency"], customer=customer, pm_ident=pm,
-                        description=f"Checkout {cur['id']}")
+                                    description=f"Checkout {cur['id']}")
         updates["payment_intent"] = pi_id
     elif cur["mode"] == "subscription":
         items = []
@@ -190,7 +189,7 @@ def complete_checkout_session(ctx: Ctx, seq: int, params: dict[str, Any]) -> dic
         updates["invoice"] = sub.get("latest_invoice")
     elif cur["mode"] == "setup":
         item_seq = customers.create_setup_intent(ctx, {"customer": customer, "payment_method": pm, "confirm": "true"} if customer
-                                 else {"payment_method": pm, "confirm": "true"})
+                                                 else {"payment_method": pm, "confirm": "true"})
         updates["setup_intent"] = item_seq["id"]
     after, _ = modify(ctx, "checkout_sessions", seq, lambda o: o.update(updates), None)
     ctx.emit("checkout.session.completed", after)

@@ -1,5 +1,4 @@
-"""Connect: connected accounts and the transfers the platform sends them.
-"""
+"""Connect: connected accounts and the transfers the platform sends them."""
 
 from __future__ import annotations
 
@@ -27,7 +26,7 @@ def transfer_amount(account: AccountStore, row: int) -> int:
 
 
 @renders("transfers")
-def render_transfer(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_transfer(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["transfers"]
     obj = from_template("transfer")
     row_hash = h(table.ns, row)
@@ -35,10 +34,10 @@ def render_transfer(account: AccountStore, row: int, lm: bool) -> dict[str, Any]
     d = table.cols["destination"][row]
     dests = account.transfer_destinations
     dest = dests[d] if 0 <= d < len(dests) else f"acct_1{b62_hash(h(account.ns, 2, d), 15)}"
-    obj.update({"id": tid, "created": table.created[row], "livemode": lm, "amount": transfer_amount(account, row),
-              "balance_transaction": ref_or_none(account, "balance_transactions", table.cols["bt"][row]), "currency": "usd",
-              "destination": dest, "destination_payment": f"py_{b62_hash(row_hash, 24)}",
-              "transfer_group": f"group_{row % 50}" if row_hash % 3 == 0 else None, "metadata": {}, "source_type": "card"})
+    obj.update({"id": tid, "created": table.created[row], "livemode": livemode, "amount": transfer_amount(account, row),
+                "balance_transaction": ref_or_none(account, "balance_transactions", table.cols["bt"][row]), "currency": "usd",
+                "destination": dest, "destination_payment": f"py_{b62_hash(row_hash, 24)}",
+                "transfer_group": f"group_{row % 50}" if row_hash % 3 == 0 else None, "metadata": {}, "source_type": "card"})
     obj["reversals"] = {"object": "list", "data": [], "has_more": False, "url": f"/v1/transfers/{tid}/reversals"}
     return obj
 
@@ -46,7 +45,7 @@ def render_transfer(account: AccountStore, row: int, lm: bool) -> dict[str, Any]
 @creates("transfers")
 def create_transfer(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"amount", "currency", "destination", "description", "metadata", "transfer_group",
-              "source_transaction", "source_type"}, ("amount", "currency", "destination"))
+                          "source_transaction", "source_type"}, ("amount", "currency", "destination"))
     account = ctx.account
     dest = str(params["destination"])
     if not dest.startswith("acct_"):
@@ -70,7 +69,7 @@ def update_transfer(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any
 
 
 ACCOUNT_UPDATE_FIELDS = frozenset({"metadata", "email", "business_profile", "settings", "business_type", "company",
-                            "individual", "tos_acceptance", "default_currency", "capabilities", "external_account"})
+                                   "individual", "tos_acceptance", "default_currency", "capabilities", "external_account"})
 
 
 def update_account(ctx: Ctx, acct: AccountStore, params: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,4 @@
-"""Credit notes and their lines.
-"""
+"""Credit notes and their lines."""
 
 from __future__ import annotations
 
@@ -22,21 +21,21 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @renders("credit_notes")
-def render_credit_note(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_credit_note(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["credit_notes"]
     obj = from_template("credit_note")
     row_hash = h(table.ns, row)
-    v = table.cols["invoice"][row]
+    invoice_row = table.cols["invoice"][row]
     inv_t = account.tables["invoices"]
     offs = table.offsets["credit_note_lines"]
     lines = account.tables["credit_note_lines"].cols["line"]
     amount = sum(invoices.line_amount(account, lines[k]) for k in range(offs[row], offs[row + 1]))
-    paid = inv_t.cols["status"][v] == 2
+    paid = inv_t.cols["status"][invoice_row] == 2
     void = row_hash % 15 == 0
     obj.update({
-        "id": table.codec.encode(row), "created": table.created[row], "livemode": lm, "amount": amount, "subtotal": amount,
+        "id": table.codec.encode(row), "created": table.created[row], "livemode": livemode, "amount": amount, "subtotal": amount,
         "subtotal_excluding_tax": amount, "total": amount, "total_excluding_tax": amount,
-        "customer": account.tables["customers"].codec.encode(inv_t.cols["customer"][v]), "invoice": inv_t.codec.encode(v),
+        "customer": account.tables["customers"].codec.encode(inv_t.cols["customer"][invoice_row]), "invoice": inv_t.codec.encode(invoice_row),
         "effective_at": table.created[row], "memo": "Service credit" if row_hash % 2 else None, "currency": "usd",
         "number": f"CN-{row + 1:06d}", "status": "void" if void else "issued",
         "voided_at": table.created[row] + DAY if void else None, "type": "post_payment" if paid else "pre_payment",
@@ -49,23 +48,23 @@ def render_credit_note(account: AccountStore, row: int, lm: bool) -> dict[str, A
 
 
 @renders("credit_note_lines")
-def render_credit_note_line(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_credit_note_line(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["credit_note_lines"]
     obj = from_template("credit_note_line_item")
     line = table.cols["line"][row]
     amt = invoices.line_amount(account, line)
     qty = account.tables["invoice_lines"].cols["qty"][line]
-    obj.update({"id": table.codec.encode(row), "livemode": lm, "amount": amt, "quantity": qty,
-              "invoice_line_item": account.tables["invoice_lines"].codec.encode(line), "type": "invoice_line_item",
-              "description": f"Credit for line {line}", "unit_amount": amt // max(1, qty),
-              "unit_amount_decimal": str(amt // max(1, qty)), "tax_rates": [], "metadata": {}})
+    obj.update({"id": table.codec.encode(row), "livemode": livemode, "amount": amt, "quantity": qty,
+                "invoice_line_item": account.tables["invoice_lines"].codec.encode(line), "type": "invoice_line_item",
+                "description": f"Credit for line {line}", "unit_amount": amt // max(1, qty),
+                "unit_amount_decimal": str(amt // max(1, qty)), "tax_rates": [], "metadata": {}})
     return obj
 
 
 @creates("credit_notes")
 def create_credit_note(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"invoice", "lines", "amount", "credit_amount", "refund_amount", "out_of_band_amount", "reason", "memo",
-              "metadata", "shipping_cost", "effective_at", "email_type", "refunds"}, ("invoice",))
+                          "metadata", "shipping_cost", "effective_at", "email_type", "refunds"}, ("invoice",))
     account = ctx.account
     inv_seq = live_seq(ctx, "invoices", params["invoice"], "invoice")
     inv = ctx.render("invoices", inv_seq)
@@ -120,9 +119,9 @@ def create_credit_note(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         line_seq, line_obj = account.new_object("credit_note_lines", now)
         q = s.get("quantity") or 1
         line_obj.update({"amount": s["amount"], "description": s["description"], "discount_amount": 0,
-                     "discount_amounts": [], "invoice_line_item": s["invoice_line_item"], "quantity": q,
-                     "tax_rates": [], "type": s["type"], "unit_amount": s["amount"] // max(1, q),
-                     "unit_amount_decimal": str(s["amount"] // max(1, q)), "metadata": {}})
+                         "discount_amounts": [], "invoice_line_item": s["invoice_line_item"], "quantity": q,
+                         "tax_rates": [], "type": s["type"], "unit_amount": s["amount"] // max(1, q),
+                         "unit_amount_decimal": str(s["amount"] // max(1, q)), "metadata": {}})
         if s["type"] == "invoice_line_item":
             line_obj["unit_amount"] = None
             line_obj["unit_amount_decimal"] = None

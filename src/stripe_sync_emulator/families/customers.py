@@ -1,5 +1,4 @@
-"""Customers and what hangs off them directly: payment methods, tax ids and setup intents.
-"""
+"""Customers and what hangs off them directly: payment methods, tax ids and setup intents."""
 
 from __future__ import annotations
 
@@ -40,14 +39,14 @@ SETUP_INTENT_STATUSES = ("succeeded", "requires_payment_method", "canceled")  # 
 
 
 FIRST_NAMES = ["Ada", "Alan", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Donald", "Frances", "Edsger", "Radia",
-         "Tim", "Hedy", "John", "Sophie", "Guido", "Anita", "Dennis", "Karen", "Niklaus", "Shafi", "Leslie",
-         "Jean", "Bjarne", "Lynn", "Yukihiro", "Joan", "Brian", "Mary", "Rob", "Carol", "James"]
+               "Tim", "Hedy", "John", "Sophie", "Guido", "Anita", "Dennis", "Karen", "Niklaus", "Shafi", "Leslie",
+               "Jean", "Bjarne", "Lynn", "Yukihiro", "Joan", "Brian", "Mary", "Rob", "Carol", "James"]
 
 
 LAST_NAMES = ["Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Thompson", "Liskov", "Knuth", "Allen",
-        "Dijkstra", "Perlman", "Berners-Lee", "Lamarr", "McCarthy", "Wilson", "van Rossum", "Borg", "Ritchie",
-        "Jones", "Wirth", "Goldwasser", "Lamport", "Sammet", "Stroustrup", "Conway", "Matsumoto", "Clarke",
-        "Kernighan", "Keller", "Pike", "Shaw", "Gosling"]
+              "Dijkstra", "Perlman", "Berners-Lee", "Lamarr", "McCarthy", "Wilson", "van Rossum", "Borg", "Ritchie",
+              "Jones", "Wirth", "Goldwasser", "Lamport", "Sammet", "Stroustrup", "Conway", "Matsumoto", "Clarke",
+              "Kernighan", "Keller", "Pike", "Shaw", "Gosling"]
 
 
 CITIES = [("Berlin", "DE", "10115", None), ("Paris", "FR", "75001", None), ("London", "GB", "EC1A 1BB", None),
@@ -80,7 +79,7 @@ def card_of(account: AccountStore, pm: int) -> dict[str, Any]:
 
 
 @renders("customers")
-def render_customer(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_customer(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["customers"]
     obj = from_template("customer")
     row_hash = h(table.ns, row)
@@ -88,12 +87,12 @@ def render_customer(account: AccountStore, row: int, lm: bool) -> dict[str, Any]
     city, country, postal, state = CITIES[(row_hash >> 16) % len(CITIES)]
     obj["id"] = table.codec.encode(row)
     obj["created"] = table.created[row]
-    obj["livemode"] = lm
+    obj["livemode"] = livemode
     obj["name"] = name
     obj["email"] = email
     obj["phone"] = f"+1555{(row_hash >> 24) % 10_000_000:07d}" if row_hash % 3 else None
     obj["address"] = {"city": city, "country": country, "line1": f"{1 + row_hash % 999} Main Street", "line2": None,
-                    "postal_code": postal, "state": state}
+                      "postal_code": postal, "state": state}
     obj["invoice_prefix"] = b62_hash(row_hash, 8).upper()
     obj["description"] = "Generated customer" if row_hash % 4 == 0 else None
     obj["metadata"] = {"segment": ("smb", "mid", "enterprise")[row_hash % 3]} if row_hash % 2 else {}
@@ -106,14 +105,14 @@ def render_customer(account: AccountStore, row: int, lm: bool) -> dict[str, Any]
 
 
 @renders("payment_methods")
-def render_payment_method(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_payment_method(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["payment_methods"]
     obj = from_template("payment_method")
     c = table.cols["customer"][row]
     card = card_of(account, row)
     obj["id"] = table.codec.encode(row)
     obj["created"] = table.created[row]
-    obj["livemode"] = lm
+    obj["livemode"] = livemode
     obj["customer"] = ref_or_none(account, "customers", c)
     name, email = customer_identity(account, c) if c >= 0 else (None, None)
     bd = obj["billing_details"]
@@ -130,43 +129,43 @@ def render_payment_method(account: AccountStore, row: int, lm: bool) -> dict[str
 
 
 @renders("tax_ids")
-def render_tax_id(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_tax_id(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["tax_ids"]
     obj = from_template("tax_id")
     row_hash = h(table.ns, row)
     ttype, country, fmt = TAX_ID_TYPES[row_hash % len(TAX_ID_TYPES)]
     cus = account.tables["customers"].codec.encode(table.cols["customer"][row])
-    obj.update({"id": table.codec.encode(row), "created": table.created[row], "livemode": lm, "customer": cus,
-              "owner": {"customer": cus, "type": "customer", "customer_account": None}, "type": ttype,
-              "country": country, "value": fmt.format((row_hash >> 8) % 1_000_000_000)})
+    obj.update({"id": table.codec.encode(row), "created": table.created[row], "livemode": livemode, "customer": cus,
+                "owner": {"customer": cus, "type": "customer", "customer_account": None}, "type": ttype,
+                "country": country, "value": fmt.format((row_hash >> 8) % 1_000_000_000)})
     obj["verification"] = {"status": ("verified", "pending", "unavailable")[(row_hash >> 40) % 3], "verified_address": None,
-                         "verified_name": None}
+                           "verified_name": None}
     return obj
 
 
 @renders("setup_intents")
-def render_setup_intent(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_setup_intent(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["setup_intents"]
     obj = from_template("setup_intent")
     cols = table.cols
     status = SETUP_INTENT_STATUSES[cols["status"][row]]
     sid = table.codec.encode(row)
-    obj.update({"id": sid, "created": table.created[row], "livemode": lm,
-              "customer": ref_or_none(account, "customers", cols["customer"][row]),
-              "payment_method": account.tables["payment_methods"].codec.encode(cols["payment_method"][row])
-              if status == "succeeded" else None,
-              "status": status, "client_secret": f"{sid}_secret_{b62_hash(h(table.ns, row, 9), 25)}",
-              "cancellation_reason": "abandoned" if status == "canceled" else None,
-              "automatic_payment_methods": None})
+    obj.update({"id": sid, "created": table.created[row], "livemode": livemode,
+                "customer": ref_or_none(account, "customers", cols["customer"][row]),
+                "payment_method": account.tables["payment_methods"].codec.encode(cols["payment_method"][row])
+                if status == "succeeded" else None,
+                "status": status, "client_secret": f"{sid}_secret_{b62_hash(h(table.ns, row, 9), 25)}",
+                "cancellation_reason": "abandoned" if status == "canceled" else None,
+                "automatic_payment_methods": None})
     return obj
 
 
 CUSTOMER_FIELDS = frozenset({"name", "email", "description", "phone", "address", "shipping", "metadata", "invoice_settings",
-                        "preferred_locales", "tax_exempt", "balance", "invoice_prefix", "next_invoice_sequence"})
+                             "preferred_locales", "tax_exempt", "balance", "invoice_prefix", "next_invoice_sequence"})
 
 
 CUSTOMER_CREATE_ONLY = frozenset({"payment_method", "tax_id_data", "test_clock", "source", "coupon", "promotion_code",
-                       "validate", "tax", "cash_balance", "default_source", "discounts"})
+                                  "validate", "tax", "cash_balance", "default_source", "discounts"})
 
 
 @creates("customers")
@@ -221,7 +220,7 @@ DECLINING_LAST4 = {"0002", "9995"}
 
 
 def new_card_payment_method(ctx: Ctx, brand: str, last4: str, customer: str | None = None,
-            params: dict[str, Any] | None = None) -> int:
+                            params: dict[str, Any] | None = None) -> int:
     account = ctx.account
     seq, obj = account.new_object("payment_methods", ctx.now())
     row_hash = h(account.ns, seq, 21)
@@ -324,7 +323,7 @@ def create_customer_tax_id(ctx: Ctx, customer_seq: int, params: dict[str, Any]) 
         raise missing_param("value")
     account = ctx.account
     cid = account.tables["customers"].id_of(customer_seq)
-    country = next((c for t, c, _ in TAX_ID_TYPES if t == params["type"]), None)
+    country = next((country for kind, country, _ in TAX_ID_TYPES if kind == params["type"]), None)
     if country is None and "_" in str(params["type"]):
         country = str(params["type"]).split("_")[0].upper()
     seq, obj = account.new_object("tax_ids", ctx.now())
@@ -355,9 +354,9 @@ def delete_tax_id(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]:
 @creates("setup_intents")
 def create_setup_intent(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"customer", "payment_method", "confirm", "usage", "metadata", "payment_method_types", "description",
-              "automatic_payment_methods", "return_url", "single_use", "on_behalf_of", "mandate_data",
-              "attach_to_self", "flow_directions", "payment_method_options", "use_stripe_sdk",
-              "payment_method_data", "payment_method_configuration", "excluded_payment_method_types"})
+                          "automatic_payment_methods", "return_url", "single_use", "on_behalf_of", "mandate_data",
+                          "attach_to_self", "flow_directions", "payment_method_options", "use_stripe_sdk",
+                          "payment_method_data", "payment_method_configuration", "excluded_payment_method_types"})
     account = ctx.account
     customer = None
     if params.get("customer"):
@@ -380,7 +379,7 @@ def create_setup_intent(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 @action("setup_intents", "confirm")
 def confirm_setup_intent(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"payment_method", "return_url", "mandate_data", "payment_method_options", "use_stripe_sdk",
-              "payment_method_data"})
+                          "payment_method_data"})
     cur = ctx.render("setup_intents", seq)
     if cur["status"] in ("succeeded", "canceled"):
         raise invalid(f"This SetupIntent's status is {cur['status']}, so it cannot be confirmed.",

@@ -34,7 +34,7 @@ DISPUTE_REASONS = ["fraudulent", "product_not_received", "duplicate", "subscript
 
 
 @renders("disputes")
-def render_dispute(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_dispute(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["disputes"]
     obj = from_template("dispute")
     row_hash = h(table.ns, row)
@@ -44,7 +44,7 @@ def render_dispute(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
     status = ("won", "lost")[row_hash % 2] if age > 30 * DAY else ("needs_response", "under_review")[row_hash % 2]
     obj["id"] = table.codec.encode(row)
     obj["created"] = created
-    obj["livemode"] = lm
+    obj["livemode"] = livemode
     obj["amount"] = payments.charge_amount(account, c)
     obj["charge"] = account.tables["charges"].codec.encode(c)
     obj["payment_intent"] = account.tables["payment_intents"].codec.encode(c)
@@ -53,38 +53,38 @@ def render_dispute(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
     obj["status"] = status
     obj["is_charge_refundable"] = False
     obj["evidence_details"] = {"due_by": created + 21 * DAY, "has_evidence": status != "needs_response",
-                             "past_due": False, "submission_count": 0 if status == "needs_response" else 1,
-                             "enhanced_eligibility": {}}
+                               "past_due": False, "submission_count": 0 if status == "needs_response" else 1,
+                               "enhanced_eligibility": {}}
     obj["payment_method_details"]["card"]["case_type"] = "chargeback"
     return obj
 
 
 @renders("early_fraud_warnings")
-def render_early_fraud_warning(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_early_fraud_warning(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["early_fraud_warnings"]
     obj = from_template("radar.early_fraud_warning")
     row_hash = h(table.ns, row)
     c = table.cols["charge"][row]
-    obj.update({"id": table.codec.encode(row), "created": table.created[row], "livemode": lm,
-              "charge": account.tables["charges"].codec.encode(c),
-              "payment_intent": account.tables["payment_intents"].codec.encode(c),
-              "fraud_type": ("made_with_stolen_card", "unauthorized_use_of_card", "misc")[row_hash % 3],
-              "actionable": row_hash % 4 != 0})
+    obj.update({"id": table.codec.encode(row), "created": table.created[row], "livemode": livemode,
+                "charge": account.tables["charges"].codec.encode(c),
+                "payment_intent": account.tables["payment_intents"].codec.encode(c),
+                "fraud_type": ("made_with_stolen_card", "unauthorized_use_of_card", "misc")[row_hash % 3],
+                "actionable": row_hash % 4 != 0})
     return obj
 
 
 @renders("reviews")
-def render_review(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_review(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["reviews"]
     obj = from_template("review")
     row_hash = h(table.ns, row)
     c = table.cols["charge"][row]
     is_open = account.gen_end - table.created[row] < 7 * DAY
-    obj.update({"id": table.codec.encode(row), "created": table.created[row], "livemode": lm,
-              "charge": account.tables["charges"].codec.encode(c),
-              "payment_intent": account.tables["payment_intents"].codec.encode(c), "open": is_open,
-              "opened_reason": ("rule", "manual")[row_hash % 2], "reason": "rule" if is_open else ("approved", "refunded")[row_hash % 2],
-              "closed_reason": None if is_open else ("approved", "refunded")[row_hash % 2]})
+    obj.update({"id": table.codec.encode(row), "created": table.created[row], "livemode": livemode,
+                "charge": account.tables["charges"].codec.encode(c),
+                "payment_intent": account.tables["payment_intents"].codec.encode(c), "open": is_open,
+                "opened_reason": ("rule", "manual")[row_hash % 2], "reason": "rule" if is_open else ("approved", "refunded")[row_hash % 2],
+                "closed_reason": None if is_open else ("approved", "refunded")[row_hash % 2]})
     return obj
 
 

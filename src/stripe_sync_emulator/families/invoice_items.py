@@ -1,5 +1,4 @@
-"""Invoice items: pending charges a customer's next invoice picks up.
-"""
+"""Invoice items: pending charges a customer's next invoice picks up."""
 
 from __future__ import annotations
 
@@ -23,22 +22,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @renders("invoiceitems")
-def render_invoiceitem(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_invoiceitem(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["invoiceitems"]
     obj = from_template("invoiceitem")
     row_hash = h(table.ns, row)
-    c = table.created[row]
-    p = table.cols["price"][row]
+    created = table.created[row]
+    price_row = table.cols["price"][row]
     qty = 1 + row_hash % 3
-    unit = catalog.price_amount(account, p) if p >= 0 else 1000
+    unit = catalog.price_amount(account, price_row) if price_row >= 0 else 1000
     prices = account.tables["prices"]
-    obj.update({"id": table.codec.encode(row), "livemode": lm, "date": c, "amount": unit * qty, "net_amount": unit * qty,
-              "customer": account.tables["customers"].codec.encode(table.cols["customer"][row]), "currency": "usd",
-              "description": f"Pending item {row}", "quantity": qty, "quantity_decimal": str(qty),
-              "period": {"start": c, "end": c}, "invoice": None, "metadata": {}})
+    obj.update({"id": table.codec.encode(row), "livemode": livemode, "date": created, "amount": unit * qty, "net_amount": unit * qty,
+                "customer": account.tables["customers"].codec.encode(table.cols["customer"][row]), "currency": "usd",
+                "description": f"Pending item {row}", "quantity": qty, "quantity_decimal": str(qty),
+                "period": {"start": created, "end": created}, "invoice": None, "metadata": {}})
     obj["pricing"] = {"type": "price_details", "unit_amount_decimal": str(unit),
-                    "price_details": {"price": prices.codec.encode(p) if p >= 0 else None,
-                                      "product": ref_or_none(account, "products", prices.cols["product"][p] if p >= 0 else -1)}}
+                      "price_details": {"price": prices.codec.encode(price_row) if price_row >= 0 else None,
+                                        "product": ref_or_none(account, "products", prices.cols["product"][price_row] if price_row >= 0 else -1)}}
     return obj
 
 
@@ -52,8 +51,8 @@ def invoice_item_amount(ctx: Ctx, params: dict[str, Any]) -> tuple[int, int, dic
         price = ctx.render("prices", live_seq(ctx, "prices", price_ident, "price"))
         return (price.get("unit_amount") or 0) * qty, qty, price
     if isinstance(params.get("price_data"), dict):
-        pd = params["price_data"]
-        return (int_param(pd, "unit_amount", 0) or 0) * qty, qty, None
+        price_data = params["price_data"]
+        return (int_param(price_data, "unit_amount", 0) or 0) * qty, qty, None
     if params.get("unit_amount") not in (None, ""):
         return (int_param(params, "unit_amount", 0) or 0) * qty, qty, None
     if params.get("amount") not in (None, ""):
@@ -64,7 +63,7 @@ def invoice_item_amount(ctx: Ctx, params: dict[str, Any]) -> tuple[int, int, dic
 @creates("invoiceitems")
 def create_invoiceitem(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, INVOICE_ITEM_FIELDS | {"customer", "amount", "currency", "price", "pricing", "price_data", "quantity", "invoice",
-                          "subscription", "unit_amount", "unit_amount_decimal", "quantity_decimal"}, ("customer",))
+                                                "subscription", "unit_amount", "unit_amount_decimal", "quantity_decimal"}, ("customer",))
     account = ctx.account
     customer_seq = live_seq(ctx, "customers", params["customer"], "customer")
     amount, qty, price = invoice_item_amount(ctx, params)
@@ -102,8 +101,8 @@ def attach_item_to_invoice(ctx: Ctx, invoice_item_seq: int, inv_seq: int, emit: 
     price_seq = account.tables["prices"].seq_of(price_id) if price_id else None
     price = ctx.render("prices", price_seq) if price_seq is not None else None
     line_seq, line_obj = invoices.new_line_object(ctx, inv["id"], {"price": price, "quantity": item.get("quantity"), "amount": item["amount"],
-                                          "invoice_item": item["id"], "description": item.get("description")},
-                         ctx.now(), None)
+                                                                   "invoice_item": item["id"], "description": item.get("description")},
+                                                  ctx.now(), None)
     line_table = account.tables["invoice_lines"]
     line_table.put(line_seq, account.dehydrate("invoice_lines", line_obj))
     line_table.add_child(inv_seq, line_seq)
@@ -115,7 +114,7 @@ def attach_item_to_invoice(ctx: Ctx, invoice_item_seq: int, inv_seq: int, emit: 
 @updates("invoiceitems")
 def update_invoiceitem(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, INVOICE_ITEM_FIELDS | {"amount", "price", "pricing", "price_data", "quantity", "unit_amount", "unit_amount_decimal",
-                          "quantity_decimal"})
+                                                "quantity_decimal"})
     account = ctx.account
     cur = ctx.render("invoiceitems", seq)
     inv_seq = account.tables["invoices"].seq_of(cur["invoice"]) if cur.get("invoice") else None
@@ -138,7 +137,7 @@ def update_invoiceitem(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, 
     if inv_seq is not None and line is not None:
         line_table = account.tables["invoice_lines"]
         line_table.put(line, dict(account.stored("invoice_lines", line), amount=after["amount"], subtotal=after["amount"],
-                          quantity=after["quantity"], description=after.get("description")))
+                                  quantity=after["quantity"], description=after.get("description")))
         modify(ctx, "invoices", inv_seq, lambda o: invoices.recompute_totals(account, inv_seq, o), "invoice.updated")
     return after
 

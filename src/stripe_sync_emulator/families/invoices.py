@@ -1,5 +1,4 @@
-"""Invoices and their lines.
-"""
+"""Invoices and their lines."""
 
 from __future__ import annotations
 
@@ -28,8 +27,8 @@ INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")  # generat
 
 def line_amount(account: AccountStore, line: int) -> int:
     cols = account.tables["invoice_lines"].cols
-    p = cols["price"][line]
-    return (catalog.price_amount(account, p) if p >= 0 else 1000) * cols["qty"][line]
+    price_row = cols["price"][line]
+    return (catalog.price_amount(account, price_row) if price_row >= 0 else 1000) * cols["qty"][line]
 
 
 def invoice_total(account: AccountStore, v: int) -> int:
@@ -38,12 +37,12 @@ def invoice_total(account: AccountStore, v: int) -> int:
 
 
 @renders("invoices")
-def render_invoice(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_invoice(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["invoices"]
     obj = from_template("invoice")
     row_hash = h(table.ns, row)
     cols = table.cols
-    c = table.created[row]
+    created = table.created[row]
     customer_seq = cols["customer"][row]
     sub = cols["subscription"][row]
     status = INVOICE_STATUSES[cols["status"][row]]
@@ -52,8 +51,8 @@ def render_invoice(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
     cus_id = account.tables["customers"].codec.encode(customer_seq)
     inv_id = table.codec.encode(row)
     obj["id"] = inv_id
-    obj["created"] = c
-    obj["livemode"] = lm
+    obj["created"] = created
+    obj["livemode"] = livemode
     obj["customer"] = cus_id
     obj["customer_name"] = name
     obj["customer_email"] = email
@@ -68,26 +67,26 @@ def render_invoice(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
     obj["attempt_count"] = 1 if status in ("paid", "open", "uncollectible") else 0
     obj["auto_advance"] = status in ("draft", "open")
     reason = cols["reason"][row]
-    obj["period_start"] = c - MONTH if reason == 1 else c
-    obj["period_end"] = c
+    obj["period_start"] = created - MONTH if reason == 1 else created
+    obj["period_end"] = created
     obj["billing_reason"] = ("subscription_create", "subscription_cycle", "manual")[reason]
     if sub >= 0:
         obj["parent"] = {"quote_details": None, "type": "subscription_details",
-                       "subscription_details": {"metadata": {}, "subscription": account.tables["subscriptions"].codec.encode(sub)}}
+                         "subscription_details": {"metadata": {}, "subscription": account.tables["subscriptions"].codec.encode(sub)}}
     obj["collection_method"] = "charge_automatically" if row_hash % 8 else "send_invoice"
     if obj["collection_method"] == "send_invoice":
-        obj["due_date"] = c + 30 * DAY
+        obj["due_date"] = created + 30 * DAY
     finalized = None
     if status != "draft":
-        finalized = c + 3600
+        finalized = created + 3600
         obj["number"] = f"{b62_hash(h(account.tables['customers'].ns, customer_seq), 8).upper()}-{1 + row % 9999:04d}"
         obj["hosted_invoice_url"] = f"https://invoice.stripe.com/i/acct_test/{inv_id}"
         obj["invoice_pdf"] = f"https://pay.stripe.com/invoice/acct_test/{inv_id}/pdf"
         obj["effective_at"] = finalized
-        obj["webhooks_delivered_at"] = c
+        obj["webhooks_delivered_at"] = created
     obj["status_transitions"] = {
-        "finalized_at": finalized, "marked_uncollectible_at": c + 20 * DAY if status == "uncollectible" else None,
-        "paid_at": finalized if paid else None, "voided_at": c + 2 * DAY if status == "void" else None,
+        "finalized_at": finalized, "marked_uncollectible_at": created + 20 * DAY if status == "uncollectible" else None,
+        "paid_at": finalized if paid else None, "voided_at": created + 2 * DAY if status == "void" else None,
     }
     obj["ending_balance"] = 0 if status != "draft" else None
     obj["total_taxes"] = []
@@ -97,21 +96,21 @@ def render_invoice(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
 
 
 @renders("invoice_lines")
-def render_invoice_line(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_invoice_line(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["invoice_lines"]
     obj = from_template("line_item")
     cols = table.cols
     inv_t = account.tables["invoices"]
     v = table.parent_of_generated(inv_t, row)
-    p = cols["price"][row]
+    price_row = cols["price"][row]
     item_seq = cols["subscription_item"][row]
     amt = line_amount(account, row)
     c = inv_t.created[v]
     prices = account.tables["prices"]
-    price_id = prices.codec.encode(p) if p >= 0 else None
-    prod = prices.cols["product"][p] if p >= 0 else -1
+    price_id = prices.codec.encode(price_row) if price_row >= 0 else None
+    prod = prices.cols["product"][price_row] if price_row >= 0 else -1
     obj["id"] = table.codec.encode(row)
-    obj["livemode"] = lm
+    obj["livemode"] = livemode
     obj["invoice"] = inv_t.codec.encode(v)
     obj["amount"] = amt
     obj["subtotal"] = amt
@@ -119,36 +118,36 @@ def render_invoice_line(account: AccountStore, row: int, lm: bool) -> dict[str, 
     obj["quantity"] = cols["qty"][row]
     obj["metadata"] = {}
     obj["pricing"] = {"type": "price_details", "unit_amount_decimal": str(amt // max(1, cols["qty"][row])),
-                    "price_details": {"price": price_id, "product": ref_or_none(account, "products", prod)}}
+                      "price_details": {"price": price_id, "product": ref_or_none(account, "products", prod)}}
     if item_seq >= 0:
         sub = account.tables["subscription_items"].cols["subscription"][item_seq]
         sub_id = account.tables["subscriptions"].codec.encode(sub)
-        obj["description"] = f"{cols['qty'][row]} × product {prod} (at ${catalog.price_amount(account, p) / 100:.2f})"
+        obj["description"] = f"{cols['qty'][row]} × product {prod} (at ${catalog.price_amount(account, price_row) / 100:.2f})"
         obj["period"] = {"start": c, "end": c + MONTH}
         obj["subscription"] = sub_id
         obj["parent"] = {"type": "subscription_item_details", "invoice_item_details": None,
-                       "subscription_item_details": {"invoice_item": None, "proration": False,
-                                                     "proration_details": {"credited_items": None},
-                                                     "subscription": sub_id,
-                                                     "subscription_item": account.tables["subscription_items"].codec.encode(item_seq)}}
+                         "subscription_item_details": {"invoice_item": None, "proration": False,
+                                                       "proration_details": {"credited_items": None},
+                                                       "subscription": sub_id,
+                                                       "subscription_item": account.tables["subscription_items"].codec.encode(item_seq)}}
     else:
         obj["description"] = f"One-off item {row}"
         obj["period"] = {"start": c, "end": c}
         obj["subscription"] = None
         obj["parent"] = {"type": "invoice_item_details", "subscription_item_details": None,
-                       "invoice_item_details": {"invoice_item": None, "proration": False,
-                                                "proration_details": {"credited_items": None}, "subscription": None}}
+                         "invoice_item_details": {"invoice_item": None, "proration": False,
+                                                  "proration_details": {"credited_items": None}, "subscription": None}}
     return obj
 
 
 INVOICE_UPDATE_FIELDS = frozenset({"metadata", "description", "footer", "auto_advance", "collection_method", "days_until_due",
-                        "due_date", "default_payment_method", "custom_fields", "statement_descriptor"})
+                                   "due_date", "default_payment_method", "custom_fields", "statement_descriptor"})
 
 
 INVOICE_IGNORED_PARAMS = frozenset({"pending_invoice_items_behavior", "currency", "automatic_tax", "discounts", "issuer",
-                         "on_behalf_of", "payment_settings", "rendering", "shipping_cost", "shipping_details",
-                         "transfer_data", "account_tax_ids", "default_tax_rates", "from_invoice",
-                         "number", "effective_at", "application_fee_amount", "default_source"})
+                                    "on_behalf_of", "payment_settings", "rendering", "shipping_cost", "shipping_details",
+                                    "transfer_data", "account_tax_ids", "default_tax_rates", "from_invoice",
+                                    "number", "effective_at", "application_fee_amount", "default_source"})
 
 
 def new_line_object(ctx: Ctx, inv_id: str, line: dict[str, Any], created: int, sub_id: str | None) -> tuple[int, dict[str, Any]]:
@@ -188,8 +187,8 @@ def recompute_totals(account: AccountStore, inv_seq: int, o: dict[str, Any]) -> 
 
 
 def build_invoice(ctx: Ctx, seq: int, obj: dict[str, Any], customer_seq: int, *, sub_id: str | None,
-                   lines: list[dict[str, Any]], billing_reason: str, collection_method: str,
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                  lines: list[dict[str, Any]], billing_reason: str, collection_method: str,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
     account = ctx.account
     now = ctx.now()
     customer = ctx.render("customers", customer_seq)
@@ -252,7 +251,7 @@ def create_invoice(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     if params.get("metadata"):
         extra["metadata"] = {str(k): str(v) for k, v in params["metadata"].items() if v != ""}
     out = build_invoice(ctx, seq, obj, customer_seq, sub_id=sub_id, lines=[], billing_reason="manual",
-                         collection_method=params.get("collection_method") or "charge_automatically", extra=extra)
+                        collection_method=params.get("collection_method") or "charge_automatically", extra=extra)
     if include:
         cid = account.tables["customers"].id_of(customer_seq)
         ms = [account.build_filter("invoiceitems", "customer", cid), account.build_filter("invoiceitems", "pending", "true")]
@@ -342,7 +341,7 @@ def pay_invoice(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]:
             pm = (cus.get("invoice_settings") or {}).get("default_payment_method")
         try:
             payments.pay_now(ctx, amount=amount, currency=cur["currency"], customer=cur["customer"], pm_ident=pm,
-                 description=f"Payment for Invoice {cur.get('number')}")
+                             description=f"Payment for Invoice {cur.get('number')}")
         except StripeError as exc:
             if exc.status == 402:
                 after, _ = modify(ctx, "invoices", seq, lambda o: o.update(attempted=True,
@@ -393,7 +392,7 @@ def void_invoice(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]:
 def mark_uncollectible_invoice(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, set())
     return end_invoice(ctx, seq, "uncollectible", "marked_uncollectible_at", "invoice.marked_uncollectible",
-                               ("open",))
+                       ("open",))
 
 
 @action("invoices", "send")

@@ -1,5 +1,4 @@
-"""Charges, payment intents and refunds.
-"""
+"""Charges, payment intents and refunds."""
 
 from __future__ import annotations
 
@@ -57,7 +56,7 @@ def refund_amounts(account: AccountStore, charge: int) -> dict[int, int]:
 
 
 @renders("charges")
-def render_charge(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_charge(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["charges"]
     obj = from_template("charge")
     row_hash = h(table.ns, row)
@@ -73,7 +72,7 @@ def render_charge(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
     name, email = customers.customer_identity(account, customer_seq) if customer_seq >= 0 else (f"Guest {row}", None)
     obj["id"] = cid
     obj["created"] = table.created[row]
-    obj["livemode"] = lm
+    obj["livemode"] = livemode
     obj["amount"] = amount
     obj["amount_captured"] = amount if ok else 0
     obj["amount_refunded"] = refunded
@@ -98,21 +97,21 @@ def render_charge(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
     obj["review"] = ref_or_none(account, "reviews", r) if r is not None else None
     card_details = obj["payment_method_details"]["card"]
     card_details.update({"brand": card["brand"], "last4": card["last4"], "exp_month": card["exp_month"],
-                "exp_year": card["exp_year"], "fingerprint": card["fingerprint"], "funding": card["funding"],
-                "network": card["brand"], "wallet": None, "installments": None, "amount_authorized": amount})
+                         "exp_year": card["exp_year"], "fingerprint": card["fingerprint"], "funding": card["funding"],
+                         "network": card["brand"], "wallet": None, "installments": None, "amount_authorized": amount})
     card_details["overcapture"] = {"maximum_amount_capturable": amount, "status": "unavailable"}
     if not ok:
         obj["failure_code"] = "card_declined"
         obj["failure_message"] = "Your card was declined."
         obj["outcome"] = {"advice_code": None, "network_advice_code": None, "network_decline_code": None,
-                        "network_status": "declined_by_network", "reason": "generic_decline", "risk_level": "normal",
-                        "risk_score": 41, "seller_message": "The bank did not return any further details with this decline.",
-                        "type": "issuer_declined"}
+                          "network_status": "declined_by_network", "reason": "generic_decline", "risk_level": "normal",
+                          "risk_score": 41, "seller_message": "The bank did not return any further details with this decline.",
+                          "type": "issuer_declined"}
     return obj
 
 
 @renders("payment_intents")
-def render_payment_intent(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_payment_intent(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["payment_intents"]
     charge_seq = account.tables["charges"]
     obj = from_template("payment_intent")
@@ -121,7 +120,7 @@ def render_payment_intent(account: AccountStore, row: int, lm: bool) -> dict[str
     pid = table.codec.encode(row)
     obj["id"] = pid
     obj["created"] = table.created[row]
-    obj["livemode"] = lm
+    obj["livemode"] = livemode
     obj["amount"] = amount
     obj["amount_received"] = amount if ok else 0
     obj["currency"] = "usd"
@@ -133,12 +132,12 @@ def render_payment_intent(account: AccountStore, row: int, lm: bool) -> dict[str
     obj["automatic_payment_methods"] = None
     if not ok:
         obj["last_payment_error"] = {"type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
-                                   "message": "Your card was declined.", "charge": charge_seq.codec.encode(row)}
+                                     "message": "Your card was declined.", "charge": charge_seq.codec.encode(row)}
     return obj
 
 
 @renders("refunds")
-def render_refund(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_refund(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["refunds"]
     obj = from_template("refund")
     row_hash = h(table.ns, row)
@@ -146,7 +145,7 @@ def render_refund(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
     charge_seq = account.tables["charges"]
     obj["id"] = table.codec.encode(row)
     obj["created"] = table.created[row]
-    obj["livemode"] = lm
+    obj["livemode"] = livemode
     obj["amount"] = refund_amounts(account, c).get(row, 0)
     obj["charge"] = charge_seq.codec.encode(c)
     obj["payment_intent"] = account.tables["payment_intents"].codec.encode(c)
@@ -160,8 +159,8 @@ def render_refund(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
 
 
 def new_charge(ctx: Ctx, *, amount: int, currency: str, customer: str | None, pm: int | None,
-                payment_intent: str | None, description: str | None, metadata: Any,
-                capture: bool = True, declined: bool = False) -> int:
+               payment_intent: str | None, description: str | None, metadata: Any,
+               capture: bool = True, declined: bool = False) -> int:
     account = ctx.account
     seq, obj = account.new_object("charges", ctx.now())
     pm_obj = ctx.render("payment_methods", pm) if pm is not None else None
@@ -218,8 +217,8 @@ CHARGE_UPDATE_FIELDS = frozenset({"description", "metadata", "receipt_email", "f
 @creates("charges")
 def create_charge(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, CHARGE_UPDATE_FIELDS | {"amount", "currency", "customer", "source", "capture", "statement_descriptor",
-                              "statement_descriptor_suffix", "application_fee_amount", "on_behalf_of",
-                              "transfer_data", "payment_method"}, ("amount", "currency"))
+                                                 "statement_descriptor_suffix", "application_fee_amount", "on_behalf_of",
+                                                 "transfer_data", "payment_method"}, ("amount", "currency"))
     amount = to_int(params["amount"], "amount")
     if amount < 50:
         raise invalid("Amount must be at least $0.50 usd", param="amount", code="amount_too_small")
@@ -235,8 +234,8 @@ def create_charge(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     pm = customers.resolve_pm(ctx, src, "source", customer)
     declined = card_declines(ctx, pm)
     seq = new_charge(ctx, amount=amount, currency=str(params["currency"]).lower(), customer=customer, pm=pm,
-                      payment_intent=None, description=params.get("description"), metadata=params.get("metadata"),
-                      capture=bool_param(params, "capture", True), declined=declined)
+                     payment_intent=None, description=params.get("description"), metadata=params.get("metadata"),
+                     capture=bool_param(params, "capture", True), declined=declined)
     if declined:
         raise card_declined_error(ctx.account.tables["charges"].id_of(seq))
     if any(k in params for k in ("receipt_email", "shipping", "transfer_group")):
@@ -255,7 +254,7 @@ def update_charge(ctx: Ctx, seq: int, params: dict[str, Any], silent: bool = Fal
 @action("charges", "capture")
 def capture_charge(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"amount", "receipt_email", "statement_descriptor", "statement_descriptor_suffix",
-              "application_fee_amount", "transfer_data", "transfer_group"})
+                          "application_fee_amount", "transfer_data", "transfer_group"})
     cur = ctx.render("charges", seq)
     if cur.get("captured") or cur.get("status") != "succeeded":
         raise invalid(f"Charge {cur['id']} has already been captured.", code="charge_already_captured")
@@ -271,15 +270,15 @@ def capture_charge(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]
 
 
 PAYMENT_INTENT_UPDATE_FIELDS = frozenset({"amount", "currency", "customer", "description", "metadata", "receipt_email",
-                       "setup_future_usage", "shipping", "statement_descriptor", "statement_descriptor_suffix",
-                       "transfer_group", "payment_method_types"})
+                                          "setup_future_usage", "shipping", "statement_descriptor", "statement_descriptor_suffix",
+                                          "transfer_group", "payment_method_types"})
 
 
 PAYMENT_INTENT_CREATE_ONLY = frozenset({"payment_method", "confirm", "capture_method", "automatic_payment_methods",
-                             "off_session", "return_url", "confirmation_method", "error_on_requires_action",
-                             "mandate_data", "on_behalf_of", "transfer_data", "application_fee_amount",
-                             "payment_method_options", "use_stripe_sdk", "payment_method_data", "radar_options",
-                             "excluded_payment_method_types", "payment_method_configuration"})
+                                        "off_session", "return_url", "confirmation_method", "error_on_requires_action",
+                                        "mandate_data", "on_behalf_of", "transfer_data", "application_fee_amount",
+                                        "payment_method_options", "use_stripe_sdk", "payment_method_data", "radar_options",
+                                        "excluded_payment_method_types", "payment_method_configuration"})
 
 
 @creates("payment_intents")
@@ -309,7 +308,7 @@ def create_payment_intent(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         "canceled_at": None, "cancellation_reason": None,
     })
     set_fields(obj, params, {"metadata", "receipt_email", "setup_future_usage", "shipping", "statement_descriptor",
-                        "statement_descriptor_suffix", "transfer_group"})
+                             "statement_descriptor_suffix", "transfer_group"})
     insert(ctx, "payment_intents", seq, obj, "payment_intent.created")
     if bool_param(params, "confirm"):
         return confirm_payment_intent(ctx, seq, {})
@@ -319,8 +318,8 @@ def create_payment_intent(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 @action("payment_intents", "confirm")
 def confirm_payment_intent(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"payment_method", "return_url", "off_session", "receipt_email", "setup_future_usage", "shipping",
-              "mandate_data", "payment_method_options", "use_stripe_sdk", "error_on_requires_action",
-              "capture_method", "payment_method_types", "payment_method_data", "radar_options"})
+                          "mandate_data", "payment_method_options", "use_stripe_sdk", "error_on_requires_action",
+                          "capture_method", "payment_method_types", "payment_method_data", "radar_options"})
     account = ctx.account
     cur = ctx.render("payment_intents", seq)
     if cur["status"] in ("succeeded", "canceled", "requires_capture"):
@@ -334,8 +333,8 @@ def confirm_payment_intent(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[s
     declined = card_declines(ctx, pm)
     manual = cur.get("capture_method") == "manual"
     charge_seq = new_charge(ctx, amount=cur["amount"], currency=cur["currency"], customer=cur.get("customer"), pm=pm,
-                     payment_intent=cur["id"], description=cur.get("description"), metadata=cur.get("metadata"),
-                     capture=not manual, declined=declined)
+                            payment_intent=cur["id"], description=cur.get("description"), metadata=cur.get("metadata"),
+                            capture=not manual, declined=declined)
     ch_id = account.tables["charges"].id_of(charge_seq)
 
     def fn(o: dict[str, Any]) -> None:
@@ -417,7 +416,7 @@ def update_payment_intent(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[st
 
 
 def pay_now(ctx: Ctx, *, amount: int, currency: str, customer: str | None, pm_ident: Any,
-         description: str | None) -> tuple[str, str]:
+            description: str | None) -> tuple[str, str]:
     """PaymentIntent + Charge that succeed (or raise 402): returns (pi_id, charge_id)."""
     pi = create_payment_intent(ctx, {"amount": amount, "currency": currency, "customer": customer,
                                      "payment_method": pm_ident or "pm_card_visa", "confirm": "true",
@@ -428,7 +427,7 @@ def pay_now(ctx: Ctx, *, amount: int, currency: str, customer: str | None, pm_id
 @creates("refunds")
 def create_refund(ctx: Ctx, p: dict[str, Any]) -> dict[str, Any]:
     check_params(p, {"charge", "payment_intent", "amount", "reason", "metadata", "refund_application_fee",
-              "reverse_transfer", "instructions_email", "origin", "currency", "customer"})
+                     "reverse_transfer", "instructions_email", "origin", "currency", "customer"})
     account = ctx.account
     if p.get("charge"):
         charge_seq = live_seq(ctx, "charges", p["charge"], "charge")

@@ -1,5 +1,4 @@
-"""Subscription schedules.
-"""
+"""Subscription schedules."""
 
 from __future__ import annotations
 
@@ -24,11 +23,11 @@ SCHEDULE_STATUSES = ("not_started", "active", "completed", "released", "canceled
 
 
 @renders("subscription_schedules")
-def render_subscription_schedule(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_subscription_schedule(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["subscription_schedules"]
     obj = from_template("subscription_schedule")
     cols = table.cols
-    c = table.created[row]
+    created = table.created[row]
     status = SCHEDULE_STATUSES[cols["status"][row]]
     sub = cols["subscription"][row]
     prices = account.tables["prices"]
@@ -38,16 +37,16 @@ def render_subscription_schedule(account: AccountStore, row: int, lm: bool) -> d
     else:
         price = 0
     obj["id"] = table.codec.encode(row)
-    obj["created"] = c
-    obj["livemode"] = lm
+    obj["created"] = created
+    obj["livemode"] = livemode
     obj["customer"] = account.tables["customers"].codec.encode(cols["customer"][row])
     obj["subscription"] = ref_or_none(account, "subscriptions", sub)
     obj["status"] = status
-    start = c if status != "not_started" else c + 7 * DAY
+    start = created if status != "not_started" else created + 7 * DAY
     end = start + 365 * DAY
     obj["current_phase"] = {"start_date": start, "end_date": end} if status == "active" else None
     if status == "canceled":
-        obj["canceled_at"] = c + DAY
+        obj["canceled_at"] = created + DAY
     phase = {
         "add_invoice_items": [], "application_fee_percent": None, "billing_cycle_anchor": None,
         "collection_method": None, "currency": "usd", "default_payment_method": None, "default_tax_rates": [],
@@ -67,7 +66,7 @@ def render_subscription_schedule(account: AccountStore, row: int, lm: bool) -> d
 @creates("subscription_schedules")
 def create_subscription_schedule(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"customer", "from_subscription", "start_date", "end_behavior", "phases", "metadata",
-              "default_settings", "billing_mode"})
+                          "default_settings", "billing_mode"})
     account = ctx.account
     now = ctx.now()
     sub_id = None

@@ -1,5 +1,4 @@
-"""Subscriptions and their items.
-"""
+"""Subscriptions and their items."""
 
 from __future__ import annotations
 
@@ -56,21 +55,21 @@ def item_period(account: AccountStore, created: int, price: int) -> tuple[int, i
 
 
 @renders("subscriptions")
-def render_subscription(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_subscription(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["subscriptions"]
     obj = from_template("subscription")
     row_hash = h(table.ns, row)
-    c = table.created[row]
+    created = table.created[row]
     cols = table.cols
     status = SUBSCRIPTION_STATUSES[cols["status"][row]]
     customer_seq = cols["customer"][row]
     obj["id"] = table.codec.encode(row)
-    obj["created"] = c
-    obj["livemode"] = lm
+    obj["created"] = created
+    obj["livemode"] = livemode
     obj["customer"] = account.tables["customers"].codec.encode(customer_seq)
     obj["status"] = status
-    obj["start_date"] = c
-    obj["billing_cycle_anchor"] = c
+    obj["start_date"] = created
+    obj["billing_cycle_anchor"] = created
     obj["currency"] = "usd"
     obj["latest_invoice"] = ref_or_none(account, "invoices", cols["latest_invoice"][row])
     obj["default_payment_method"] = ref_or_none(account, "payment_methods", account.tables["customers"].cols["default_pm"][customer_seq])
@@ -78,63 +77,63 @@ def render_subscription(account: AccountStore, row: int, lm: bool) -> dict[str, 
     obj["days_until_due"] = 30 if row_hash % 10 == 0 else None
     obj["metadata"] = {"seats": str(1 + row_hash % 20)} if row_hash % 3 == 0 else {}
     if status in ("canceled", "incomplete_expired"):
-        span = max(1, account.gen_end - c)
-        ended = c + DAY + (row_hash >> 8) % span
+        span = max(1, account.gen_end - created)
+        ended = created + DAY + (row_hash >> 8) % span
         obj["canceled_at"] = ended
         obj["ended_at"] = ended
         obj["cancellation_details"] = {"comment": None, "feedback": None,
-                                     "reason": ("cancellation_requested", "payment_failed")[(row_hash >> 3) % 2]}
+                                       "reason": ("cancellation_requested", "payment_failed")[(row_hash >> 3) % 2]}
     elif status == "trialing":
-        obj["trial_start"] = c
-        obj["trial_end"] = c + 14 * DAY
+        obj["trial_start"] = created
+        obj["trial_end"] = created + 14 * DAY
     if status == "active" and row_hash % 17 == 0:
         obj["cancel_at_period_end"] = True
     return obj
 
 
 @renders("subscription_items")
-def render_subscription_item(account: AccountStore, row: int, lm: bool) -> dict[str, Any]:
+def render_subscription_item(account: AccountStore, row: int, livemode: bool) -> dict[str, Any]:
     table = account.tables["subscription_items"]
     obj = from_template("subscription_item")
     cols = table.cols
-    p = cols["price"][row]
-    c = table.created[row]
-    price = account.render("prices", p, lm)
+    price_row = cols["price"][row]
+    created = table.created[row]
+    price = account.render("prices", price_row, livemode)
     obj["id"] = table.codec.encode(row)
-    obj["created"] = c
-    obj["livemode"] = lm
+    obj["created"] = created
+    obj["livemode"] = livemode
     obj["price"] = price
-    obj["plan"] = account.render_plan(p, lm)
+    obj["plan"] = account.render_plan(price_row, livemode)
     obj["quantity"] = cols["qty"][row]
     obj["subscription"] = account.tables["subscriptions"].codec.encode(cols["subscription"][row])
-    obj["current_period_start"], obj["current_period_end"] = item_period(account, c, p)
+    obj["current_period_start"], obj["current_period_end"] = item_period(account, created, price_row)
     obj["metadata"] = {}
     return obj
 
 
 SUBSCRIPTION_UPDATE_FIELDS = frozenset({"metadata", "cancel_at_period_end", "cancel_at", "default_payment_method", "description",
-                        "pause_collection", "collection_method", "days_until_due", "trial_end",
-                        "cancellation_details", "default_tax_rates"})
+                                        "pause_collection", "collection_method", "days_until_due", "trial_end",
+                                        "cancellation_details", "default_tax_rates"})
 
 
 SUBSCRIPTION_IGNORED_PARAMS = frozenset({"payment_behavior", "proration_behavior", "billing_cycle_anchor", "coupon", "discounts",
-                         "promotion_code", "off_session", "automatic_tax", "payment_settings", "trial_from_plan",
-                         "backdate_start_date", "currency", "add_invoice_items", "application_fee_percent",
-                         "transfer_data", "on_behalf_of", "billing_thresholds", "pending_invoice_item_interval",
-                         "trial_settings", "billing_mode", "proration_date", "invoice_settings", "test_clock",
-                         "billing_cycle_anchor_config", "expand"})
+                                         "promotion_code", "off_session", "automatic_tax", "payment_settings", "trial_from_plan",
+                                         "backdate_start_date", "currency", "add_invoice_items", "application_fee_percent",
+                                         "transfer_data", "on_behalf_of", "billing_thresholds", "pending_invoice_item_interval",
+                                         "trial_settings", "billing_mode", "proration_date", "invoice_settings", "test_clock",
+                                         "billing_cycle_anchor_config", "expand"})
 
 
 def new_item_object(ctx: Ctx, sub_id: str, price_seq: int, qty: int, metadata: Any, created: int) -> tuple[int, dict[str, Any]]:
     account = ctx.account
     seq, obj = account.new_object("subscription_items", created)
     price = ctx.render("prices", price_seq)
-    rec = price.get("recurring") or {}
-    if not rec:
+    recurring = price.get("recurring") or {}
+    if not recurring:
         raise invalid(f"The price specified ({price['id']}) is a one-time price; subscription items need a "
                       "recurring price.", param="items")
-    unit_days = {"day": 1, "week": 7, "month": 30, "year": 365}.get(str(rec.get("interval")), 30)
-    days = unit_days * int(rec.get("interval_count") or 1)
+    unit_days = {"day": 1, "week": 7, "month": 30, "year": 365}.get(str(recurring.get("interval")), 30)
+    days = unit_days * int(recurring.get("interval_count") or 1)
     obj.update({"price": price["id"], "plan": price["id"], "quantity": qty, "subscription": sub_id,
                 "current_period_start": created, "current_period_end": created + days * DAY, "discounts": [],
                 "tax_rates": [], "billing_thresholds": None})
@@ -149,8 +148,8 @@ def price_for_item(ctx: Ctx, item: dict[str, Any], param: str) -> int:
     if item.get("plan"):
         return live_seq(ctx, "prices", item["plan"], f"{param}[plan]")
     if isinstance(item.get("price_data"), dict):
-        pd = dict(item["price_data"])
-        seq, obj = catalog.build_price(ctx, pd)
+        price_data = dict(item["price_data"])
+        seq, obj = catalog.build_price(ctx, price_data)
         catalog.insert_price(ctx, seq, obj)
         return seq
     raise missing_param(f"{param}[price]")
@@ -212,7 +211,7 @@ def create_subscription(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         lines.append({"price": price, "quantity": new_item["quantity"], "amount": unit * new_item["quantity"],
                       "subscription_item": new_item["id"], "description": f"{new_item['quantity']} × {price['product']}"})
     invoices.build_invoice(ctx, inv_seq, inv_obj, customer_seq, sub_id=sub_id, lines=lines, billing_reason="subscription_create",
-                   collection_method=obj["collection_method"])
+                           collection_method=obj["collection_method"])
     if obj["collection_method"] == "charge_automatically":
         invoices.finalize_invoice(ctx, inv_seq, {})
         try:
@@ -349,7 +348,7 @@ def change_with_parent_event(ctx: Ctx, sub_seq: int, change: Callable[[], Any]) 
 @creates("subscription_items")
 def create_subscription_item(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"subscription", "price", "plan", "price_data", "quantity", "metadata", "proration_behavior",
-              "payment_behavior", "tax_rates", "discounts", "proration_date", "billing_thresholds"}, ("subscription",))
+                          "payment_behavior", "tax_rates", "discounts", "proration_date", "billing_thresholds"}, ("subscription",))
     account = ctx.account
     sub = live_seq(ctx, "subscriptions", params["subscription"], "subscription")
     sub_id = account.tables["subscriptions"].id_of(sub)
@@ -373,7 +372,7 @@ def parent_subscription_of(ctx: Ctx, item_seq: int) -> int:
 @updates("subscription_items")
 def update_subscription_item(ctx: Ctx, item_seq: int, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"price", "plan", "price_data", "quantity", "metadata", "proration_behavior", "payment_behavior",
-              "tax_rates", "discounts", "proration_date", "off_session", "billing_thresholds"})
+                          "tax_rates", "discounts", "proration_date", "off_session", "billing_thresholds"})
 
     def change() -> dict[str, Any]:
         apply_item_update(ctx, item_seq, params, "")

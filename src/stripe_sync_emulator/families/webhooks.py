@@ -1,5 +1,4 @@
-"""Webhook endpoints, and the list filters of the events they deliver.
-"""
+"""Webhook endpoints, and the list filters of the events they deliver."""
 
 from __future__ import annotations
 
