@@ -14,6 +14,7 @@ from backfill_support import EMULATOR_TYPE
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from stripe_sync_core import StripeSync, SyncConfig
+from stripe_sync_core.progress import RecordingSink
 from stripe_sync_core.registry import ENTITLEMENT_SUMMARY_EVENT, EVENT_TYPES
 from stripe_sync_emulator import StripeEmulator
 
@@ -42,7 +43,7 @@ def emulator_fixture() -> Iterator[StripeEmulator]:
 
 @pytest.fixture(name="engine")
 async def engine_fixture(clean_db: str, emulator: StripeEmulator) -> AsyncIterator[StripeSync]:
-    async with StripeSync(engine_config(clean_db, emulator)) as sync:
+    async with StripeSync(engine_config(clean_db, emulator), progress=RecordingSink()) as sync:
         yield sync
 
 

@@ -42,6 +42,15 @@ class ChunkSpec:
         return {1: "day", 7: "week"}.get(self.days or 0, f"{self.days}d")
 
 
+@dataclass(frozen=True)
+class SplitLimits:
+    """When automatic chunking splits a range, and into how many pieces at most."""
+
+    target_objects: int = 1000
+    """Split when more objects than this are expected below a range's first page."""
+    max_pieces: int = 16
+
+
 def parse_chunk_spec(value: str | int | None) -> ChunkSpec:
     """`None`/`auto`, `day`, `week`, `month`, or N days as an int or `"N"` / `"Nd"`."""
     if value is None or value == "auto":

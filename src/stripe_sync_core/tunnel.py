@@ -39,6 +39,8 @@ from pyngrok.exception import (
     PyngrokSecurityError,
 )
 
+from .log_filters import ScopedLogFilter
+
 __all__ = ["ENV_NGROK_PATH", "Tunnel", "TunnelError", "mask_token", "open_tunnel"]
 
 logger = logging.getLogger(__name__)
@@ -102,20 +104,14 @@ class _RedactTokens(logging.Filter):
         return True
 
 
-_REDACT_FILTER = _RedactTokens()
-for _name in _PYNGROK_LOGGERS:
-    _logger = logging.getLogger(_name)
-    if not any(isinstance(f, _RedactTokens) for f in _logger.filters):
-        _logger.addFilter(_REDACT_FILTER)
-# Without any handler configured, Python's last-resort handler would print pyngrok's ERROR lines (the
-# agent's output) and our warnings on stderr, under a TUI. Records still propagate to the app's handlers.
-for _name in ("pyngrok", __name__):
-    _logger = logging.getLogger(_name)
-    if not any(isinstance(h, logging.NullHandler) for h in _logger.handlers):
-        _logger.addHandler(logging.NullHandler())
+# Installed while a tunnel is open (the tokens it masks are the open tunnels'). Without any handler
+# configured, Python's last-resort handler would print pyngrok's ERROR lines (the agent's output) and our
+# warnings on stderr, under a TUI: a NullHandler keeps them quiet; records still reach the app's handlers.
+_REDACT_FILTER = ScopedLogFilter(_RedactTokens(), _PYNGROK_LOGGERS, quiet_loggers=("pyngrok", __name__))
 
 
 def _hold_secret(token: str) -> None:
+    _REDACT_FILTER.acquire()
     with _secrets_lock:
         _secrets[token] += 1
 
@@ -125,6 +121,7 @@ def _release_secret(token: str) -> None:
         _secrets[token] -= 1
         if _secrets[token] <= 0:
             del _secrets[token]
+    _REDACT_FILTER.release()
 
 
 # --------------------------------------------------------------------------- agents shared per executable

@@ -132,12 +132,12 @@ class ConsoleEngine:
         """(database answers, Stripe answers or None when not asked, detail of the first failure)."""
 
         async def check(sync: StripeSync) -> tuple[bool, bool | None, str]:
-            if sync.db is None:
+            if not sync.is_open:
                 return False, None, "not connected"
             health = await status.database_health(sync.database)
             stripe_ok: bool | None = None
             detail = health.error or ""
-            if stripe and sync.api is not None:
+            if stripe and sync.config.stripe_secret_key:
                 try:
                     await asyncio.wait_for(sync.stripe.get("/v1/account"), STRIPE_PROBE_TIMEOUT)
                     stripe_ok = True

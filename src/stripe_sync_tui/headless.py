@@ -233,12 +233,15 @@ async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output
     progress = HeadlessProgress(out)
 
     async def body(sync: Any) -> int:
-        if args.join:
-            summary = await sync.backfill.join_open_run()
-        else:
-            summary = await sync.process_until_done(args.object, created_gte=created_gte,
-                                                    created_lte=created_lte, chunk=chunk,
-                                                    concurrency=args.concurrency)
+        from stripe_sync_core.gc_tuning import fewer_collections
+
+        with fewer_collections():  # this process does nothing else meanwhile
+            if args.join:
+                summary = await sync.join_open_run()
+            else:
+                summary = await sync.process_until_done(args.object, created_gte=created_gte,
+                                                        created_lte=created_lte, chunk=chunk,
+                                                        concurrency=args.concurrency)
         progress.finish()
         errors = 0
         for name, result in summary.items():
@@ -266,10 +269,8 @@ async def cmd_sync(args: argparse.Namespace, config: SyncConfig, out: Output) ->
 
 async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
     async def body(sync: Any) -> int:
-        from stripe_sync_core.listener import WebhookListener
-
-        listener = WebhookListener(sync, host=args.host, port=args.port or config.listener_port,
-                                   remove_webhook_on_exit=args.remove_webhook_on_exit)
+        listener = sync.listener(host=args.host, port=args.port or config.listener_port,
+                                 remove_webhook_on_exit=args.remove_webhook_on_exit)
         state = await listener.start()
         out.data({"kind": "listening", "local_url": state.local_url, "public_url": state.public_url,
                   "webhook_url": state.webhook_url, "webhook_id": state.webhook_id,

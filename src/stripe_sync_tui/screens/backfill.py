@@ -219,7 +219,7 @@ class BackfillScreen(ConsoleScreen):
                 await engine.call(lambda sync: engine.set_request_budget(sync, rate))
             summary: dict[str, Any] = {}
             if objects is None:
-                summary = await engine.call(lambda sync: sync.backfill.join_open_run())
+                summary = await engine.call(lambda sync: sync.join_open_run())
             for name in objects or []:
                 result = await engine.call(partial(_process_until_done, name=name, arguments=arguments))
                 summary.update(result or {})

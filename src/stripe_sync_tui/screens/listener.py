@@ -172,10 +172,7 @@ class ListenerScreen(ConsoleScreen):
             engine.require("listener")
 
             async def start_on_engine(sync: Any) -> ListenerView:
-                from stripe_sync_core.listener import WebhookListener
-
-                listener = WebhookListener(sync, settings.listener_host,
-                                           settings.listener_port or sync.config.listener_port)
+                listener = sync.listener(settings.listener_host, settings.listener_port or None)
                 engine.listener = listener
                 try:
                     await listener.start(wait_for_catch_up=False)
