@@ -140,6 +140,12 @@ class ApiStats:
     server_errors: int = 0
 
 
+def stripe_request_budget(requests_per_second: float) -> RequestBudget:
+    """The budget the engine keeps for `requests_per_second` (0 is unlimited): Stripe's limit per
+    endpoint applies below it, whatever the global rate."""
+    return RequestBudget(requests_per_second, endpoint_rate=ENDPOINT_REQUESTS_PER_SECOND)
+
+
 def default_request_rate(config: SyncConfig) -> float:
     if config.max_requests_per_second is not None:
         return config.max_requests_per_second
@@ -164,8 +170,7 @@ class StripeApi:
             raise StripeApiError("no Stripe secret key: set STRIPE_API_KEY or pass --stripe-key")
         self.config = config
         self._http, self.client = self._new_client()
-        self.budget = budget or RequestBudget(default_request_rate(config),
-                                              endpoint_rate=ENDPOINT_REQUESTS_PER_SECOND)
+        self.budget = budget or stripe_request_budget(default_request_rate(config))
         self.stats = ApiStats()
         self._sleep = asyncio.sleep
 

@@ -105,9 +105,9 @@ class ConsoleEngine:
     @staticmethod
     async def set_request_budget(sync: StripeSync, requests_per_second: float) -> None:
         """Change the engine's shared request budget (0 is unlimited) for the calls that follow."""
-        from stripe_sync_core.stripe_api import RequestBudget
+        from stripe_sync_core.stripe_api import stripe_request_budget
 
-        sync.stripe.budget = RequestBudget(requests_per_second)
+        sync.stripe.budget = stripe_request_budget(requests_per_second)
 
     async def connect(self) -> dict:
         """Open the pool, check the schema, read the key's account. Raises on the first problem."""
