@@ -197,8 +197,7 @@ async def test_catch_up_recommends_a_backfill_beyond_stripes_retention(engine: S
 
 @pytest.fixture
 def fake_ngrok(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    if not os.access(FAKE_NGROK, os.X_OK):
-        pytest.skip("tests/fake_ngrok/ngrok is not there yet")
+    assert os.access(FAKE_NGROK, os.X_OK), f"{FAKE_NGROK} is missing or not executable"
     for var in ("STRIPE_SYNC_NGROK_PATH", "NGROK_AUTHTOKEN", "FAKE_NGROK_VALID_TOKENS", "PYNGROK_NGROK_PATH"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import dict_row
 
+from .errors import Refused
 from .registry import REGISTRY
 from .stripe_api import StripeApiError
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from .context import EngineContext
 
 
-class AccountDeletionRefused(RuntimeError):
+class AccountDeletionRefused(Refused, RuntimeError):
     """The deletion was refused (an open sync run, an unknown account); nothing was deleted."""
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .catchup import ApplyEvent, event_still_listed, newest_event
 from .chunk_worker import ChunkOutcome, ChunkWorker, RunContext
 from .chunking import ChunkSpec, SplitLimits, fixed_windows, parse_chunk_spec
+from .errors import Refused
 from .listing import Listing, complete_embedded, gather_or_cancel, list_all, plan_listings
 from .registry import REGISTRY, ObjectType, UnknownObjectType, object_type, object_type_for_id
 from .runs import EVENTS_CHUNK, ObjectTotals, PlannedChunk, Run, RunLedger, WorkerLease
@@ -58,11 +59,11 @@ class BackfillOptions:
         return SplitLimits(self.target_chunk_objects, self.max_split)
 
 
-class BackfillInProgress(RuntimeError):
+class BackfillInProgress(Refused, RuntimeError):
     """Another backfill of this account is open and being worked on, for other objects or bounds."""
 
 
-class NoOpenRun(RuntimeError):
+class NoOpenRun(Refused, RuntimeError):
     """`join` found no open backfill to work on."""
 
 

@@ -15,11 +15,13 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .errors import InvalidInput
+
 DAY = 86_400
 FIXED_UNITS = {"day": 1, "week": 7}
 
 
-class InvalidChunkSpec(ValueError):
+class InvalidChunkSpec(InvalidInput, ValueError):
     """`chunk` is not auto, day, week, month or a positive number of days."""
 
 

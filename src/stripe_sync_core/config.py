@@ -16,6 +16,8 @@ from typing import Any
 
 import platformdirs
 
+from .errors import InvalidInput
+
 APP_NAME = "stripe-sync-tui"
 
 # Environment variables, by SyncConfig field.
@@ -30,7 +32,7 @@ ENVIRONMENT: dict[str, str] = {
 SECRET_FIELDS = ("stripe_secret_key", "stripe_webhook_secret", "ngrok_auth_token")
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInput, ValueError):
     """A setting is missing or malformed; the message says which and how to fix it."""
 
 

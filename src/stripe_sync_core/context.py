@@ -18,9 +18,7 @@ from .database import Database
 from .progress import ProgressSink
 from .registry import REGISTRY
 from .store import ObjectStore
-from .stripe_api import StripeApi, StripeApiError
-
-NO_STRIPE_KEY = "no Stripe secret key: set STRIPE_API_KEY or pass --stripe-key"
+from .stripe_api import StripeApi, StripeApiError, StripeKeyMissing
 
 
 def utc_now() -> datetime:
@@ -28,7 +26,8 @@ def utc_now() -> datetime:
 
 
 class AccountUnavailable(StripeApiError):
-    """The key's own account cannot be read (a restricted key without that permission)."""
+    """The key's own account cannot be read (a restricted key without that permission): 403, so
+    `not_configured`."""
 
 
 class AccountIdentity:
@@ -62,7 +61,7 @@ class AccountIdentity:
         """The key's account object from `/v1/account` (a stand-in with the configured id when the
         key may not read it)."""
         if self._stripe is None:
-            raise StripeApiError(NO_STRIPE_KEY)
+            raise StripeKeyMissing()
         try:
             account = await self._stripe.get("/v1/account")
         except StripeApiError as error:
@@ -105,7 +104,7 @@ class EngineContext:
     def stripe(self) -> StripeApi:
         """The Stripe client; a clear error when no secret key is configured."""
         if self.stripe_client is None:
-            raise StripeApiError(NO_STRIPE_KEY)
+            raise StripeKeyMissing()
         return self.stripe_client
 
     @property

@@ -13,11 +13,12 @@ from typing import Any
 import psutil
 
 from .config import default_data_dir
+from .errors import Unavailable
 
 log = logging.getLogger("stripe_sync_core.embedded")
 
 
-class EmbeddedDatabaseError(RuntimeError):
+class EmbeddedDatabaseError(Unavailable, RuntimeError):
     """The embedded PostgreSQL could not be started; the message says why and what to do."""
 
 

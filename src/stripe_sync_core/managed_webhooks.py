@@ -26,6 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from .config import mask_secret
+from .errors import Refused
 from .registry import EVENT_TYPES
 from .stripe_api import ObjectNotFound
 
@@ -44,7 +45,7 @@ def default_enabled_events() -> list[str]:
     return sorted(set(EVENT_TYPES) - NOT_SUBSCRIBABLE)
 
 
-class ManagedWebhookError(RuntimeError):
+class ManagedWebhookError(Refused, RuntimeError):
     """A managed-webhook operation was refused; the message says why."""
 
 

@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from .database import Database
+from .errors import Refused
 
 EVENTS_CHUNK = "_events"
 """The `object` of the chunk that applies /v1/events since the previous run (incremental runs)."""
@@ -107,7 +108,7 @@ class ObjectTotals:
     max_created: int | None = None
 
 
-class ClaimLost(RuntimeError):
+class ClaimLost(Refused, RuntimeError):
     """Another worker took over this chunk (this one was presumed dead): stop working on it."""
 
 

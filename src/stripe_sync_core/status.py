@@ -13,10 +13,15 @@ from datetime import datetime
 
 from .config import mask_secrets_in
 from .database import Database
+from .errors import NotConfigured
 from .stripe_api import StripeApi
 
 RUN_HISTORY_LIMIT = 500
 RECENT_EVENTS_LIMIT = 1000
+
+
+class SchemaMissing(NotConfigured):
+    """The database answers but the `stripe` schema is not migrated."""
 
 
 @dataclass(frozen=True)

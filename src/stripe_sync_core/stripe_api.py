@@ -22,6 +22,7 @@ import stripe
 
 from .config import SyncConfig, mask_secrets_in
 from .database import parse_json
+from .errors import ErrorKind, StripeSyncError
 
 # Stripe's documented default read limits per second (live, test), and the default limit of each API
 # endpoint (one method and route, e.g. GET /v1/customers/{id}), which counts against the global one too.
@@ -31,13 +32,37 @@ ENDPOINT_REQUESTS_PER_SECOND = 25.0
 RETRYABLE_STATUS = {409, 429, 500, 502, 503, 504}
 
 
-class StripeApiError(RuntimeError):
-    """A Stripe call failed for good (after retries, or not retryable). Secrets are masked."""
+class StripeApiError(StripeSyncError, RuntimeError):
+    """A Stripe call failed for good (after retries, or not retryable). Secrets are masked.
+
+    Its branch follows Stripe's answer: no answer, 429 or 5xx is `unavailable`; 401/403 (the key) is
+    `not_configured`; any other 4xx is `invalid_input`.
+    """
 
     def __init__(self, message: str, *, http_status: int | None = None, code: str | None = None) -> None:
         super().__init__(mask_secrets_in(message))
         self.http_status = http_status
         self.code = code
+
+    @property
+    def kind(self) -> ErrorKind:
+        status = self.http_status
+        if status is None or status == 429 or status >= 500:
+            return "unavailable"
+        if status in (401, 403):
+            return "not_configured"
+        return "invalid_input"
+
+
+class StripeKeyMissing(StripeApiError):
+    """No Stripe secret key is configured."""
+
+    def __init__(self, message: str = "no Stripe secret key: set STRIPE_API_KEY or pass --stripe-key") -> None:
+        super().__init__(message)
+
+    @property
+    def kind(self) -> ErrorKind:
+        return "not_configured"
 
 
 class ObjectNotFound(StripeApiError):
@@ -167,7 +192,7 @@ class StripeApi:
 
     def __init__(self, config: SyncConfig, *, budget: RequestBudget | None = None) -> None:
         if not config.stripe_secret_key:
-            raise StripeApiError("no Stripe secret key: set STRIPE_API_KEY or pass --stripe-key")
+            raise StripeKeyMissing()
         self.config = config
         self._http, self.client = self._new_client()
         self.budget = budget or stripe_request_budget(default_request_rate(config))

@@ -17,6 +17,7 @@ from .config import SyncConfig, load_config
 from .context import EngineContext, utc_now
 from .database import Database
 from .embedded import resolve_database_url
+from .errors import NotConfigured
 from .listener import WebhookListener
 from .log_filters import STRIPE_SDK_SECRETS
 from .managed_webhooks import ManagedWebhook, ManagedWebhooks
@@ -27,7 +28,7 @@ from .webhooks import WebhookOptions, WebhookProcessor
 T = TypeVar("T")
 
 
-class EngineNotOpen(RuntimeError):
+class EngineNotOpen(NotConfigured, RuntimeError):
     """A call that needs the database was made before `open()` (or after `close()`)."""
 
 

@@ -39,6 +39,7 @@ from pyngrok.exception import (
     PyngrokSecurityError,
 )
 
+from .errors import Unavailable
 from .log_filters import ScopedLogFilter
 
 __all__ = ["ENV_NGROK_PATH", "Tunnel", "TunnelError", "mask_token", "open_tunnel"]
@@ -53,7 +54,7 @@ _AUTH_ERROR_CODES = {"ERR_NGROK_105", "ERR_NGROK_106", "ERR_NGROK_107", "ERR_NGR
 _PYNGROK_LOGGERS = ("pyngrok.process", "pyngrok.process.ngrok", "pyngrok.ngrok", "pyngrok.installer")
 
 
-class TunnelError(Exception):
+class TunnelError(Unavailable):
     """Opening or using a tunnel failed. The message is meant for the operator and never holds a full token."""
 
     def __init__(self, message: str, *, ngrok_error_code: str | None = None) -> None:

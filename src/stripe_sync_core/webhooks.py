@@ -32,6 +32,7 @@ import stripe
 
 from .config import mask_secret
 from .database import UpsertRow, clean_json, parse_json
+from .errors import InvalidInput
 from .event_writer import TIE, EventWriter, PendingWrite, store_children
 from .listing import list_all, split_path
 from .registry import (
@@ -63,7 +64,7 @@ RELATED_FIELDS: dict[str, str] = {
 """Reference fields followed by `backfill_related_entities`, and the table each points into."""
 
 
-class WebhookError(ValueError):
+class WebhookError(InvalidInput, ValueError):
     """A delivery that must be refused with 400: nothing was written."""
 
 

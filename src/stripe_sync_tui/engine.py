@@ -8,7 +8,6 @@ only through `ConsoleEngine.call`, awaited inside their workers.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -16,33 +15,12 @@ from typing import Any, TypeVar
 from stripe_sync_core import status
 from stripe_sync_core.config import SyncConfig, mask_database_url
 from stripe_sync_core.progress import ProgressSink
+from stripe_sync_core.status import SchemaMissing
 from stripe_sync_core.sync import StripeSync
-
-from .problems import EngineFeatureMissing, SchemaMissing
 
 T = TypeVar("T")
 
 STRIPE_PROBE_TIMEOUT = 5.0
-
-# Which engine call each console flow needs, and how to tell it is there.
-FEATURES: dict[str, tuple[str, str]] = {
-    "backfill": ("stripe_sync_core.backfill", "StripeSync.process_until_done (backfill.py)"),
-    "managed_webhooks": ("stripe_sync_core.managed_webhooks",
-                         "StripeSync.create_managed_webhook / delete_managed_webhook (managed_webhooks.py)"),
-    "listener": ("stripe_sync_core.listener", "WebhookListener(sync, host, port) (listener.py)"),
-    "deletion": ("", "StripeSync.dangerously_delete_synced_account_data (accounts)"),
-}
-
-
-def feature_missing(feature: str) -> str | None:
-    """None when the engine has what `feature` needs, else a sentence naming the missing call."""
-    module, call = FEATURES[feature]
-    if module:
-        present = importlib.util.find_spec(module) is not None
-    else:
-        present = hasattr(StripeSync, "dangerously_delete_synced_account_data")
-    return None if present else f"this engine does not provide {call} yet"
-
 
 class EngineThread:
     """An event loop running in a daemon thread; coroutines are submitted to it from the UI loop."""
@@ -96,11 +74,6 @@ class ConsoleEngine:
             return await fn(self.sync)
 
         return await self.thread.run(on_engine_loop())
-
-    def require(self, feature: str) -> None:
-        missing = feature_missing(feature)
-        if missing:
-            raise EngineFeatureMissing(missing)
 
     @staticmethod
     async def set_request_budget(sync: StripeSync, requests_per_second: float) -> None:

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from stripe_sync_core import status
-from stripe_sync_core.config import ConfigError, SyncConfig, load_config, mask_database_url, mask_secret
-from stripe_sync_core.database import DatabaseUnavailable
-from stripe_sync_core.embedded import EmbeddedDatabaseError
-from stripe_sync_core.migrate import MigrationError
-from stripe_sync_core.registry import UnknownObjectType
-from stripe_sync_core.stripe_api import StripeApiError
+from stripe_sync_core.config import (
+    ConfigError,
+    SyncConfig,
+    load_config,
+    mask_database_url,
+    mask_secret,
+    mask_secrets_in,
+)
+from stripe_sync_core.errors import ErrorKind, InvalidInput, StripeSyncError
 
 from .format import mode_label
 from .output import HeadlessProgress, Output
@@ -26,8 +29,15 @@ from .output import HeadlessProgress, Output
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-class UsageError(Exception):
+class UsageError(InvalidInput):
     """A command was given bad input; exit code 2."""
+
+
+EXIT_CODES: dict[ErrorKind, int] = {
+    "refused": EXIT_USAGE, "invalid_input": EXIT_USAGE, "not_configured": EXIT_USAGE,
+    "unavailable": EXIT_FAILED, "failed": EXIT_FAILED,
+}
+"""Each branch of the engine's error tree, mapped once to the exit code the README promises."""
 
 
 def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -118,12 +128,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         out.log("interrupted: a running backfill is left resumable (run the same command again)")
         return EXIT_INTERRUPTED
-    except (UsageError, ConfigError, UnknownObjectType) as error:
-        out.log(f"error: {error}")
-        return EXIT_USAGE
-    except (DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, StripeApiError) as error:
-        out.log(f"error: {error}")
-        return EXIT_FAILED
+    except StripeSyncError as error:
+        out.log(f"error: {mask_secrets_in(str(error)) or type(error).__name__}")
+        return EXIT_CODES[error.kind]
     except Exception as error:  # a bug: say so plainly; the traceback is one flag away
         if args.verbose:
             out.log(traceback.format_exc())

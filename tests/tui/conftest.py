@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from stripe_sync_core.config import SyncConfig
+from stripe_sync_emulator import StripeEmulator
 from stripe_sync_tui.app import ConsoleApp, ConsoleSettings
 from stripe_sync_tui.clock import FrozenClock
 
@@ -34,10 +35,6 @@ class StripeServer:
 @pytest.fixture
 def stripe_server() -> Iterator[StripeServer]:
     """The project's Stripe emulator over 127.0.0.1 (one per test, so ids are the same every run)."""
-    try:
-        from stripe_sync_emulator import StripeEmulator  # type: ignore[attr-defined]
-    except ImportError:
-        pytest.skip("waiting on the engine: stripe_sync_emulator.StripeEmulator is not there yet")
     with StripeEmulator(seed=1, customers=5) as emulator:
         import stripe
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import psycopg
-import pytest
 from textual.widgets import Button, DataTable, Input
 
 from stripe_sync_tui.screens.backfill import BackfillScreen
@@ -90,10 +89,6 @@ async def test_enter_opens_a_runs_chunks_and_esc_backs_out(make_app, clean_db, s
 
 
 async def test_create_and_delete_a_managed_webhook(make_app, clean_db, stripe_server):
-    from stripe_sync_tui.engine import feature_missing
-
-    if feature_missing("managed_webhooks"):
-        pytest.skip(f"waiting on the engine: {feature_missing('managed_webhooks')}")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -199,10 +194,6 @@ async def test_backfill_form_errors_are_shown_not_raised(make_app, clean_db, str
 
 
 async def test_launch_and_cancel_a_backfill(make_app, clean_db, stripe_server):
-    from stripe_sync_tui.engine import feature_missing
-
-    if feature_missing("backfill"):
-        pytest.skip(f"waiting on the engine: {feature_missing('backfill')}")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -302,10 +293,6 @@ async def test_read_only_wizard_previews_but_never_deletes(make_app, clean_db, s
 
 
 async def test_start_the_listener_and_see_an_event_arrive(make_app, clean_db, stripe_server):
-    from stripe_sync_tui.engine import feature_missing
-
-    if feature_missing("listener"):
-        pytest.skip(f"waiting on the engine: {feature_missing('listener')}")
     import stripe
 
     app = make_app()

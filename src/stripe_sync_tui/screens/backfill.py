@@ -16,6 +16,7 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Selecti
 from stripe_sync_core import status
 from stripe_sync_core.backfill import STRIPE_LAUNCH, tables_for
 from stripe_sync_core.chunking import fixed_windows, parse_chunk_spec
+from stripe_sync_core.errors import InvalidInput
 from stripe_sync_core.listing import plan_listings
 from stripe_sync_core.registry import REGISTRY
 from stripe_sync_core.status import ChunkRow, ObjectProgress, RunSummary
@@ -36,7 +37,7 @@ CHUNK_SIZES = ("auto", "day", "week", "month")
 ALL_TABLES = tables_for("all")
 
 
-class FormError(ValueError):
+class FormError(InvalidInput, ValueError):
     """A field of the form is wrong; the message names it."""
 
 
@@ -213,7 +214,6 @@ class BackfillScreen(ConsoleScreen):
         self._buttons()
 
         async def backfill() -> RunFinished | None:
-            engine.require("backfill")
             if budget is not None:
                 rate: float = budget
                 await engine.call(lambda sync: engine.set_request_budget(sync, rate))

@@ -169,7 +169,6 @@ class ListenerScreen(ConsoleScreen):
         self._render_state()
 
         async def start() -> ListenerChanged:
-            engine.require("listener")
 
             async def start_on_engine(sync: Any) -> ListenerView:
                 listener = sync.listener(settings.listener_host, settings.listener_port or None)

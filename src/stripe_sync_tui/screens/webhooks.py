@@ -136,7 +136,6 @@ class WebhooksScreen(ConsoleScreen):
         assert engine is not None
 
         async def create() -> WebhookCreated:
-            engine.require("managed_webhooks")
             hook = await engine.call(lambda sync: sync.create_managed_webhook(url, events))
             return WebhookCreated(hook["id"], hook.get("url", url), getattr(hook, "signing_secret", None))
 
@@ -168,7 +167,6 @@ class WebhooksScreen(ConsoleScreen):
         assert engine is not None
 
         async def delete() -> WebhookDeleted:
-            engine.require("managed_webhooks")
             await engine.call(lambda sync: sync.delete_managed_webhook(webhook_id))
             return WebhookDeleted(webhook_id)
 
