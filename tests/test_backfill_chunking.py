@@ -132,3 +132,17 @@ def test_children_are_served_by_their_parents_listing():
     params = listings["subscriptions"].page_params(10, 20, "sub_1")
     assert params == {"limit": 100, "status": "all", "created": {"gte": 10, "lte": 20},
                       "starting_after": "sub_1"}
+
+
+def test_a_created_bound_is_a_whole_day_or_an_exact_moment_in_cli_and_console_alike():
+    from stripe_sync_core.chunking import InvalidDate, parse_created_bound
+
+    day = int(datetime(2025, 3, 1, tzinfo=UTC).timestamp())
+    assert parse_created_bound("2025-03-01") == day
+    assert parse_created_bound("2025-03-01", end=True) == day + 86_399  # the whole last day
+    assert parse_created_bound("2025-03-01T12:00:00") == day + 43_200  # no zone: UTC
+    assert parse_created_bound("2025-03-01T12:00:00+01:00", end=True) == day + 39_600  # a moment, not a day
+    assert parse_created_bound("  ") is None and parse_created_bound(None) is None
+    for bad in ("yesterday", "2025-13-01", "01/03/2025"):
+        with pytest.raises(InvalidDate, match="invalid date"):
+            parse_created_bound(bad)

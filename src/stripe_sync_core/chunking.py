@@ -25,6 +25,28 @@ class InvalidChunkSpec(InvalidInput, ValueError):
     """`chunk` is not auto, day, week, month or a positive number of days."""
 
 
+class InvalidDate(InvalidInput, ValueError):
+    """A range bound is neither a date (YYYY-MM-DD) nor an ISO timestamp."""
+
+
+def parse_created_bound(text: str | None, *, end: bool = False) -> int | None:
+    """A `created` bound from what a person types: a date `YYYY-MM-DD` is a whole UTC day (its first
+    second, or its last with `end`), an ISO timestamp is that moment (UTC when it names no zone).
+    None or blank is an open bound. The CLI's --since/--until and the console's form both use this."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidDate(f"invalid date {text!r}: use YYYY-MM-DD or an ISO timestamp") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if end and len(text) == 10:  # a plain date includes that whole day
+        return int(moment.timestamp()) + DAY - 1
+    return int(moment.timestamp())
+
+
 @dataclass(frozen=True)
 class ChunkSpec:
     """How to cut ranges: automatically, or into fixed windows of `days` days or calendar months."""

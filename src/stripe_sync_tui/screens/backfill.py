@@ -15,7 +15,7 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Selecti
 
 from stripe_sync_core import status
 from stripe_sync_core.backfill import STRIPE_LAUNCH, tables_for
-from stripe_sync_core.chunking import fixed_windows, parse_chunk_spec
+from stripe_sync_core.chunking import InvalidDate, fixed_windows, parse_chunk_spec, parse_created_bound
 from stripe_sync_core.errors import InvalidInput
 from stripe_sync_core.listing import plan_listings
 from stripe_sync_core.registry import REGISTRY
@@ -357,16 +357,10 @@ async def _process_until_done(sync: Any, *, name: str, arguments: dict[str, Any]
 
 
 def _parse_day(text: str, name: str, *, end: bool) -> int | None:
-    text = text.strip()
-    if not text:
-        return None
     try:
-        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise FormError(f"'{name}' must be a date like 2024-01-31") from None
-    if end:
-        day += timedelta(days=1, seconds=-1)
-    return int(day.timestamp())
+        return parse_created_bound(text, end=end)
+    except InvalidDate:
+        raise FormError(f"'{name}' must be a date like 2024-01-31 or an ISO timestamp") from None
 
 
 def _parse_number(text: str, name: str, kind: type) -> Any:
