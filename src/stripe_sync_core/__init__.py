@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from .accounts import AccountDeletionRefused
 from .backfill import BackfillInProgress, BackfillOptions, NoOpenRun
-from .config import ConfigError, SyncConfig, load_config, mask_secret
+from .config import ConfigError, SyncConfig, load_config
 from .context import AccountUnavailable, EngineContext
 from .database import DatabaseUnavailable
 from .errors import InvalidInput, NotConfigured, Refused, StripeSyncError, Unavailable
 from .listener import WebhookListener
 from .managed_webhooks import ManagedWebhook, ManagedWebhookError
+from .masking import mask_secret
 from .progress import ProgressSink
 from .registry import REGISTRY, ObjectType
 from .stripe_api import ObjectNotFound, StripeApiError, StripeKeyMissing

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from .catchup import EVENTS_PATH, ApplyEvent, EventApplier, oldest_event
 from .chunking import SplitLimits, estimate_remaining, plan_split
-from .config import mask_secrets_in
 from .listing import PAGE_SIZE, Listing, complete_embedded, embedded_items, gather_or_cancel, list_per_parent
+from .masking import mask_secrets_in
 from .registry import ObjectType
 from .runs import EVENTS_CHUNK, Chunk, ClaimLost, PlannedChunk, Run, RunLedger, WorkerLease
 from .stripe_api import request_priority

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .config import mask_secrets_in
 from .event_writer import is_connection_error
+from .masking import mask_secrets_in
 from .webhooks import WebhookError, WebhookProcessor
 
 if TYPE_CHECKING:

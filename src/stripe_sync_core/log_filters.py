@@ -10,7 +10,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from .config import mask_secrets_in
+from .masking import mask_secrets_in
 
 
 class ScopedLogFilter:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import dict_row
 
-from .config import mask_secret
 from .errors import Refused
+from .masking import mask_secret
 from .registry import EVENT_TYPES
 from .stripe_api import ObjectNotFound
 

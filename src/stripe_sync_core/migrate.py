@@ -11,10 +11,10 @@ from alembic.config import Config
 from sqlalchemy import Connection, create_engine, pool, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from .config import mask_database_url
 from .database import DatabaseUnavailable
 from .embedded import resolve_database_url
 from .errors import StripeSyncError
+from .masking import mask_database_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

@@ -20,9 +20,10 @@ from typing import Any
 
 import stripe
 
-from .config import SyncConfig, mask_secrets_in
+from .config import SyncConfig
 from .database import parse_json
 from .errors import ErrorKind, StripeSyncError
+from .masking import mask_secrets_in
 
 # Stripe's documented default read limits per second (live, test), and the default limit of each API
 # endpoint (one method and route, e.g. GET /v1/customers/{id}), which counts against the global one too.

@@ -41,6 +41,7 @@ from pyngrok.exception import (
 
 from .errors import Unavailable
 from .log_filters import ScopedLogFilter
+from .masking import mask_token
 
 __all__ = ["ENV_NGROK_PATH", "Tunnel", "TunnelError", "mask_token", "open_tunnel"]
 
@@ -61,15 +62,6 @@ class TunnelError(Unavailable):
         super().__init__(message)
         #: ngrok's error code (``ERR_NGROK_...``) when the agent reported one.
         self.ngrok_error_code = ngrok_error_code
-
-
-def mask_token(token: str | None) -> str:
-    """``"********abcd"``: the last 4 characters only, and nothing at all for tokens shorter than 12."""
-    if not token:
-        return "<empty>"
-    if len(token) < 12:
-        return "*" * 8
-    return "*" * 8 + token[-4:]
 
 
 # --------------------------------------------------------------------------- token redaction

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import stripe
 
-from .config import mask_secret
 from .database import UpsertRow, clean_json, parse_json
 from .errors import InvalidInput
 from .event_writer import TIE, EventWriter, PendingWrite, store_children
 from .listing import list_all, split_path
+from .masking import mask_secret
 from .registry import (
     ENTITLEMENT_SUMMARY_EVENT,
     EVENT_TYPES,

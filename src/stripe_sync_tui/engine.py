@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from stripe_sync_core import status
-from stripe_sync_core.config import SyncConfig, mask_database_url
+from stripe_sync_core.config import SyncConfig
+from stripe_sync_core.masking import mask_database_url
 from stripe_sync_core.progress import ProgressSink
 from stripe_sync_core.status import SchemaMissing
 from stripe_sync_core.sync import StripeSync

@@ -12,15 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stripe_sync_core import status
-from stripe_sync_core.config import (
-    ConfigError,
-    SyncConfig,
-    load_config,
-    mask_database_url,
-    mask_secret,
-    mask_secrets_in,
-)
+from stripe_sync_core.config import ConfigError, SyncConfig, load_config
 from stripe_sync_core.errors import ErrorKind, InvalidInput, StripeSyncError
+from stripe_sync_core.masking import mask_database_url, mask_secret, mask_secrets_in
 from stripe_sync_core.progress import ProgressSink
 
 from .format import mode_label

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from stripe_sync_core.config import ConfigError, mask_secrets_in
+from stripe_sync_core.config import ConfigError
 from stripe_sync_core.database import DatabaseUnavailable
 from stripe_sync_core.embedded import EmbeddedDatabaseError
 from stripe_sync_core.errors import StripeSyncError
+from stripe_sync_core.masking import mask_secrets_in
 from stripe_sync_core.status import SchemaMissing
 from stripe_sync_core.stripe_api import StripeApiError, StripeKeyMissing
 

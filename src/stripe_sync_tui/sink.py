@@ -16,7 +16,7 @@ from typing import Any
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from stripe_sync_core.config import mask_secrets_in
+from stripe_sync_core.masking import mask_secrets_in
 from stripe_sync_core.progress import ProgressSink
 
 from . import messages
