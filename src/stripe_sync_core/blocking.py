@@ -6,12 +6,11 @@ waited for, so any number of the caller's threads can use one facade at once.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from .config import SyncConfig
+from .loop_thread import LoopThread
 from .progress import ProgressSink
 from .sync import StripeSync
 
@@ -27,34 +26,28 @@ class BlockingStripeSync:
 
     def __init__(self, config: SyncConfig | None = None, *, progress: ProgressSink | None = None,
                  **settings: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="stripe-sync-engine", daemon=True)
-        self._thread.start()
+        self._thread = LoopThread()
         self.engine = StripeSync(config, progress=progress, **settings)
         try:
             self._call(self.engine.open())
         except BaseException:
-            self._stop_loop()
+            self._thread.stop()
             raise
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        if threading.current_thread() is self._thread:
+        if self._thread.is_current:
+            coroutine.close()
             raise RuntimeError("BlockingStripeSync cannot be called from its own engine thread")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        return self._thread.run_blocking(coroutine, timeout)
 
     def close(self) -> None:
         """Close the pool and stop the engine thread. Safe to call twice."""
-        if self._loop.is_closed():
+        if self._thread.closed:
             return
         try:
             self._call(self.engine.close())
         finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+            self._thread.stop()
 
     def __enter__(self) -> BlockingStripeSync:
         return self

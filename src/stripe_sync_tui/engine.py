@@ -8,12 +8,12 @@ only through `ConsoleEngine.call`, awaited inside their workers.
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from stripe_sync_core import status
 from stripe_sync_core.config import SyncConfig
+from stripe_sync_core.loop_thread import LoopThread
 from stripe_sync_core.masking import mask_database_url
 from stripe_sync_core.progress import ProgressSink
 from stripe_sync_core.status import SchemaMissing
@@ -23,40 +23,13 @@ T = TypeVar("T")
 
 STRIPE_PROBE_TIMEOUT = 5.0
 
-class EngineThread:
-    """An event loop running in a daemon thread; coroutines are submitted to it from the UI loop."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="stripe-sync-engine", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run `coroutine` on the engine loop; cancelling the awaiting task cancels it there too."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
-
-    def run_blocking(self, coroutine: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self.loop.close()
-
-
 class ConsoleEngine:
     """One `StripeSync` for the console's lifetime, and the listener when it runs."""
 
     def __init__(self, config: SyncConfig, sink: ProgressSink) -> None:
         self.config = config
         self.sink = sink
-        self.thread = EngineThread()
+        self.thread = LoopThread(name="stripe-sync-console-engine")
         self.sync = StripeSync(config, progress=sink)
         self.listener: Any = None
 
