@@ -146,3 +146,18 @@ def test_a_created_bound_is_a_whole_day_or_an_exact_moment_in_cli_and_console_al
     for bad in ("yesterday", "2025-13-01", "01/03/2025"):
         with pytest.raises(InvalidDate, match="invalid date"):
             parse_created_bound(bad)
+
+
+def test_the_plan_preview_is_the_backfills_own_planning_without_stripe():
+    from stripe_sync_core.backfill import preview_chunks
+
+    start = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp())
+    end = int(datetime(2025, 3, 31, 23, 59, 59, tzinfo=UTC).timestamp())
+    auto = preview_chunks(["customers", "invoices"], start, end, "auto", now=end)
+    assert [(c.object, c.created_gte, c.created_lte) for c in auto] == [
+        ("customers", start, end), ("invoices", start, end)]
+    months = preview_chunks("customers", start, end, "month", now=end)
+    assert len(months) == 3 and months[0].created_lte == end and months[-1].created_gte == start  # newest first
+    assert all(c.status == "pending" for c in months)
+    subscriptions = preview_chunks("subscriptions", None, None, None, now=end)
+    assert [c.note for c in subscriptions] == ["with subscription_items"]  # its items ride on it

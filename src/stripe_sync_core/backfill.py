@@ -75,6 +75,31 @@ def tables_for(names: str | Sequence[str]) -> list[str]:
     return [t for t in REGISTRY if t in wanted]
 
 
+def preview_chunks(objects: str | Sequence[str], created_gte: int | None, created_lte: int | None,
+                   chunk: str | int | None, now: int, account_created: int | None = None) -> list[PlannedChunk]:
+    """The chunks a run of `objects` starts with, planned as the backfill plans them but without asking
+    Stripe: one listing per root type (children ride on their parents), one chunk for `auto` (split
+    when dense) or an unlisted type, calendar windows for a fixed size. For a fixed size the run
+    itself then drops the windows above the newest object and marks an empty type done, so it may
+    hold fewer chunks than this preview."""
+    spec = parse_chunk_spec(chunk)
+    high = created_lte if created_lte is not None else now
+    low = created_gte if created_gte is not None else (account_created or STRIPE_LAUNCH)
+    planned: list[PlannedChunk] = []
+    for listing in plan_listings(tables_for(objects)):
+        root = listing.root
+        riders = [e.child.table for e in listing.embedded] + [c.table for c in listing.per_parent]
+        note = f"with {', '.join(sorted(set(riders)))}" if riders else ""
+        if not root.listable_by_created:
+            planned.append(PlannedChunk(root.table, note=note or "listed whole"))
+        elif spec.automatic:
+            planned.append(PlannedChunk(root.table, created_gte, created_lte, note=note or "splits when dense"))
+        else:
+            planned.extend(PlannedChunk(root.table, gte, lte, note=note)
+                           for gte, lte in reversed(fixed_windows(spec, low, high)))
+    return planned
+
+
 @dataclass(frozen=True)
 class RunPlan:
     params: dict[str, Any]

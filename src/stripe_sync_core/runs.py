@@ -88,6 +88,8 @@ class PlannedChunk:
     page_cursor: str | None = None
     status: str = "pending"
     estimated: int | None = None
+    note: str = ""
+    """Why the chunk is what it is, for a preview (children riding on it, split when dense, ...)."""
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from functools import partial
 from typing import Any
 
@@ -14,11 +14,11 @@ from textual.content import Content
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, SelectionList, Static
 
 from stripe_sync_core import status
-from stripe_sync_core.backfill import STRIPE_LAUNCH, tables_for
-from stripe_sync_core.chunking import InvalidDate, fixed_windows, parse_chunk_spec, parse_created_bound
+from stripe_sync_core.backfill import preview_chunks, tables_for
+from stripe_sync_core.chunking import InvalidDate, parse_created_bound
 from stripe_sync_core.errors import InvalidInput
-from stripe_sync_core.listing import plan_listings
 from stripe_sync_core.registry import REGISTRY
+from stripe_sync_core.runs import PlannedChunk
 from stripe_sync_core.status import ChunkRow, ObjectProgress, RunSummary
 
 from .. import actions
@@ -54,37 +54,6 @@ class BackfillRequest:
     def object_argument(self) -> list[str]:
         """What `process_until_done(object=...)` is called with, one call each."""
         return ["all"] if set(self.objects) == set(ALL_TABLES) else list(self.objects)
-
-
-@dataclass(frozen=True)
-class PlannedChunk:
-    object: str
-    created_gte: int | None
-    created_lte: int | None
-    note: str = ""
-
-
-def plan_preview(request: BackfillRequest, now: datetime, account_created: int | None = None) -> list[PlannedChunk]:
-    """The chunks a run starts with, as the engine plans them but without asking Stripe: one listing per
-    root type (children ride on their parents), calendar windows for a fixed size (the engine then
-    trims them to the newest object), one chunk for auto (split when dense) or an unlisted type."""
-    spec = parse_chunk_spec(request.chunk)
-    high = request.created_lte if request.created_lte is not None else int(now.timestamp())
-    low = request.created_gte if request.created_gte is not None else (account_created or STRIPE_LAUNCH)
-    planned: list[PlannedChunk] = []
-    for listing in plan_listings(request.objects):
-        root = listing.root
-        riders = [e.child.table for e in listing.embedded] + [c.table for c in listing.per_parent]
-        note = f"with {', '.join(sorted(set(riders)))}" if riders else ""
-        if not root.listable_by_created:
-            planned.append(PlannedChunk(root.table, None, None, note or "listed whole"))
-        elif spec.automatic:
-            planned.append(PlannedChunk(root.table, request.created_gte, request.created_lte,
-                                        note or "splits when dense"))
-        else:
-            windows = fixed_windows(spec, low, high)
-            planned.extend(PlannedChunk(root.table, gte, lte, note) for gte, lte in reversed(windows))
-    return planned
 
 
 @dataclass
@@ -177,7 +146,8 @@ class BackfillScreen(ConsoleScreen):
         except FormError as error:
             self.notify(str(error), title="Backfill form", severity="error")
             return
-        self.plan = plan_preview(request, self.console.clock.now())
+        self.plan = preview_chunks(request.objects, request.created_gte, request.created_lte, request.chunk,
+                                   int(self.console.clock.now().timestamp()))
         self.run_id = None
         self.query_one(ChunkGrid).set_chunks([(c.object, i, "pending") for i, c in enumerate(self.plan)])
         self.query_one("#chunks", FilterableTable).set_rows([
