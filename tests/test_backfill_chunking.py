@@ -159,5 +159,5 @@ def test_the_plan_preview_is_the_backfills_own_planning_without_stripe():
     months = preview_chunks("customers", start, end, "month", now=end)
     assert len(months) == 3 and months[0].created_lte == end and months[-1].created_gte == start  # newest first
     assert all(c.status == "pending" for c in months)
-    subscriptions = preview_chunks("subscriptions", None, None, None, now=end)
+    subscriptions = preview_chunks(["subscriptions", "subscription_items"], None, None, None, now=end)
     assert [c.note for c in subscriptions] == ["with subscription_items"]  # its items ride on it
