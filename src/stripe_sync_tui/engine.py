@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from stripe_sync_core import status
 from stripe_sync_core.config import SyncConfig
+from stripe_sync_core.listener import WebhookListener
 from stripe_sync_core.loop_thread import LoopThread
 from stripe_sync_core.masking import mask_database_url
 from stripe_sync_core.progress import ProgressSink
@@ -31,7 +32,7 @@ class ConsoleEngine:
         self.sink = sink
         self.thread = LoopThread(name="stripe-sync-console-engine")
         self.sync = StripeSync(config, progress=sink)
-        self.listener: Any = None
+        self.listener: WebhookListener | None = None
 
     @property
     def database_display(self) -> str:

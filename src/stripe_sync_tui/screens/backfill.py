@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -31,6 +31,10 @@ from ..widgets.inputs import ConsoleInput
 from ..widgets.table import FilterableTable
 from .base import ConsoleScreen
 from .runs import CHUNK_COLUMNS
+
+if TYPE_CHECKING:
+    from stripe_sync_core import StripeSync
+
 
 PRESETS = {"7": 7, "30": 30, "365": 365, "all": None}
 CHUNK_SIZES = ("auto", "day", "week", "month")
@@ -264,7 +268,7 @@ class BackfillScreen(ConsoleScreen):
         now = self.console.clock.now()
         run_id = self.run_id
 
-        async def read(sync: Any) -> BackfillView:
+        async def read(sync: StripeSync) -> BackfillView:
             if run_id is None:
                 run, progress = await status.current_run_rows(sync.database, now=now)
                 if run is None or not run.is_open:
@@ -322,7 +326,7 @@ class BackfillScreen(ConsoleScreen):
         self.query_one("#cancel", Button).disabled = not self.running
 
 
-async def _process_until_done(sync: Any, *, name: str, arguments: dict[str, Any]) -> dict[str, dict]:
+async def _process_until_done(sync: StripeSync, *, name: str, arguments: dict[str, Any]) -> dict[str, dict]:
     return await sync.process_until_done(name, **arguments)
 
 
