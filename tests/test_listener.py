@@ -14,14 +14,12 @@ import aiohttp
 import pytest
 from fake_ngrok_support import FAKE_NGROK, fake_agent_pids
 from pyngrok import installer
-from webhook_support import (  # noqa: F401  (fixtures)
+from webhook_support import (
     WEBHOOK_SECRET,
     PostgresProxy,
     count,
     emu_api_get,
-    emulator_fixture,
     engine_config,
-    engine_fixture,
     event,
     mismatches,
     signed,

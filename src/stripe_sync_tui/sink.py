@@ -99,6 +99,12 @@ class ConsoleSink(ProgressSink):
         if signal:
             self._post(messages.EventsArrived)
 
+    @property
+    def events_waiting(self) -> int:
+        """Events received but not yet taken by the feed."""
+        with self._lock:
+            return len(self._events)
+
     def drain_events(self) -> list[FeedEvent]:
         """Take every buffered event (oldest first) and re-arm the signal."""
         with self._lock:
