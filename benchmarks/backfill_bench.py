@@ -54,7 +54,8 @@ def emulator_main(args: argparse.Namespace) -> None:
 
 def engine_main(args: argparse.Namespace) -> None:
     from stripe_sync_core import StripeSync, SyncConfig
-    from stripe_sync_core.backfill import Backfill, BackfillOptions
+    from stripe_sync_core.backfill import BackfillOptions
+    from stripe_sync_core.gc_tuning import fewer_collections
     from stripe_sync_core.progress import ProgressSink
 
     rates: list[float] = []
@@ -70,10 +71,11 @@ def engine_main(args: argparse.Namespace) -> None:
                         initial_retry_delay_ms=100)
 
     async def main() -> dict[str, Any]:
-        async with StripeSync(config, progress=Rates()) as sync:
-            sync._backfill = Backfill(sync, BackfillOptions(concurrency=args.concurrency))
+        async with StripeSync(config, progress=Rates(),
+                              backfill_options=BackfillOptions(concurrency=args.concurrency)) as sync:
             started = time.perf_counter()
-            summary = await sync.backfill.process_until_done(args.objects, concurrency=args.concurrency)
+            with fewer_collections():  # as the CLI's backfill does
+                summary = await sync.process_until_done(args.objects, concurrency=args.concurrency)
             seconds = time.perf_counter() - started
             stats = sync.stripe.stats
         return {"seconds": seconds, "stored": sum(s["stored"] for s in summary.values()),
@@ -91,10 +93,10 @@ def skip_page_writes() -> None:
     async def commit_nothing(self: Any, chunk: Any, listing: Any, batch: Any, fetched_at: Any, done: bool,
                              pieces: list) -> int:
         if done or pieces:
-            async with self.sync.database.pool.connection() as conn, conn.transaction():
-                await self.ledger.advance(conn, chunk, self.ctx.lease.key, done=done)
+            async with self.ctx.database.pool.connection() as conn, conn.transaction():
+                await self.ledger.advance(conn, chunk, self.run_ctx.lease.key, done=done)
                 if pieces:
-                    await self.ledger.add_chunks(conn, self.ctx.run.id, pieces)
+                    await self.ledger.add_chunks(conn, self.run_ctx.run.id, pieces)
         return len(batch.roots) + sum(batch.children.values())
 
     ChunkWorker._commit = commit_nothing  # type: ignore[method-assign]

@@ -31,7 +31,6 @@ from typing import Any
 import stripe
 
 from stripe_sync_core import StripeSync, SyncConfig, run_migrations
-from stripe_sync_core.listener import WebhookListener
 from stripe_sync_core.registry import REGISTRY
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "data" / "stripe_fixtures.json"
@@ -249,7 +248,7 @@ async def main(args: argparse.Namespace) -> None:
                       f"p50 {median_of(fixed, 'p50_ms'):.1f} ms, p99 {median_of(fixed, 'p99_ms'):.1f} ms")
         if args.part in ("http", "all"):
             writer = sync.webhooks.writer
-            listener = WebhookListener(sync, port=0, catch_up=False, manage_webhook=False)
+            listener = sync.listener(port=0, catch_up=False, manage_webhook=False)
             await listener.start()
             url = listener.state.local_url
             try:

@@ -12,7 +12,7 @@ import psycopg
 from aiohttp import ClientSession, web
 
 from stripe_sync_core import StripeSync, SyncConfig
-from stripe_sync_core.backfill import Backfill, BackfillOptions
+from stripe_sync_core.backfill import BackfillOptions
 from stripe_sync_core.progress import ProgressSink
 
 # Registry table -> the emulator's type name, where they differ.
@@ -34,8 +34,7 @@ async def engine(url: str, emu: Any, *, api_base: str | None = None, progress: P
                  options: BackfillOptions = FAST, **overrides: Any) -> AsyncIterator[StripeSync]:
     """A StripeSync on the emulator (or on `api_base`, e.g. a fault proxy in front of it)."""
     config = engine_config(url, api_base or emu.api_base, emu.secret_key, **overrides)
-    async with StripeSync(config, progress=progress) as sync:
-        sync._backfill = Backfill(sync, options)
+    async with StripeSync(config, progress=progress, backfill_options=options) as sync:
         yield sync
 
 

@@ -22,8 +22,13 @@ from psycopg.conninfo import conninfo_to_dict
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
+import webhook_support  # noqa: E402
+
+from stripe_sync_core import StripeSync  # noqa: E402
 from stripe_sync_core.database import Database  # noqa: E402
 from stripe_sync_core.migrate import run_migrations  # noqa: E402
+from stripe_sync_core.progress import RecordingSink  # noqa: E402
+from stripe_sync_emulator import StripeEmulator  # noqa: E402
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -98,3 +103,18 @@ async def db(clean_db: str) -> AsyncIterator[Database]:
     await database.open()
     yield database
     await database.close()
+
+
+# -- the engine on the emulator, for the webhook, listener and managed-webhook tests ----------------
+
+@pytest.fixture(name="emulator")
+def emulator_fixture() -> Iterator[StripeEmulator]:
+    with StripeEmulator(seed=7, customers=5, webhook_retry_base_delay=0.05, webhook_retry_max_delay=0.25,
+                        webhook_max_attempts=60) as emu:
+        yield emu
+
+
+@pytest.fixture(name="engine")
+async def engine_fixture(clean_db: str, emulator: StripeEmulator) -> AsyncIterator[StripeSync]:
+    async with StripeSync(webhook_support.engine_config(clean_db, emulator), progress=RecordingSink()) as sync:
+        yield sync

@@ -132,3 +132,32 @@ def test_children_are_served_by_their_parents_listing():
     params = listings["subscriptions"].page_params(10, 20, "sub_1")
     assert params == {"limit": 100, "status": "all", "created": {"gte": 10, "lte": 20},
                       "starting_after": "sub_1"}
+
+
+def test_a_created_bound_is_a_whole_day_or_an_exact_moment_in_cli_and_console_alike():
+    from stripe_sync_core.chunking import InvalidDate, parse_created_bound
+
+    day = int(datetime(2025, 3, 1, tzinfo=UTC).timestamp())
+    assert parse_created_bound("2025-03-01") == day
+    assert parse_created_bound("2025-03-01", end=True) == day + 86_399  # the whole last day
+    assert parse_created_bound("2025-03-01T12:00:00") == day + 43_200  # no zone: UTC
+    assert parse_created_bound("2025-03-01T12:00:00+01:00", end=True) == day + 39_600  # a moment, not a day
+    assert parse_created_bound("  ") is None and parse_created_bound(None) is None
+    for bad in ("yesterday", "2025-13-01", "01/03/2025"):
+        with pytest.raises(InvalidDate, match="invalid date"):
+            parse_created_bound(bad)
+
+
+def test_the_plan_preview_is_the_backfills_own_planning_without_stripe():
+    from stripe_sync_core.backfill import preview_chunks
+
+    start = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp())
+    end = int(datetime(2025, 3, 31, 23, 59, 59, tzinfo=UTC).timestamp())
+    auto = preview_chunks(["customers", "invoices"], start, end, "auto", now=end)
+    assert [(c.object, c.created_gte, c.created_lte) for c in auto] == [
+        ("customers", start, end), ("invoices", start, end)]
+    months = preview_chunks("customers", start, end, "month", now=end)
+    assert len(months) == 3 and months[0].created_lte == end and months[-1].created_gte == start  # newest first
+    assert all(c.status == "pending" for c in months)
+    subscriptions = preview_chunks(["subscriptions", "subscription_items"], None, None, None, now=end)
+    assert [c.note for c in subscriptions] == ["with subscription_items"]  # its items ride on it

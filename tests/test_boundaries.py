@@ -30,3 +30,53 @@ def test_core_loads_neither_textual_nor_the_console_nor_the_emulator():
 def test_emulator_does_not_load_the_core():
     loaded = _loaded_by("stripe_sync_emulator")
     assert not loaded & {"stripe_sync_core", "stripe_sync_tui", "textual"}
+
+
+def _core_imports() -> dict[str, set[str]]:
+    """Each core module's imports of other core modules (relative or absolute), by module name."""
+    import ast
+    from pathlib import Path
+
+    import stripe_sync_core
+
+    root = Path(stripe_sync_core.__file__).parent
+    imports: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 1:
+                    found.update([node.module] if node.module else [alias.name for alias in node.names])
+                elif node.module and node.module.startswith("stripe_sync_core."):
+                    found.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("stripe_sync_core."))
+        imports[path.stem] = found
+    return imports
+
+
+def test_no_part_of_the_core_reaches_back_into_the_facade():
+    importers = sorted(module for module, found in _core_imports().items() if "sync" in found)
+    # The package exports the facade; the blocking facade wraps it. No part the facade uses does.
+    assert importers == ["__init__", "blocking"]
+
+
+def test_the_core_import_graph_is_a_tree_without_cycles():
+    graph = {module: {m.split(".")[0] for m in found} & set(_core_imports()) for module, found in _core_imports().items()}
+    graph.pop("__init__", None)
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(module: str) -> None:
+        assert module not in visiting, f"import cycle: {' -> '.join([*visiting, module])}"
+        if module in done:
+            return
+        visiting.append(module)
+        for imported in graph.get(module, ()):
+            if imported != "__init__":
+                visit(imported)
+        visiting.pop()
+        done.add(module)
+
+    for module in graph:
+        visit(module)

@@ -9,15 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from stripe_sync_core.config import (
-    ConfigError,
-    SyncConfig,
-    load_config,
-    mask_database_url,
-    mask_secret,
-    mask_secrets_in,
-)
+from stripe_sync_core.config import ConfigError, SyncConfig, load_config
 from stripe_sync_core.embedded import clear_stale_postmaster_pid
+from stripe_sync_core.masking import mask_database_url, mask_secret, mask_secrets_in
 
 
 def test_flag_beats_environment_beats_file_beats_default(tmp_path: Path):

@@ -134,6 +134,24 @@ def test_usage_errors_exit_2_with_a_message(settings):
         assert "Traceback" not in result.stderr
 
 
+async def test_refusals_exit_2_and_name_the_way_forward(settings, clean_db, emulator):
+    join = _run("--headless", "backfill", "customers", "--join", *settings)
+    assert join.returncode == 2, join.stderr
+    assert "no open backfill" in join.stderr and "unexpected" not in join.stderr
+
+    from stripe_sync_core import StripeSync, SyncConfig
+
+    config = SyncConfig(database_url=clean_db, stripe_secret_key=emulator.secret_key,
+                        stripe_api_base=emulator.api_base, max_requests_per_second=0)
+    async with StripeSync(config) as sync:
+        await sync.process_next("all")  # one page of one type: the stepped run stays open
+        account = await sync.own_account_id()
+    refused = _run("--headless", "delete-account", account, "--yes", *settings)
+    assert refused.returncode == 2, refused.stderr
+    assert "refused" in refused.stderr and "force" in refused.stderr and "unexpected" not in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
 def test_unreachable_database_exits_1_without_traceback(emulator):
     result = _run("--headless", "status", "--database-url", "postgresql://u:pw@127.0.0.1:1/x",
                   "--stripe-key", emulator.secret_key)

@@ -14,21 +14,18 @@ import aiohttp
 import pytest
 from fake_ngrok_support import FAKE_NGROK, fake_agent_pids
 from pyngrok import installer
-from webhook_support import (  # noqa: F401  (fixtures)
+from webhook_support import (
     WEBHOOK_SECRET,
     PostgresProxy,
     count,
     emu_api_get,
-    emulator_fixture,
     engine_config,
-    engine_fixture,
     event,
     mismatches,
     signed,
 )
 
 from stripe_sync_core import StripeSync
-from stripe_sync_core.listener import WebhookListener
 from stripe_sync_core.progress import RecordingSink
 from stripe_sync_emulator import StripeEmulator
 
@@ -55,9 +52,9 @@ async def deliveries_done(emu: StripeEmulator, timeout: float = 30.0) -> None:
 
 async def test_faulty_deliveries_end_equal_to_the_emulator(engine: StripeSync, emulator: StripeEmulator) -> None:
     emulator.set_webhook_faults(duplicate=0.2, reorder=0.3)
-    sink = RecordingSink()
-    engine.progress = sink
-    async with WebhookListener(engine, port=0, manage_webhook=True, catch_up=False) as listener:
+    sink = engine.progress
+    assert isinstance(sink, RecordingSink)
+    async with engine.listener(port=0, manage_webhook=True, catch_up=False) as listener:
         events = await asyncio.to_thread(emulator.mutate_random, 60, None, True)  # all in one second
         events += await asyncio.to_thread(emulator.mutate_random, 60)
         await deliveries_done(emulator)
@@ -76,7 +73,7 @@ async def test_faulty_deliveries_end_equal_to_the_emulator(engine: StripeSync, e
 
 
 async def test_status_codes(engine: StripeSync) -> None:
-    async with WebhookListener(engine, port=0, catch_up=False, max_body_bytes=64 * 1024) as listener:
+    async with engine.listener(port=0, catch_up=False, max_body_bytes=64 * 1024) as listener:
         url = listener.state.local_url
         assert url is not None
         now = int(time.time())
@@ -116,7 +113,7 @@ async def test_nothing_is_lost_while_the_database_is_down(clean_db: str, emulato
     proxy = await PostgresProxy(clean_db).start()
     try:
         async with StripeSync(engine_config(proxy.url, emulator)) as sync, \
-                WebhookListener(sync, port=0, manage_webhook=True, catch_up=False, db_timeout=0.5) as listener:
+                sync.listener(port=0, manage_webhook=True, catch_up=False, db_timeout=0.5) as listener:
             await proxy.down()
             events = await asyncio.to_thread(emulator.mutate_random, 25)
             deadline = time.monotonic() + 20
@@ -142,7 +139,7 @@ async def test_catch_up_applies_events_missed_while_down(engine: StripeSync, emu
         await engine.process_event(ev)
     emulator.clock.advance(2)
     missed = await asyncio.to_thread(emulator.mutate_random, 30)  # no endpoint: nobody hears of these
-    listener = WebhookListener(engine, port=0)
+    listener = engine.listener(port=0)
     state = await listener.start()
     try:
         catch_up = state.catch_up
@@ -164,7 +161,7 @@ async def test_catch_up_covers_connected_accounts_under_their_own_header(clean_d
             emu.clock.advance(2)
             missed_own = await asyncio.to_thread(emu.mutate_random, 5)
             missed_connected = await asyncio.to_thread(emu.mutate_random, 12, connected)
-            listener = WebhookListener(sync, port=0)
+            listener = sync.listener(port=0)
             state = await listener.start()
             await listener.stop()
             assert state.catch_up.state == "done", state.catch_up.message
@@ -175,9 +172,9 @@ async def test_catch_up_covers_connected_accounts_under_their_own_header(clean_d
 
 
 async def test_catch_up_recommends_a_backfill_beyond_stripes_retention(engine: StripeSync) -> None:
-    sink = RecordingSink()
-    engine.progress = sink
-    listener = WebhookListener(engine, port=0)
+    sink = engine.progress
+    assert isinstance(sink, RecordingSink)
+    listener = engine.listener(port=0)
     state = await listener.start()
     await listener.stop()
     assert state.catch_up.state == "skipped" and state.catch_up.backfill_recommended
@@ -198,8 +195,7 @@ async def test_catch_up_recommends_a_backfill_beyond_stripes_retention(engine: S
 
 @pytest.fixture
 def fake_ngrok(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    if not os.access(FAKE_NGROK, os.X_OK):
-        pytest.skip("tests/fake_ngrok/ngrok is not there yet")
+    assert os.access(FAKE_NGROK, os.X_OK), f"{FAKE_NGROK} is missing or not executable"
     for var in ("STRIPE_SYNC_NGROK_PATH", "NGROK_AUTHTOKEN", "FAKE_NGROK_VALID_TOKENS", "PYNGROK_NGROK_PATH"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
@@ -218,7 +214,7 @@ def fake_ngrok(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 @pytest.mark.parametrize("remove_on_exit", [False, True])
 async def test_the_tunnel_exposes_the_listener_and_closes_with_it(engine: StripeSync, emulator: StripeEmulator,
                                                                    fake_ngrok: str, remove_on_exit: bool) -> None:
-    listener = WebhookListener(engine, port=0, ngrok_auth_token=NGROK_TOKEN, ngrok_path=fake_ngrok,
+    listener = engine.listener(port=0, ngrok_auth_token=NGROK_TOKEN, ngrok_path=fake_ngrok,
                                remove_webhook_on_exit=remove_on_exit, catch_up=False)
     state = await listener.start()
     try:

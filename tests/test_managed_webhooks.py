@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 import stripe
-from webhook_support import (  # noqa: F401
+from webhook_support import (
     emu_api_get,
     emu_api_post,
     emu_client,
-    emulator_fixture,
     engine_config,
-    engine_fixture,
 )
 
 from stripe_sync_core import StripeSync

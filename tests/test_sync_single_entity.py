@@ -79,8 +79,7 @@ async def test_a_deleted_object_is_recorded_as_deleted(clean_db, emu):
 
 async def test_a_long_subscription_is_stored_with_every_item(clean_db, emu):
     long = next((s for s in emu.objects("subscriptions") if s["items"]["has_more"]), None)
-    if long is None:
-        pytest.skip("no subscription with more than 10 items in this data set")
+    assert long is not None, "the emulator's data set should hold a subscription with more than 10 items"
     async with engine(clean_db, emu) as sync:
         await sync.sync_single_entity(long["id"])
     items = [row for row in stored_rows(clean_db, "subscription_items").values()

@@ -102,6 +102,21 @@ def test_close_removes_endpoint_while_agent_shared() -> None:
     assert not _alive(a.agent_pid)
 
 
+def _redacting_loggers() -> list[str]:
+    return [name for name in ("pyngrok.process", "pyngrok.process.ngrok", "pyngrok.ngrok", "pyngrok.installer")
+            if any(type(f).__name__ == "_RedactTokens" for f in logging.getLogger(name).filters)]
+
+
+def test_the_token_filter_is_on_pyngrok_loggers_only_while_a_tunnel_is_open() -> None:
+    assert _redacting_loggers() == []  # importing the tunnel module changed nobody's logging
+    with open_tunnel(PORT, GOOD_TOKEN, ngrok_path=str(FAKE_NGROK)):
+        with open_tunnel(PORT + 1, GOOD_TOKEN, ngrok_path=str(FAKE_NGROK)):
+            assert len(_redacting_loggers()) == 4
+        assert len(_redacting_loggers()) == 4  # one tunnel still open
+    assert _redacting_loggers() == []
+    assert not any(isinstance(h, logging.NullHandler) for h in logging.getLogger("pyngrok").handlers)
+
+
 def test_two_tunnels_in_sequence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_NGROK_PATH, str(FAKE_NGROK))
     first = open_tunnel(PORT, GOOD_TOKEN)

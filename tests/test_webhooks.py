@@ -14,14 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from webhook_support import (  # noqa: F401  (fixtures)
+from webhook_support import (
     WEBHOOK_SECRET,
     count,
     emu_api_post,
     emulator_entitlements,
-    emulator_fixture,
     engine_config,
-    engine_fixture,
     event,
     mismatches,
     signed,

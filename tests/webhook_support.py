@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import stripe
@@ -31,19 +30,6 @@ def engine_config(url: str, emu: StripeEmulator, **settings: object) -> SyncConf
     return SyncConfig(database_url=url, stripe_secret_key=emu.secret_key, stripe_api_base=emu.api_base,
                       stripe_webhook_secret=WEBHOOK_SECRET, max_requests_per_second=0, max_retries=2,
                       initial_retry_delay_ms=10, max_retry_delay_ms=50).with_overrides(**settings)
-
-
-@pytest.fixture(name="emulator")
-def emulator_fixture() -> Iterator[StripeEmulator]:
-    with StripeEmulator(seed=7, customers=5, webhook_retry_base_delay=0.05, webhook_retry_max_delay=0.25,
-                        webhook_max_attempts=60) as emu:
-        yield emu
-
-
-@pytest.fixture(name="engine")
-async def engine_fixture(clean_db: str, emulator: StripeEmulator) -> AsyncIterator[StripeSync]:
-    async with StripeSync(engine_config(clean_db, emulator)) as sync:
-        yield sync
 
 
 def signed(event: dict, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> tuple[bytes, str]:

@@ -5,10 +5,20 @@
 
 from typing import TYPE_CHECKING, Any
 
-from .config import ConfigError, SyncConfig, load_config, mask_secret
+from .accounts import AccountDeletionRefused
+from .backfill import BackfillInProgress, BackfillOptions, NoOpenRun
+from .config import ConfigError, SyncConfig, load_config
+from .context import AccountUnavailable, EngineContext
+from .database import DatabaseUnavailable
+from .errors import InvalidInput, NotConfigured, Refused, StripeSyncError, Unavailable
+from .listener import WebhookListener
+from .managed_webhooks import ManagedWebhook, ManagedWebhookError
+from .masking import mask_secret
 from .progress import ProgressSink
 from .registry import REGISTRY, ObjectType
-from .sync import StripeSync
+from .stripe_api import ObjectNotFound, StripeApiError, StripeKeyMissing
+from .sync import EngineNotOpen, StripeSync
+from .webhooks import InvalidSignature, MalformedEvent, WebhookError, WebhookOptions
 
 if TYPE_CHECKING:
     from .migrate import run_migrations
@@ -24,11 +34,34 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "REGISTRY",
+    "AccountDeletionRefused",
+    "AccountUnavailable",
+    "BackfillInProgress",
+    "BackfillOptions",
     "ConfigError",
+    "DatabaseUnavailable",
+    "EngineContext",
+    "EngineNotOpen",
+    "InvalidInput",
+    "InvalidSignature",
+    "MalformedEvent",
+    "ManagedWebhook",
+    "ManagedWebhookError",
+    "NoOpenRun",
+    "NotConfigured",
+    "ObjectNotFound",
     "ObjectType",
     "ProgressSink",
+    "Refused",
+    "StripeApiError",
+    "StripeKeyMissing",
     "StripeSync",
+    "StripeSyncError",
     "SyncConfig",
+    "Unavailable",
+    "WebhookError",
+    "WebhookListener",
+    "WebhookOptions",
     "load_config",
     "mask_secret",
     "run_migrations",

@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import dict_row
 
+from .errors import Refused
 from .registry import REGISTRY
 from .stripe_api import StripeApiError
 
 if TYPE_CHECKING:
-    from .sync import StripeSync
+    from .context import EngineContext
 
 
-class AccountDeletionRefused(RuntimeError):
+class AccountDeletionRefused(Refused, RuntimeError):
     """The deletion was refused (an open sync run, an unknown account); nothing was deleted."""
 
 
@@ -22,11 +23,11 @@ class AccountDeletionRefused(RuntimeError):
 _INTERNAL = (("_events", "account_id"), ("_managed_webhooks", "account_id"), ("_sync_runs", "account_id"))
 
 
-async def delete_synced_account_data(sync: StripeSync, account_id: str, *, dry_run: bool = True,
+async def delete_synced_account_data(ctx: EngineContext, account_id: str, *, dry_run: bool = True,
                                      force: bool = False) -> dict[str, Any]:
     """See `StripeSync.dangerously_delete_synced_account_data`."""
     warnings: list[str] = []
-    async with sync.database.pool.connection() as conn:
+    async with ctx.database.pool.connection() as conn:
         async with conn.transaction():
             cursor = conn.cursor(row_factory=dict_row)
             # Lock the account's runs so no run opens or closes while we decide and delete.
@@ -55,7 +56,7 @@ async def delete_synced_account_data(sync: StripeSync, account_id: str, *, dry_r
     removed: list[str] = []
     not_removed: list[str] = []
     if not dry_run:
-        removed, not_removed = await _remove_webhooks_from_stripe(sync, account_id, webhooks)
+        removed, not_removed = await _remove_webhooks_from_stripe(ctx, account_id, webhooks)
         warnings.extend(not_removed)
     return {
         "account_id": account_id,
@@ -89,19 +90,19 @@ async def _rows(conn: psycopg.AsyncConnection, table: str, column: str, account_
     return int(row[0]) if row else 0
 
 
-async def _remove_webhooks_from_stripe(sync: StripeSync, account_id: str,
+async def _remove_webhooks_from_stripe(ctx: EngineContext, account_id: str,
                                        webhooks: list[dict]) -> tuple[list[str], list[str]]:
     removed: list[str] = []
     problems: list[str] = []
     if not webhooks:
         return removed, problems
-    if sync.api is None:
+    if ctx.stripe_client is None:
         return removed, [f"managed webhook {w['id']} was not removed from Stripe: no Stripe key configured"
                          for w in webhooks]
     for webhook in webhooks:
         try:
-            await sync.stripe.delete(f"/v1/webhook_endpoints/{webhook['id']}",
-                                     account=sync.account_header(account_id))
+            await ctx.stripe.delete(f"/v1/webhook_endpoints/{webhook['id']}",
+                                     account=ctx.account.header(account_id))
             removed.append(webhook["id"])
         except StripeApiError as error:
             if error.http_status == 404:

@@ -11,24 +11,23 @@ or makes a full pass when that run is older than Stripe's event retention.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .catchup import event_still_listed, newest_event
+from .catchup import ApplyEvent, event_still_listed, newest_event
 from .chunk_worker import ChunkOutcome, ChunkWorker, RunContext
-from .chunking import ChunkSpec, fixed_windows, parse_chunk_spec
+from .chunking import ChunkSpec, SplitLimits, fixed_windows, parse_chunk_spec
+from .errors import Refused
 from .listing import Listing, complete_embedded, gather_or_cancel, list_all, plan_listings
 from .registry import REGISTRY, ObjectType, UnknownObjectType, object_type, object_type_for_id
 from .runs import EVENTS_CHUNK, ObjectTotals, PlannedChunk, Run, RunLedger, WorkerLease
 from .stripe_api import ObjectNotFound, StripeApiError
 
 if TYPE_CHECKING:
-    from .sync import StripeSync
+    from .context import EngineContext
 
 ALL = "all"
 NOT_IN_ALL = frozenset({"accounts"})
@@ -55,12 +54,16 @@ class BackfillOptions:
     events_retention_days: int = 30
     trigger: str = "backfill"
 
+    @property
+    def split_limits(self) -> SplitLimits:
+        return SplitLimits(self.target_chunk_objects, self.max_split)
 
-class BackfillInProgress(RuntimeError):
+
+class BackfillInProgress(Refused, RuntimeError):
     """Another backfill of this account is open and being worked on, for other objects or bounds."""
 
 
-class NoOpenRun(RuntimeError):
+class NoOpenRun(Refused, RuntimeError):
     """`join` found no open backfill to work on."""
 
 
@@ -72,6 +75,31 @@ def tables_for(names: str | Sequence[str]) -> list[str]:
     return [t for t in REGISTRY if t in wanted]
 
 
+def preview_chunks(objects: str | Sequence[str], created_gte: int | None, created_lte: int | None,
+                   chunk: str | int | None, now: int, account_created: int | None = None) -> list[PlannedChunk]:
+    """The chunks a run of `objects` starts with, planned as the backfill plans them but without asking
+    Stripe: one listing per root type (children ride on their parents), one chunk for `auto` (split
+    when dense) or an unlisted type, calendar windows for a fixed size. For a fixed size the run
+    itself then drops the windows above the newest object and marks an empty type done, so it may
+    hold fewer chunks than this preview."""
+    spec = parse_chunk_spec(chunk)
+    high = created_lte if created_lte is not None else now
+    low = created_gte if created_gte is not None else (account_created or STRIPE_LAUNCH)
+    planned: list[PlannedChunk] = []
+    for listing in plan_listings(tables_for(objects)):
+        root = listing.root
+        riders = [e.child.table for e in listing.embedded] + [c.table for c in listing.per_parent]
+        note = f"with {', '.join(sorted(set(riders)))}" if riders else ""
+        if not root.listable_by_created:
+            planned.append(PlannedChunk(root.table, note=note or "listed whole"))
+        elif spec.automatic:
+            planned.append(PlannedChunk(root.table, created_gte, created_lte, note=note or "splits when dense"))
+        else:
+            planned.extend(PlannedChunk(root.table, gte, lte, note=note)
+                           for gte, lte in reversed(fixed_windows(spec, low, high)))
+    return planned
+
+
 @dataclass(frozen=True)
 class RunPlan:
     params: dict[str, Any]
@@ -80,15 +108,17 @@ class RunPlan:
 
 
 class Backfill:
-    """The engine's backfill; reach it as `StripeSync.backfill` (or through `process_until_done`)."""
+    """The engine's backfill; reach it as `StripeSync.backfill` (or through `process_until_done`).
 
-    def __init__(self, sync: StripeSync, options: BackfillOptions | None = None) -> None:
-        self.sync = sync
+    `apply_event` routes one event of an incremental run's catch-up (the webhook processor's
+    `process_event`, without reporting it as a delivery).
+    """
+
+    def __init__(self, ctx: EngineContext, apply_event: ApplyEvent, options: BackfillOptions | None = None) -> None:
+        self.ctx = ctx
+        self.apply_event = apply_event
         self.options = options or BackfillOptions()
-
-    @property
-    def ledger(self) -> RunLedger:
-        return RunLedger(self.sync.database, self.options.lease_seconds)
+        self.ledger = RunLedger(ctx.database, self.options.lease_seconds)
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -105,13 +135,13 @@ class Backfill:
         spec = parse_chunk_spec(chunk)
         if created_gte is not None and created_lte is not None and created_gte > created_lte:
             raise ValueError("created_gte is after created_lte")
-        account = account_id or await self.sync.own_account_id()
+        account = account_id or await self.ctx.account.own_id()
         run = await self._open(account, tables, created_gte, created_lte, spec, full=full, join=join)
         return await self._work(run, concurrency)
 
     async def join_open_run(self, concurrency: int | None = None, *, account_id: str | None = None) -> dict[str, dict]:
         """Add this process as a worker to the account's open backfill; returns its summary when done."""
-        account = account_id or await self.sync.own_account_id()
+        account = account_id or await self.ctx.account.own_id()
         run = await self.ledger.find_open_run(account, self.options.trigger)
         if run is None:
             raise NoOpenRun(f"no open backfill for {account} to join")
@@ -123,16 +153,16 @@ class Backfill:
         Returns what the page did; `done` is true once no chunk of `object` is left.
         """
         tables = tables_for(object)
-        account = account_id or await self.sync.own_account_id()
+        account = account_id or await self.ctx.account.own_id()
         run = await self._open(account, tables, None, None, ChunkSpec(), full=False, join=False, step=True)
         objects = [EVENTS_CHUNK, *(listing.root.table for listing in plan_listings(tables))]
         ledger = self.ledger
         result: dict[str, Any] = {"run_id": run.id, "object": None, "chunk_id": None, "stored": 0,
                                   "status": None}
-        async with WorkerLease(ledger, self.options.heartbeat_seconds, self.sync.log) as lease:
+        async with WorkerLease(ledger, self.options.heartbeat_seconds, self.ctx.log) as lease:
             chunk = await ledger.claim(run.id, lease.key, lease.worker_id, objects)
             if chunk is not None:
-                worker = ChunkWorker(self.sync, ledger, self.options, self._context(run, lease))
+                worker = ChunkWorker(self.ctx, ledger, self._run_context(run, lease), self.apply_event, self.options.split_limits)
                 outcome: ChunkOutcome = await worker.work(chunk, max_pages=1)
                 result.update(object=chunk.object, chunk_id=chunk.id, stored=outcome.stored,
                               status=outcome.status, error=outcome.error)
@@ -144,17 +174,17 @@ class Backfill:
     async def sync_single_entity(self, object_id: str, *, account_id: str | None = None) -> dict:
         """Fetch one object by id (its type from the id prefix) and store it, or record its deletion."""
         entry = object_type_for_id(object_id)
-        account = account_id or await self.sync.own_account_id()
-        header = self.sync.account_header(account)
+        account = account_id or await self.ctx.account.own_id()
+        header = self.ctx.account.header(account)
         if entry.retrieve_path is None:
             return await self._sync_through_parent(entry, object_id, account, header)
-        api, store, now = self.sync.stripe, self.sync.store, self.sync.now()
+        api, store, now = self.ctx.stripe, self.ctx.store, self.ctx.now()
         expand = [n.field for n in entry.nested_lists if n.child_table and _expanded_on(entry, n.field)]
         try:
             obj = await api.get(entry.retrieve_path.format(id=object_id), {"expand": expand} if expand else None,
                                 account=header)
         except ObjectNotFound:
-            row = await self.sync.database.fetch_one(
+            row = await self.ctx.database.fetch_one(
                 f"SELECT _raw_data FROM stripe.{entry.table} WHERE id = %s", (object_id,))
             if row is None:
                 raise
@@ -211,7 +241,7 @@ class Backfill:
 
     async def _plan(self, account: str, tables: list[str], gte: int | None, lte: int | None, spec: ChunkSpec,
                     full: bool) -> RunPlan:
-        api, header = self.sync.stripe, self.sync.account_header(account)
+        api, header = self.ctx.stripe, self.ctx.account.header(account)
         account_object = await self._fetch_account(account)
         created = account_object.get("created")
         floor = created if isinstance(created, int) else STRIPE_LAUNCH
@@ -221,7 +251,7 @@ class Backfill:
             try:
                 newest = await newest_event(api, header)
             except StripeApiError as error:  # a restricted key without events access: full passes only
-                self.sync.log.warning("cannot list events (%s): later runs will be full passes", error)
+                self.ctx.log.warning("cannot list events (%s): later runs will be full passes", error)
         params: dict[str, Any] = {"mode": mode, "chunk": str(spec), "account_created": floor,
                                   "events_cursor_id": newest["id"] if newest else None}
         chunks: list[PlannedChunk] = []
@@ -254,7 +284,7 @@ class Backfill:
         assert root.list_path is not None
         params = {**listing.page_params(low, high, None), "limit": 1}
         params.pop("expand", None)
-        probe = await self.sync.stripe.get(root.list_path, params, account=header)
+        probe = await self.ctx.stripe.get(root.list_path, params, account=header)
         data = probe.get("data") or []
         newest = root.created_of(data[0]) if data else None
         if newest is None:
@@ -269,56 +299,55 @@ class Backfill:
 
     async def _fetch_account(self, account: str) -> dict:
         """The account's object (stored too: runs reference it)."""
-        if account == await self.sync.own_account_id():
-            return await self.sync.get_current_account()
-        obj = await self.sync.stripe.get(f"/v1/accounts/{account}")
-        await self.sync.store.store(REGISTRY["accounts"], [obj], account, self.sync.now())
+        if account == await self.ctx.account.own_id():
+            return await self.ctx.current_account()
+        obj = await self.ctx.stripe.get(f"/v1/accounts/{account}")
+        await self.ctx.store.store(REGISTRY["accounts"], [obj], account, self.ctx.now())
         return obj
 
     # -- working a run -----------------------------------------------------------------------------
 
-    def _context(self, run: Run, lease: WorkerLease) -> RunContext:
+    def _run_context(self, run: Run, lease: WorkerLease) -> RunContext:
         return RunContext(
-            run=run, account_id=run.account_id, header=self.sync.account_header(run.account_id),
+            run=run, account_id=run.account_id, header=self.ctx.account.header(run.account_id),
             listings={listing.root.table: listing for listing in plan_listings(run.objects)},
             tables=set(run.objects), automatic=run.params.get("chunk", "auto") == "auto",
             floor=run.params.get("account_created") or STRIPE_LAUNCH, lease=lease, priorities={})
 
     async def _work(self, run: Run, concurrency: int | None) -> dict[str, dict]:
-        await self.sync.own_account_id()  # the Stripe-Account header needs to know which account is ours
+        await self.ctx.account.own_id()  # the Stripe-Account header needs to know which account is ours
         ledger = self.ledger
         workers = max(1, concurrency or self.options.concurrency)
         totals = await ledger.totals(run.id)
-        self.sync.progress.run_started(run.id, run.objects, sum(t.chunks for t in totals.values()))
+        self.ctx.progress.run_started(run.id, run.objects, sum(t.chunks for t in totals.values()))
         new_work = asyncio.Event()
 
         def announce() -> None:  # wake idle workers: there are new chunks, or the run may be over
             new_work.set()
             new_work.clear()
 
-        with _fewer_collections():
-            async with WorkerLease(ledger, self.options.heartbeat_seconds, self.sync.log) as lease:
-                ctx = self._context(run, lease)
-                helpers = [asyncio.create_task(self._report_rate()),
-                           asyncio.create_task(self._weigh_objects(ctx, ledger))]
-                try:
-                    await gather_or_cancel([self._worker(ctx, ledger, new_work, announce)
-                                            for _ in range(workers)])
-                finally:
-                    for helper in helpers:
-                        helper.cancel()
-                    await asyncio.gather(*helpers, return_exceptions=True)
+        async with WorkerLease(ledger, self.options.heartbeat_seconds, self.ctx.log) as lease:
+            run_ctx = self._run_context(run, lease)
+            helpers = [asyncio.create_task(self._report_rate()),
+                       asyncio.create_task(self._weigh_objects(run_ctx, ledger))]
+            try:
+                await gather_or_cancel([self._worker(run_ctx, ledger, new_work, announce)
+                                        for _ in range(workers)])
+            finally:
+                for helper in helpers:
+                    helper.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
         await self._close(run)
         summary = await self.summary(run.id)
-        self.sync.progress.run_done(run.id, summary)
+        self.ctx.progress.run_done(run.id, summary)
         return summary
 
-    async def _worker(self, ctx: RunContext, ledger: RunLedger, new_work: asyncio.Event, announce: Any) -> None:
-        worker = ChunkWorker(self.sync, ledger, self.options, ctx, announce)
+    async def _worker(self, run_ctx: RunContext, ledger: RunLedger, new_work: asyncio.Event, announce: Any) -> None:
+        worker = ChunkWorker(self.ctx, ledger, run_ctx, self.apply_event, self.options.split_limits, announce)
         while True:
-            chunk = await ledger.claim(ctx.run.id, ctx.lease.key, ctx.lease.worker_id)
+            chunk = await ledger.claim(run_ctx.run.id, run_ctx.lease.key, run_ctx.lease.worker_id)
             if chunk is None:
-                if await ledger.remaining(ctx.run.id) == 0:
+                if await ledger.remaining(run_ctx.run.id) == 0:
                     announce()
                     return
                 try:  # another worker may split its chunk or die: look again soon
@@ -330,24 +359,24 @@ class Backfill:
             announce()
 
     async def _report_rate(self) -> None:
-        stats, period = self.sync.stripe.stats, self.options.rate_report_seconds
+        stats, period = self.ctx.stripe.stats, self.options.rate_report_seconds
         last_count, last_time = stats.requests, time.monotonic()
         while True:
             await asyncio.sleep(period)
             count, now = stats.requests, time.monotonic()
-            self.sync.progress.request_rate((count - last_count) / max(now - last_time, 1e-9))
+            self.ctx.progress.request_rate((count - last_count) / max(now - last_time, 1e-9))
             last_count, last_time = count, now
 
-    async def _weigh_objects(self, ctx: RunContext, ledger: RunLedger) -> None:
-        """Keep `ctx.priorities` (objects left per object type, all processes' chunks) current: when
+    async def _weigh_objects(self, run_ctx: RunContext, ledger: RunLedger) -> None:
+        """Keep `run_ctx.priorities` (objects left per object type, all processes' chunks) current: when
         the request budget cannot serve every endpoint, the types with the most left go first, so
         each endpoint's own limit is used to the end instead of a few finishing alone."""
         while True:
             try:
-                ctx.priorities.clear()
-                ctx.priorities.update(await ledger.work_left(ctx.run.id))
+                run_ctx.priorities.clear()
+                run_ctx.priorities.update(await ledger.work_left(run_ctx.run.id))
             except Exception as error:  # a hint only: keep the last figures
-                self.sync.log.debug("cannot weigh backfill objects: %s", error)
+                self.ctx.log.debug("cannot weigh backfill objects: %s", error)
             await asyncio.sleep(self.options.weigh_seconds)
 
     async def _close(self, run: Run) -> None:
@@ -372,47 +401,19 @@ class Backfill:
         """A type Stripe cannot retrieve alone (checkout line items): list its parent's children."""
         if entry.parent is None or entry.parent_column is None:
             raise UnknownObjectType(f"{entry.table} cannot be fetched by id")
-        row = await self.sync.database.fetch_one(
+        row = await self.ctx.database.fetch_one(
             f'SELECT "{entry.parent_column}" AS parent FROM stripe.{entry.table} WHERE id = %s', (object_id,))
         if row is None or row["parent"] is None:
             raise ObjectNotFound(f"{object_id}: Stripe has no endpoint for one {entry.stripe_object}; "
                                  f"sync its {entry.parent.parent_table} instead", http_status=404)
         path = entry.parent.path.format(parent_id=row["parent"])
-        children = await list_all(self.sync.stripe, path, account=header)
-        now = self.sync.now()
-        await self.sync.store.store(entry, children, account, now, parent_id=row["parent"])
+        children = await list_all(self.ctx.stripe, path, account=header)
+        now = self.ctx.now()
+        await self.ctx.store.store(entry, children, account, now, parent_id=row["parent"])
         if any(child["id"] == object_id for child in children):
             return {"id": object_id, "object": entry.table, "outcome": "stored"}
-        await self.sync.store.store_deleted(entry, [{"id": object_id}], account, now)
+        await self.ctx.store.store_deleted(entry, [{"id": object_id}], account, now)
         return {"id": object_id, "object": entry.table, "outcome": "deleted"}
-
-
-_GC_YOUNG_THRESHOLD = 50_000
-_gc_holders = 0
-_gc_saved: tuple[int, ...] = ()
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """While a backfill works: collect young objects every 50,000 allocations instead of 700.
-
-    A parsed page is thousands of dicts and lists that live until the page is written; with the
-    default threshold the collector traverses each of them several times (a tenth of this process's
-    CPU). Memory stays bounded by the pages in flight. Process-wide, so restored by the last backfill
-    of the process to end.
-    """
-    global _gc_holders, _gc_saved
-    if _gc_holders == 0:
-        _gc_saved = gc.get_threshold()
-        if _gc_saved[0] and _gc_saved[0] < _GC_YOUNG_THRESHOLD:
-            gc.set_threshold(_GC_YOUNG_THRESHOLD, *_gc_saved[1:])
-    _gc_holders += 1
-    try:
-        yield
-    finally:
-        _gc_holders -= 1
-        if _gc_holders == 0 and _gc_saved:
-            gc.set_threshold(*_gc_saved)
 
 
 def _expanded_on(parent: ObjectType, field_name: str) -> bool:

@@ -6,12 +6,11 @@ waited for, so any number of the caller's threads can use one facade at once.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from .config import SyncConfig
+from .loop_thread import LoopThread
 from .progress import ProgressSink
 from .sync import StripeSync
 
@@ -27,34 +26,28 @@ class BlockingStripeSync:
 
     def __init__(self, config: SyncConfig | None = None, *, progress: ProgressSink | None = None,
                  **settings: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="stripe-sync-engine", daemon=True)
-        self._thread.start()
-        self.engine = StripeSync(config, progress=progress, **settings)
+        self._thread = LoopThread()
+        self.sync = StripeSync(config, progress=progress, **settings)
         try:
-            self._call(self.engine.open())
+            self._call(self.sync.open())
         except BaseException:
-            self._stop_loop()
+            self._thread.stop()
             raise
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        if threading.current_thread() is self._thread:
+        if self._thread.is_current:
+            coroutine.close()
             raise RuntimeError("BlockingStripeSync cannot be called from its own engine thread")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        return self._thread.run_blocking(coroutine, timeout)
 
     def close(self) -> None:
         """Close the pool and stop the engine thread. Safe to call twice."""
-        if self._loop.is_closed():
+        if self._thread.closed:
             return
         try:
-            self._call(self.engine.close())
+            self._call(self.sync.close())
         finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+            self._thread.stop()
 
     def __enter__(self) -> BlockingStripeSync:
         return self
@@ -64,52 +57,52 @@ class BlockingStripeSync:
 
     def process_webhook(self, payload: bytes | str, signature: str) -> dict:
         """Verify a webhook delivery's signature and store its event; see `StripeSync.process_webhook`."""
-        return self._call(self.engine.process_webhook(payload, signature))
+        return self._call(self.sync.process_webhook(payload, signature))
 
     def process_event(self, event: dict) -> dict:
         """Store one event without a signature check; see `StripeSync.process_event`."""
-        return self._call(self.engine.process_event(event))
+        return self._call(self.sync.process_event(event))
 
     def sync_single_entity(self, object_id: str) -> dict:
         """Fetch one object by id and store it; see `StripeSync.sync_single_entity`."""
-        return self._call(self.engine.sync_single_entity(object_id))
+        return self._call(self.sync.sync_single_entity(object_id))
 
     def process_until_done(self, object: str = "all", created_gte: int | None = None,
                            created_lte: int | None = None, chunk: str | int | None = None,
                            concurrency: int | None = None) -> dict[str, dict]:
         """Backfill until done; see `StripeSync.process_until_done`."""
-        return self._call(self.engine.process_until_done(object, created_gte, created_lte, chunk, concurrency))
+        return self._call(self.sync.process_until_done(object, created_gte, created_lte, chunk, concurrency))
 
     def find_or_create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> dict:
         """Reuse or create the managed webhook endpoint for `url`."""
-        return self._call(self.engine.find_or_create_managed_webhook(url, enabled_events))
+        return self._call(self.sync.find_or_create_managed_webhook(url, enabled_events))
 
     def create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> dict:
         """Create a managed webhook endpoint for `url`."""
-        return self._call(self.engine.create_managed_webhook(url, enabled_events))
+        return self._call(self.sync.create_managed_webhook(url, enabled_events))
 
     def list_managed_webhooks(self) -> Sequence[dict]:
         """The managed webhook endpoints stored in `stripe._managed_webhooks`."""
-        return self._call(self.engine.list_managed_webhooks())
+        return self._call(self.sync.list_managed_webhooks())
 
     def get_managed_webhook(self, webhook_id: str) -> dict | None:
         """One managed webhook endpoint, or None."""
-        return self._call(self.engine.get_managed_webhook(webhook_id))
+        return self._call(self.sync.get_managed_webhook(webhook_id))
 
     def delete_managed_webhook(self, webhook_id: str) -> None:
         """Delete a managed webhook endpoint in Stripe and in the table."""
-        self._call(self.engine.delete_managed_webhook(webhook_id))
+        self._call(self.sync.delete_managed_webhook(webhook_id))
 
     def get_current_account(self) -> dict:
         """Retrieve the key's account and store it."""
-        return self._call(self.engine.get_current_account())
+        return self._call(self.sync.get_current_account())
 
     def get_all_synced_accounts(self) -> list[dict]:
         """Every account with data in the database."""
-        return self._call(self.engine.get_all_synced_accounts())
+        return self._call(self.sync.get_all_synced_accounts())
 
     def dangerously_delete_synced_account_data(self, account_id: str, *, dry_run: bool = True,
                                                force: bool = False) -> dict[str, Any]:
         """Delete (or with `dry_run`, count) an account's synced data; see the async method."""
-        return self._call(self.engine.dangerously_delete_synced_account_data(
+        return self._call(self.sync.dangerously_delete_synced_account_data(
             account_id, dry_run=dry_run, force=force))

@@ -16,17 +16,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .catchup import EVENTS_PATH, EventApplier, oldest_event
-from .chunking import estimate_remaining, plan_split
-from .config import mask_secrets_in
+from .catchup import EVENTS_PATH, ApplyEvent, EventApplier, oldest_event
+from .chunking import SplitLimits, estimate_remaining, plan_split
 from .listing import PAGE_SIZE, Listing, complete_embedded, embedded_items, gather_or_cancel, list_per_parent
+from .masking import mask_secrets_in
 from .registry import ObjectType
 from .runs import EVENTS_CHUNK, Chunk, ClaimLost, PlannedChunk, Run, RunLedger, WorkerLease
 from .stripe_api import request_priority
 
 if TYPE_CHECKING:
-    from .backfill import BackfillOptions
-    from .sync import StripeSync
+    from .context import EngineContext
 
 
 @dataclass
@@ -66,21 +65,22 @@ class PageBatch:
 
 
 class ChunkWorker:
-    def __init__(self, sync: StripeSync, ledger: RunLedger, options: BackfillOptions, ctx: RunContext,
-                 on_new_chunks: Callable[[], None] = lambda: None) -> None:
-        self.sync = sync
-        self.ledger = ledger
-        self.options = options
+    def __init__(self, ctx: EngineContext, ledger: RunLedger, run_ctx: RunContext, apply_event: ApplyEvent,
+                 split_limits: SplitLimits, on_new_chunks: Callable[[], None] = lambda: None) -> None:
         self.ctx = ctx
+        self.ledger = ledger
+        self.run_ctx = run_ctx
+        self.split_limits = split_limits
+        self.apply_event = apply_event
         self.on_new_chunks = on_new_chunks
 
     async def work(self, chunk: Chunk, max_pages: int | None = None) -> ChunkOutcome:
         """Process a claimed chunk to its end (or `max_pages` pages), leaving it complete, error or pending."""
-        run_id, key = self.ctx.run.id, self.ctx.lease.key
-        progress = self.sync.progress
+        run_id, key = self.run_ctx.run.id, self.run_ctx.lease.key
+        progress = self.ctx.progress
         progress.chunk_started(run_id, chunk.object, chunk.id, chunk.created_gte, chunk.created_lte)
         outcome = ChunkOutcome()
-        priorities = self.ctx.priorities
+        priorities = self.run_ctx.priorities
         weighed = request_priority.set(lambda: priorities.get(chunk.object, math.inf))
         try:
             if chunk.object == EVENTS_CHUNK:
@@ -91,10 +91,10 @@ class ChunkWorker:
             await asyncio.shield(self.ledger.release(chunk, key))
             raise
         except ClaimLost as lost:  # not ours to release any more: its new holder resumes it
-            self.sync.log.warning("%s", lost)
+            self.ctx.log.warning("%s", lost)
         except Exception as error:
             outcome.status, outcome.error = "error", describe(error)
-            self.sync.log.warning("backfill chunk %s (%s) failed: %s", chunk.id, chunk.object, outcome.error)
+            self.ctx.log.warning("backfill chunk %s (%s) failed: %s", chunk.id, chunk.object, outcome.error)
             await self.ledger.fail(chunk, key, outcome.error)
         else:
             if outcome.status == "pending":
@@ -109,8 +109,8 @@ class ChunkWorker:
     async def _list(self, chunk: Chunk, outcome: ChunkOutcome, max_pages: int | None) -> None:
         """Page through the chunk. While page N is written, page N+1 and its children are fetched;
         writes stay in page order, so the cursor only ever moves forward."""
-        listing = self.ctx.listings[chunk.object]
-        may_split = (self.ctx.automatic and listing.root.listable_by_created
+        listing = self.run_ctx.listings[chunk.object]
+        may_split = (self.run_ctx.automatic and listing.root.listable_by_created
                      and chunk.page_cursor is None and chunk.processed == 0)
         next_page: asyncio.Future[dict] | None = asyncio.ensure_future(self._fetch(listing, chunk))
         writing: asyncio.Future[int] | None = None
@@ -120,7 +120,7 @@ class ChunkWorker:
             while next_page is not None:
                 page = await next_page
                 next_page = None
-                fetched_at = self.sync.now()
+                fetched_at = self.ctx.now()
                 data = [o for o in page.get("data") or [] if isinstance(o, dict) and o.get("id")]
                 has_more = bool(page.get("has_more")) and bool(data)
                 pieces = self._split(chunk, listing, data, has_more) if may_split else []
@@ -144,8 +144,8 @@ class ChunkWorker:
                     if pieces:
                         self.on_new_chunks()
                     if chunk.estimated is not None:
-                        total = await self.ledger.estimate(self.ctx.run.id, chunk.object)
-                        self.sync.progress.objects_estimated(self.ctx.run.id, chunk.object, total)
+                        total = await self.ledger.estimate(self.run_ctx.run.id, chunk.object)
+                        self.ctx.progress.objects_estimated(self.run_ctx.run.id, chunk.object, total)
             if writing is not None:
                 outcome.stored += await writing
                 writing = None
@@ -161,7 +161,7 @@ class ChunkWorker:
     async def _fetch(self, listing: Listing, chunk: Chunk) -> dict:
         assert listing.root.list_path is not None
         params = listing.page_params(chunk.created_gte, chunk.created_lte, chunk.page_cursor)
-        return await self.sync.stripe.get(listing.root.list_path, params, account=self.ctx.header)
+        return await self.ctx.stripe.get(listing.root.list_path, params, account=self.run_ctx.header)
 
     def _split(self, chunk: Chunk, listing: Listing, data: list[dict], has_more: bool) -> list[PlannedChunk]:
         """On a chunk's first page: estimate its size and split the range below a dense page."""
@@ -173,10 +173,10 @@ class ChunkWorker:
             return []
         # The page's own span measures the density near the range below it (a chunk's upper bound
         # may sit far above its data).
-        low = chunk.created_gte if chunk.created_gte is not None else self.ctx.floor
+        low = chunk.created_gte if chunk.created_gte is not None else self.run_ctx.floor
         split = plan_split(gte=chunk.created_gte, newest=newest, oldest=oldest, page_count=len(data),
-                           floor=self.ctx.floor, target=self.options.target_chunk_objects,
-                           max_pieces=self.options.max_split)
+                           floor=self.run_ctx.floor, target=self.split_limits.target_objects,
+                           max_pieces=self.split_limits.max_pieces)
         if split is None:
             chunk.estimated = len(data) + estimate_remaining(len(data), newest, oldest, low)
             return []
@@ -187,7 +187,7 @@ class ChunkWorker:
 
     async def _children(self, listing: Listing, roots: list[dict]) -> PageBatch:
         """Complete the children a page serves: truncated embedded lists, then per-parent lists."""
-        api, header = self.sync.stripe, self.ctx.header
+        api, header = self.ctx.stripe, self.run_ctx.header
         batch = PageBatch(roots)
         if not roots:
             return batch
@@ -211,17 +211,17 @@ class ChunkWorker:
                       done: bool, pieces: list[PlannedChunk]) -> int:
         """Write the page, its children, the chunk's state after it (cursor, counters) and any split
         pieces in one transaction."""
-        ctx, store, ledger = self.ctx, self.sync.store, self.ledger
-        account = ctx.account_id  # the run's account: its row exists (the run references it)
+        run_ctx, store, ledger = self.run_ctx, self.ctx.store, self.ledger
+        account = run_ctx.account_id  # the run's account: its row exists (the run references it)
         # Pipelined: the statements go out together and the page costs two round trips (the upserts'
         # answers, the commit) instead of one per statement. The claim check needs the UPDATE's row
         # count, which is in by the time a later result is; it runs before the commit.
-        async with self.sync.database.pool.connection() as conn, conn.pipeline() as pipeline, \
+        async with self.ctx.database.pool.connection() as conn, conn.pipeline() as pipeline, \
                 conn.transaction():
             # The commit may return before its WAL reaches the disk: a server crash may then lose the
             # last pages, but with their cursor (same transaction), so they are fetched again.
             await conn.execute("SET LOCAL synchronous_commit = off")
-            advanced = await ledger.send_advance(conn, chunk, ctx.lease.key, done=done)
+            advanced = await ledger.send_advance(conn, chunk, run_ctx.lease.key, done=done)
             if batch.roots:
                 await store.store(listing.root, batch.roots, account, fetched_at, conn=conn, account_exists=True)
             for child, items in batch.expanded:
@@ -234,26 +234,26 @@ class ChunkWorker:
                                       parent_ids=[parent_id for _, parent_id in pairs], conn=conn,
                                       account_exists=True)
             if pieces:
-                await ledger.add_chunks(conn, ctx.run.id, pieces)
+                await ledger.add_chunks(conn, run_ctx.run.id, pieces)
             if advanced.rowcount < 0:  # no statement with an answer followed it
                 await pipeline.sync()
             ledger.check_advanced(advanced, chunk)
-        progress = self.sync.progress
+        progress = self.ctx.progress
         stored = 0
-        if listing.root.table in ctx.tables:
+        if listing.root.table in run_ctx.tables:
             stored += len(batch.roots)
-            progress.objects_stored(ctx.run.id, listing.root.table, chunk.id, len(batch.roots))
+            progress.objects_stored(run_ctx.run.id, listing.root.table, chunk.id, len(batch.roots))
         for table, count in batch.children.items():
             stored += count
-            progress.objects_stored(ctx.run.id, table, chunk.id, count)
+            progress.objects_stored(run_ctx.run.id, table, chunk.id, count)
         return stored
 
     # -- events ------------------------------------------------------------------------------------
 
     async def _catch_up(self, chunk: Chunk, outcome: ChunkOutcome, max_pages: int | None) -> None:
-        """Apply events newer than the chunk's cursor, oldest first, one page per transaction."""
-        applier = EventApplier(self.sync, self.ctx.tables, self.ctx.account_id)
-        api, header = self.sync.stripe, self.ctx.header
+        """Apply events newer than the chunk's cursor, oldest first, a page at a time."""
+        applier = EventApplier(self.apply_event, self.run_ctx.tables)
+        api, header = self.ctx.stripe, self.run_ctx.header
         pages = 0
         while max_pages is None or pages < max_pages:
             if chunk.page_cursor is None:  # no event existed when the previous run started
@@ -267,13 +267,15 @@ class ChunkWorker:
             if events:
                 chunk.page_cursor = events[-1]["id"]
             pages += 1
-            async with self.sync.database.pool.connection() as conn, conn.transaction():
-                applied = await applier.apply(events, conn)
-                chunk.processed += applied
-                await self.ledger.advance(conn, chunk, self.ctx.lease.key, done=not has_more)
+            # Applied before the cursor moves (each event in its own transaction, logged there): a crash
+            # in between replays the page, and a replayed event is a duplicate.
+            applied = await applier.apply(events)
+            chunk.processed += applied
+            async with self.ctx.database.pool.connection() as conn, conn.transaction():
+                await self.ledger.advance(conn, chunk, self.run_ctx.lease.key, done=not has_more)
             outcome.stored += applied
             if applied:
-                self.sync.progress.objects_stored(self.ctx.run.id, EVENTS_CHUNK, chunk.id, applied)
+                self.ctx.progress.objects_stored(self.run_ctx.run.id, EVENTS_CHUNK, chunk.id, applied)
             if not has_more:
                 outcome.status = "complete"
                 return

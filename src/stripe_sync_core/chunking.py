@@ -15,12 +15,36 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .errors import InvalidInput
+
 DAY = 86_400
 FIXED_UNITS = {"day": 1, "week": 7}
 
 
-class InvalidChunkSpec(ValueError):
+class InvalidChunkSpec(InvalidInput, ValueError):
     """`chunk` is not auto, day, week, month or a positive number of days."""
+
+
+class InvalidDate(InvalidInput, ValueError):
+    """A range bound is neither a date (YYYY-MM-DD) nor an ISO timestamp."""
+
+
+def parse_created_bound(text: str | None, *, end: bool = False) -> int | None:
+    """A `created` bound from what a person types: a date `YYYY-MM-DD` is a whole UTC day (its first
+    second, or its last with `end`), an ISO timestamp is that moment (UTC when it names no zone).
+    None or blank is an open bound. The CLI's --since/--until and the console's form both use this."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidDate(f"invalid date {text!r}: use YYYY-MM-DD or an ISO timestamp") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if end and len(text) == 10:  # a plain date includes that whole day
+        return int(moment.timestamp()) + DAY - 1
+    return int(moment.timestamp())
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,15 @@ class ChunkSpec:
         if self.months:
             return "month"
         return {1: "day", 7: "week"}.get(self.days or 0, f"{self.days}d")
+
+
+@dataclass(frozen=True)
+class SplitLimits:
+    """When automatic chunking splits a range, and into how many pieces at most."""
+
+    target_objects: int = 1000
+    """Split when more objects than this are expected below a range's first page."""
+    max_pieces: int = 16
 
 
 def parse_chunk_spec(value: str | int | None) -> ChunkSpec:

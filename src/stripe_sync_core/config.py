@@ -16,6 +16,9 @@ from typing import Any
 
 import platformdirs
 
+from .errors import InvalidInput
+from .masking import mask_database_url, mask_secret
+
 APP_NAME = "stripe-sync-tui"
 
 # Environment variables, by SyncConfig field.
@@ -30,7 +33,7 @@ ENVIRONMENT: dict[str, str] = {
 SECRET_FIELDS = ("stripe_secret_key", "stripe_webhook_secret", "ngrok_auth_token")
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInput, ValueError):
     """A setting is missing or malformed; the message says which and how to fix it."""
 
 
@@ -111,30 +114,6 @@ class SyncConfig:
                 value = mask_database_url(value) if value else "embedded"
             shown[f.name] = value
         return shown
-
-
-def mask_secret(secret: str | None) -> str | None:
-    """`sk_test_...abcd`: the kind of secret and its last four characters, never more."""
-    if not secret or "..." in secret or secret.endswith("****"):  # empty, or masked already
-        return secret
-    match = re.match(r"^((?:sk|rk|pk)_(?:test|live)_|whsec_|)", secret)
-    prefix = match.group(1) if match else ""
-    if len(secret) - len(prefix) <= 8:
-        return f"{prefix}****"
-    return f"{prefix}...{secret[-4:]}"
-
-
-def mask_database_url(url: str) -> str:
-    """The URL with its password replaced by `****`."""
-    return re.sub(r"^([a-z0-9+]+://[^:/@]*):[^@]*@", r"\1:****@", url)
-
-
-_SECRET_PATTERN = re.compile(r"\b((?:sk|rk)_(?:test|live)_|whsec_)([A-Za-z0-9]+)")
-
-
-def mask_secrets_in(text: str) -> str:
-    """Mask every Stripe key or webhook secret found in free text (log lines, error messages)."""
-    return _SECRET_PATTERN.sub(lambda m: mask_secret(m.group(0)) or "", text)
 
 
 def default_config_path() -> Path:

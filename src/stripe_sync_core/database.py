@@ -14,13 +14,14 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from .config import mask_database_url
+from .errors import Unavailable
+from .masking import mask_database_url
 from .registry import ObjectType
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class DatabaseUnavailable(RuntimeError):
+class DatabaseUnavailable(Unavailable, RuntimeError):
     """The database cannot be reached; nothing was written."""
 
 

@@ -7,18 +7,18 @@ process using it exits. It listens on a Unix socket only.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from .config import default_data_dir
+from .errors import Unavailable
 
 log = logging.getLogger("stripe_sync_core.embedded")
 
 
-class EmbeddedDatabaseError(RuntimeError):
+class EmbeddedDatabaseError(Unavailable, RuntimeError):
     """The embedded PostgreSQL could not be started; the message says why and what to do."""
 
 
@@ -101,5 +101,10 @@ def embedded_database_url(data_dir: Path | None = None) -> str:
 
 
 def resolve_database_url(database_url: str | None) -> str:
-    """The given URL, else `DATABASE_URL`, else the embedded server's."""
-    return database_url or os.environ.get("DATABASE_URL") or embedded_database_url()
+    """The given URL, else the configured one (`load_config`: environment, then config file), else the
+    embedded server's."""
+    if database_url:
+        return database_url
+    from .config import load_config
+
+    return load_config().database_url or embedded_database_url()

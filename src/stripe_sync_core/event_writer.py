@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -200,7 +200,7 @@ def is_connection_error(error: BaseException) -> bool:
 class EventWriter:
     """Micro-batches event writes for one engine. All methods run in the engine's event loop."""
 
-    def __init__(self, db: Callable[[], Database], *,
+    def __init__(self, db: Database, *,
                  window: float = 0.0, max_batch: int = 200, max_writers: int = 4,
                  db_timeout: float = 5.0, log: logging.Logger | None = None) -> None:
         self._db = db
@@ -242,13 +242,13 @@ class EventWriter:
 
     def connection(self):
         """A pooled connection, failing after `db_timeout` seconds when the database is unreachable."""
-        return self._db().pool.connection(timeout=self.db_timeout)
+        return self._db.pool.connection(timeout=self.db_timeout)
 
     async def ensure_accounts(self, conn: psycopg.AsyncConnection, account_ids: set[str]) -> set[str]:
         """Create account rows seen for the first time; returns the ids to remember after commit."""
         new = account_ids - self._known_accounts
         if new:
-            await self._db().ensure_accounts(new, conn=conn)
+            await self._db.ensure_accounts(new, conn=conn)
         return new
 
     def remember_accounts(self, account_ids: set[str]) -> None:

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .config import mask_secrets_in
 from .event_writer import is_connection_error
-from .webhooks import WebhookError
+from .masking import mask_secrets_in
+from .webhooks import WebhookError, WebhookProcessor
 
 if TYPE_CHECKING:
-    from .sync import StripeSync
+    from .context import EngineContext
+    from .managed_webhooks import ManagedWebhooks
     from .tunnel import Tunnel
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -66,19 +67,23 @@ class ListenerState:
 
 
 class WebhookListener:
-    """Receives Stripe webhooks for one `StripeSync` and writes them to its database."""
+    """Receives Stripe webhooks and writes them to the engine's database (make one with
+    `StripeSync.listener(...)`)."""
 
-    def __init__(self, sync: StripeSync, host: str = "127.0.0.1", port: int = 8787, *,
+    def __init__(self, ctx: EngineContext, webhooks: WebhookProcessor, managed_webhooks: ManagedWebhooks,
+                 host: str = "127.0.0.1", port: int = 8787, *,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, path: str = "/webhooks",
                  ngrok_auth_token: str | None = None, ngrok_path: str | None = None,
                  manage_webhook: bool | None = None, remove_webhook_on_exit: bool = False,
                  catch_up: bool = True, db_timeout: float = 5.0) -> None:
-        self.sync = sync
+        self.ctx = ctx
+        self.webhooks = webhooks
+        self.managed_webhooks = managed_webhooks
         self.host = host
         self.port = port
         self.max_body_bytes = max_body_bytes
         self.path = path
-        self.ngrok_auth_token = ngrok_auth_token or sync.config.ngrok_auth_token
+        self.ngrok_auth_token = ngrok_auth_token or ctx.config.ngrok_auth_token
         self.ngrok_path = ngrok_path
         self.manage_webhook = self._stripe_can_reach_us() if manage_webhook is None else manage_webhook
         """Register a managed webhook for the URL Stripe reaches (the tunnel's, else the local one)."""
@@ -95,14 +100,14 @@ class WebhookListener:
     def _stripe_can_reach_us(self) -> bool:
         """Register a managed webhook by default when Stripe can call us: through a tunnel, or when
         "Stripe" is a local API (the emulator of the demo and the tests)."""
-        base = self.sync.config.stripe_api_base or ""
+        base = self.ctx.config.stripe_api_base or ""
         return bool(self.ngrok_auth_token) or "://127.0.0.1" in base or "://localhost" in base
 
     async def start(self, *, wait_for_catch_up: bool = True) -> ListenerState:
         """Serve, open the tunnel and register the webhook when configured, then catch up."""
         if self._runner is not None:
             return self.state
-        self.sync.webhooks.db_timeout = self.db_timeout
+        self.webhooks.db_timeout = self.db_timeout
         app = web.Application(client_max_size=self.max_body_bytes)
         app.router.add_post(self.path, self._on_webhook)
         app.router.add_get("/healthz", self._on_health)
@@ -128,7 +133,7 @@ class WebhookListener:
             self.state.webhook_url = (f"{self.state.public_url}{self.path}" if self.state.public_url
                                       else self.state.local_url)
             if self.manage_webhook:
-                webhook = await self.sync.find_or_create_managed_webhook(self.state.webhook_url)
+                webhook = await self.managed_webhooks.find_or_create(self.state.webhook_url)
                 self.state.webhook_id = webhook["id"]
         except BaseException:
             await self.stop()
@@ -150,7 +155,7 @@ class WebhookListener:
             self._catch_up_task = None
         if self.remove_webhook_on_exit and self.state.webhook_id:
             try:
-                await self.sync.delete_managed_webhook(self.state.webhook_id)
+                await self.managed_webhooks.delete(self.state.webhook_id)
                 self.state.webhook_id = None
             except Exception as error:
                 self._message("warning", f"could not delete webhook {self.state.webhook_id}: {error}")
@@ -177,9 +182,9 @@ class WebhookListener:
 
     def _message(self, level: str, text: str) -> None:
         try:
-            self.sync.progress.message(level, mask_secrets_in(text))
+            self.ctx.progress.message(level, mask_secrets_in(text))
         except Exception:
-            self.sync.log.exception("progress sink failed on message")
+            self.ctx.log.exception("progress sink failed on message")
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -193,14 +198,14 @@ class WebhookListener:
             return self._reply(413, {"error": f"body over {self.max_body_bytes} bytes"}, None)
         signature = request.headers.get("Stripe-Signature", "")
         try:
-            result = await self.sync.webhooks.process_webhook(body, signature, report=False)
+            result = await self.webhooks.process_webhook(body, signature, report=False)
         except WebhookError as error:
             return self._reply(400, {"error": str(error)}, body, outcome=type(error).__name__)
         except Exception as error:
             if is_connection_error(error):
                 return self._reply(503, {"error": "the database is unreachable; retry later"}, body,
                                    outcome="database_unavailable")
-            self.sync.log.exception("webhook delivery failed")
+            self.ctx.log.exception("webhook delivery failed")
             return self._reply(500, {"error": mask_secrets_in(f"{type(error).__name__}: {error}")}, body,
                                outcome="error")
         return self._reply(200, {"received": True, "outcome": result["outcome"]}, None,
@@ -217,16 +222,16 @@ class WebhookListener:
         if event_id is None and body is not None:
             event_id, event_type = _claimed_identity(body)
         try:
-            self.sync.progress.event_received(event_id or "-", event_type or "-", outcome or str(status), status)
+            self.ctx.progress.event_received(event_id or "-", event_type or "-", outcome or str(status), status)
         except Exception:
-            self.sync.log.exception("progress sink failed on event_received")
+            self.ctx.log.exception("progress sink failed on event_received")
         return web.json_response(payload, status=status)
 
     async def _on_health(self, request: web.Request) -> web.Response:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.db_timeout):
-                async with self.sync.database.pool.connection(timeout=self.db_timeout) as conn:
+                async with self.ctx.database.pool.connection(timeout=self.db_timeout) as conn:
                     await conn.execute("SELECT 1")
         except Exception as error:
             return web.json_response({"status": "unavailable", "database": "unreachable",
@@ -245,8 +250,8 @@ class WebhookListener:
         under its `Stripe-Account` header). One account failing does not stop the others."""
         report = self.state.catch_up = CatchUp(state="running")
         try:
-            own = await self.sync.own_account_id()
-            rows = await self.sync.database.fetch_all(
+            own = await self.ctx.account.own_id()
+            rows = await self.ctx.database.fetch_all(
                 "SELECT account_id, max(event_created) AS last FROM stripe._events "
                 "WHERE account_id IS NOT NULL GROUP BY account_id")
             last_seen = {row["account_id"]: row["last"] for row in rows if row["last"] is not None}
@@ -255,7 +260,7 @@ class WebhookListener:
                 report.message = "no events processed yet: run a backfill to load existing data"
                 self._message("warning", report.message)
                 return report
-            horizon = self.sync.now() - timedelta(days=EVENT_RETENTION_DAYS)
+            horizon = self.ctx.now() - timedelta(days=EVENT_RETENTION_DAYS)
             failed: list[str] = []
             for account in [own, *sorted(a for a in last_seen if a != own)]:
                 last = last_seen[account]
@@ -294,14 +299,14 @@ class WebhookListener:
 
     async def _catch_up_account(self, account: str, since: datetime, *, connected: bool, report: CatchUp) -> None:
         events: list[dict] = []
-        async for page in self.sync.stripe.iterate("/v1/events", {"created": {"gte": int(since.timestamp())}},
-                                                   account=self.sync.account_header(account)):
+        async for page in self.ctx.stripe.iterate("/v1/events", {"created": {"gte": int(since.timestamp())}},
+                                                   account=self.ctx.account.header(account)):
             events.extend(page.get("data") or [])
         report.events += len(events)
         for event in reversed(events):  # Stripe lists newest first; apply in the order they happened
             if connected and not event.get("account"):
                 event["account"] = account  # listed under its header: the event is that account's
-            outcome = (await self.sync.webhooks.process_event(event))["outcome"]
+            outcome = (await self.webhooks.process_event(event))["outcome"]
             if outcome == "duplicate":
                 report.duplicates += 1
             else:

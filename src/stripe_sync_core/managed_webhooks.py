@@ -17,21 +17,21 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
-import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from .config import mask_secret, mask_secrets_in
+from .errors import Refused
+from .masking import mask_secret
 from .registry import EVENT_TYPES
 from .stripe_api import ObjectNotFound
 
 if TYPE_CHECKING:
-    from .sync import StripeSync
+    from .context import EngineContext
 
 MANAGED_BY = "stripe-sync"
 ENDPOINTS_PATH = "/v1/webhook_endpoints"
@@ -40,27 +40,12 @@ NOT_SUBSCRIBABLE = frozenset({"invoiceitem.updated"})
 """Routed for payloads of older API versions, but `enabled_events` no longer accepts them."""
 
 
-class _MaskSecrets(logging.Filter):
-    """The SDK logs whole response bodies at DEBUG, among them a new endpoint's signing secret."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "whsec_" in record.msg:
-            record.msg = mask_secrets_in(record.msg)
-        if isinstance(record.args, tuple) and any(isinstance(a, str) and "whsec_" in a for a in record.args):
-            record.args = tuple(mask_secrets_in(a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-
-if not any(isinstance(f, _MaskSecrets) for f in logging.getLogger("stripe").filters):
-    logging.getLogger("stripe").addFilter(_MaskSecrets())
-
-
 def default_enabled_events() -> list[str]:
     """Every event type the registry routes (that Stripe lets an endpoint subscribe to)."""
     return sorted(set(EVENT_TYPES) - NOT_SUBSCRIBABLE)
 
 
-class ManagedWebhookError(RuntimeError):
+class ManagedWebhookError(Refused, RuntimeError):
     """A managed-webhook operation was refused; the message says why."""
 
 
@@ -95,9 +80,11 @@ _COLUMNS = "id, account_id, url, enabled_events, secret, status, deployment_id, 
 class ManagedWebhooks:
     """Create, find, list and delete this deployment's webhook endpoints."""
 
-    def __init__(self, sync: StripeSync) -> None:
-        self.sync = sync
-        self.log = sync.log
+    def __init__(self, ctx: EngineContext, *, on_secrets_changed: Callable[[], None] = lambda: None) -> None:
+        self.ctx = ctx
+        self.log = ctx.log
+        self.on_secrets_changed = on_secrets_changed
+        """Called once a new endpoint's signing secret is recorded (the webhook processor reloads its secrets)."""
         self._deployment_id: str | None = None
 
     # -- identity ----------------------------------------------------------------------------------
@@ -105,7 +92,7 @@ class ManagedWebhooks:
     async def deployment_id(self) -> str:
         """This deployment's id: the one on recorded endpoints, else derived from the database."""
         if self._deployment_id is None:
-            row = await self.sync.database.fetch_one(
+            row = await self.ctx.database.fetch_one(
                 "SELECT deployment_id FROM stripe._managed_webhooks ORDER BY created_at, id LIMIT 1")
             if row is not None:
                 self._deployment_id = row["deployment_id"]
@@ -115,11 +102,11 @@ class ManagedWebhooks:
 
     async def _derived_deployment_id(self) -> str:
         try:
-            row = await self.sync.database.fetch_one(
+            row = await self.ctx.database.fetch_one(
                 "SELECT (SELECT system_identifier FROM pg_control_system())::text AS cluster, "
                 "(SELECT oid FROM pg_database WHERE datname = current_database())::text AS db")
         except psycopg.errors.InsufficientPrivilege:
-            row = await self.sync.database.fetch_one(
+            row = await self.ctx.database.fetch_one(
                 "SELECT coalesce(host(inet_server_addr()), 'local') || ':' || "
                 "coalesce(inet_server_port(), 0)::text AS cluster, current_database() AS db")
         assert row is not None
@@ -131,7 +118,7 @@ class ManagedWebhooks:
     async def find_or_create(self, url: str, enabled_events: builtins.list[str] | None = None) -> ManagedWebhook:
         """Reuse this deployment's enabled endpoint for `url`, else create one (after removing orphans)."""
         wanted = sorted(set(enabled_events or default_enabled_events()))
-        account = await self.sync.own_account_id()
+        account = await self.ctx.account.own_id()
         deployment = await self.deployment_id()
         async with self._locked(account) as conn:
             row = await _row_for_url(conn, url, account)
@@ -145,7 +132,7 @@ class ManagedWebhooks:
     async def create(self, url: str, enabled_events: builtins.list[str] | None = None) -> ManagedWebhook:
         """Create a new managed endpoint for `url` (refused when one is already recorded for it)."""
         wanted = sorted(set(enabled_events or default_enabled_events()))
-        account = await self.sync.own_account_id()
+        account = await self.ctx.account.own_id()
         deployment = await self.deployment_id()
         async with self._locked(account) as conn:
             existing = await _row_for_url(conn, url, account)
@@ -155,18 +142,18 @@ class ManagedWebhooks:
             return await self._create(conn, url, wanted, account, deployment)
 
     async def list(self) -> builtins.list[ManagedWebhook]:
-        rows = await self.sync.database.fetch_all(
+        rows = await self.ctx.database.fetch_all(
             f"SELECT {_COLUMNS} FROM stripe._managed_webhooks ORDER BY created_at, id")
         return [ManagedWebhook(row) for row in rows]
 
     async def get(self, webhook_id: str) -> ManagedWebhook | None:
-        row = await self.sync.database.fetch_one(
+        row = await self.ctx.database.fetch_one(
             f"SELECT {_COLUMNS} FROM stripe._managed_webhooks WHERE id = %s", (webhook_id,))
         return ManagedWebhook(row) if row else None
 
     async def delete(self, webhook_id: str) -> None:
         """Delete a managed endpoint in Stripe and in the table; refuses endpoints that are not ours."""
-        account = await self.sync.own_account_id()
+        account = await self.ctx.account.own_id()
         deployment = await self.deployment_id()
         async with self._locked(account) as conn:
             cursor = conn.cursor(row_factory=dict_row)
@@ -174,7 +161,7 @@ class ManagedWebhooks:
             row = await cursor.fetchone()
             if row is None:
                 try:
-                    endpoint = await self.sync.stripe.get(f"{ENDPOINTS_PATH}/{webhook_id}")
+                    endpoint = await self.ctx.stripe.get(f"{ENDPOINTS_PATH}/{webhook_id}")
                 except ObjectNotFound:
                     raise ManagedWebhookError(f"no webhook endpoint {webhook_id}") from None
                 if not _ours(endpoint, deployment):
@@ -186,7 +173,7 @@ class ManagedWebhooks:
 
     async def cleanup_orphans(self) -> builtins.list[str]:
         """Delete this deployment's endpoints that are not recorded (and rows whose endpoint is gone)."""
-        account = await self.sync.own_account_id()
+        account = await self.ctx.account.own_id()
         deployment = await self.deployment_id()
         async with self._locked(account) as conn:
             return await self._cleanup(conn, account, deployment)
@@ -196,19 +183,19 @@ class ManagedWebhooks:
     @asynccontextmanager
     async def _locked(self, account: str) -> AsyncIterator[psycopg.AsyncConnection]:
         """A transaction holding the managed-webhooks advisory lock of `account`."""
-        async with self.sync.database.pool.connection() as conn, conn.transaction():
+        async with self.ctx.database.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                                (f"stripe-sync:managed-webhooks:{account}",))
             yield conn
 
     async def _reuse(self, conn: psycopg.AsyncConnection, row: dict, wanted: builtins.list[str]) -> ManagedWebhook | None:
         try:
-            endpoint = await self.sync.stripe.get(f"{ENDPOINTS_PATH}/{row['id']}")
+            endpoint = await self.ctx.stripe.get(f"{ENDPOINTS_PATH}/{row['id']}")
         except ObjectNotFound:
             endpoint = None
         if endpoint is not None and endpoint.get("status") == "enabled":
             if sorted(endpoint.get("enabled_events") or []) != wanted:
-                endpoint = await self.sync.stripe.post(f"{ENDPOINTS_PATH}/{row['id']}", {"enabled_events": wanted})
+                endpoint = await self.ctx.stripe.post(f"{ENDPOINTS_PATH}/{row['id']}", {"enabled_events": wanted})
             await conn.execute(
                 "UPDATE stripe._managed_webhooks SET status = %s, enabled_events = %s::jsonb, _raw_data = %s::jsonb "
                 "WHERE id = %s", (endpoint.get("status", "enabled"), json.dumps(wanted),
@@ -229,14 +216,14 @@ class ManagedWebhooks:
             "description": f"stripe-sync managed webhook ({deployment})",
             "metadata": {"managed_by": MANAGED_BY, "deployment_id": deployment},
         }
-        if self.sync.config.stripe_api_version:
-            params["api_version"] = self.sync.config.stripe_api_version
-        endpoint = await self.sync.stripe.post(ENDPOINTS_PATH, params, idempotency_key=str(uuid.uuid4()))
+        if self.ctx.config.stripe_api_version:
+            params["api_version"] = self.ctx.config.stripe_api_version
+        endpoint = await self.ctx.stripe.post(ENDPOINTS_PATH, params, idempotency_key=str(uuid.uuid4()))
         secret = endpoint.get("secret")
         if not secret:
             await self._delete_endpoint(endpoint["id"], account)
             raise ManagedWebhookError("Stripe returned no signing secret for the new endpoint")
-        await self.sync.database.ensure_accounts([account], conn=conn)
+        await self.ctx.database.ensure_accounts([account], conn=conn)
         cursor = conn.cursor(row_factory=dict_row)
         await cursor.execute(
             "INSERT INTO stripe._managed_webhooks (id, account_id, url, enabled_events, secret, status, "
@@ -246,14 +233,13 @@ class ManagedWebhooks:
              deployment, json.dumps(_without_secret(endpoint))))
         row = await cursor.fetchone()
         assert row is not None
-        if self.sync._webhooks is not None:
-            self.sync._webhooks.forget_secrets()
+        self.on_secrets_changed()
         self.log.info("created managed webhook %s for %s (secret %s)", endpoint["id"], url, mask_secret(secret))
         return ManagedWebhook(row)
 
     async def _cleanup(self, conn: psycopg.AsyncConnection, account: str, deployment: str) -> builtins.list[str]:
         endpoints: builtins.list[dict] = []
-        async for page in self.sync.stripe.iterate(ENDPOINTS_PATH):
+        async for page in self.ctx.stripe.iterate(ENDPOINTS_PATH):
             endpoints.extend(page.get("data") or [])
         cursor = await conn.execute("SELECT id FROM stripe._managed_webhooks WHERE account_id = %s", (account,))
         recorded = {r[0] for r in await cursor.fetchall()}
@@ -270,7 +256,7 @@ class ManagedWebhooks:
 
     async def _delete_endpoint(self, webhook_id: str, account: str) -> None:
         try:
-            await self.sync.stripe.delete(f"{ENDPOINTS_PATH}/{webhook_id}")
+            await self.ctx.stripe.delete(f"{ENDPOINTS_PATH}/{webhook_id}")
         except ObjectNotFound:
             pass
 

@@ -11,9 +11,10 @@ from alembic.config import Config
 from sqlalchemy import Connection, create_engine, pool, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from .config import mask_database_url
 from .database import DatabaseUnavailable
 from .embedded import resolve_database_url
+from .errors import StripeSyncError
+from .masking import mask_database_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -33,7 +34,7 @@ def sqlalchemy_url(database_url: str) -> str:
     raise ValueError(f"not a PostgreSQL URL: {database_url.split('://')[0]}://...")
 
 
-class MigrationError(RuntimeError):
+class MigrationError(StripeSyncError, RuntimeError):
     """A migration failed; its transaction was rolled back, so the schema is as it was."""
 
 

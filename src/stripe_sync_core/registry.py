@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .errors import InvalidInput
+
 DeletionPolicy = Literal["flag", "remove"]
 
 
@@ -278,7 +280,7 @@ _PREFIXES: list[tuple[str, ObjectType]] = sorted(
 )
 
 
-class UnknownObjectType(KeyError):
+class UnknownObjectType(InvalidInput, KeyError):
     """Raised for a name, id or `object` value that names no supported type."""
 
     def __str__(self) -> str:  # KeyError quotes its argument; we want a sentence.

@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from .database import Database
+from .errors import Refused
 
 EVENTS_CHUNK = "_events"
 """The `object` of the chunk that applies /v1/events since the previous run (incremental runs)."""
@@ -87,6 +88,8 @@ class PlannedChunk:
     page_cursor: str | None = None
     status: str = "pending"
     estimated: int | None = None
+    note: str = ""
+    """Why the chunk is what it is, for a preview (children riding on it, split when dense, ...)."""
 
 
 @dataclass
@@ -107,7 +110,7 @@ class ObjectTotals:
     max_created: int | None = None
 
 
-class ClaimLost(RuntimeError):
+class ClaimLost(Refused, RuntimeError):
     """Another worker took over this chunk (this one was presumed dead): stop working on it."""
 
 

@@ -11,12 +11,17 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from .config import mask_secrets_in
 from .database import Database
+from .errors import NotConfigured
+from .masking import mask_secrets_in
 from .stripe_api import StripeApi
 
 RUN_HISTORY_LIMIT = 500
 RECENT_EVENTS_LIMIT = 1000
+
+
+class SchemaMissing(NotConfigured):
+    """The database answers but the `stripe` schema is not migrated."""
 
 
 @dataclass(frozen=True)
@@ -308,8 +313,8 @@ async def probe_database(url: str, *, timeout: float = 5.0) -> None:
     """Connect once, quickly, to say precisely why a database is unreachable (a pool only times out)."""
     import psycopg
 
-    from .config import mask_database_url
     from .database import DatabaseUnavailable
+    from .masking import mask_database_url
 
     try:
         connection = await psycopg.AsyncConnection.connect(url, connect_timeout=max(1, int(timeout)))

@@ -8,7 +8,7 @@ records deletions by the registry's policy. A write never replaces a row observe
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,13 +35,13 @@ class StoreResult:
 class ObjectStore:
     """Stores objects of any registry type into their tables."""
 
-    def __init__(self, db: Database, config: SyncConfig, api: StripeApi | None = None,
-                 own_account_id: str | None = None) -> None:
+    def __init__(self, db: Database, config: SyncConfig, api: StripeApi | None = None, *,
+                 account_header: Callable[[str], str | None] = lambda account_id: None) -> None:
         self.db = db
         self.config = config
         self.api = api
-        self.own_account_id = own_account_id
-        """The key's own account: requests for it go without a `Stripe-Account` header."""
+        self._account_header = account_header
+        """The `Stripe-Account` header for an account: None for the key's own."""
 
     async def store(self, object_type: ObjectType, objects: Sequence[dict], account_id: str,
                     synced_at: datetime, *, parent_id: str | None = None,
@@ -110,10 +110,6 @@ class ObjectStore:
             items = await list_all(self.api, path, params, account=self._account_header(account_id))
             obj = {**obj, nested.field: {**embedded, "data": items, "has_more": False}}
         return obj
-
-    def _account_header(self, account_id: str) -> str | None:
-        """The `Stripe-Account` header for a connected account; None for the key's own account."""
-        return None if account_id == self.own_account_id else account_id
 
     async def _store_children(self, nested: NestedList, parents: list[dict], account_id: str,
                               synced_at: datetime, conn: psycopg.AsyncConnection | None) -> int:

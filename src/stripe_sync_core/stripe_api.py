@@ -20,8 +20,10 @@ from typing import Any
 
 import stripe
 
-from .config import SyncConfig, mask_secrets_in
+from .config import SyncConfig
 from .database import parse_json
+from .errors import ErrorKind, StripeSyncError
+from .masking import mask_secrets_in
 
 # Stripe's documented default read limits per second (live, test), and the default limit of each API
 # endpoint (one method and route, e.g. GET /v1/customers/{id}), which counts against the global one too.
@@ -31,13 +33,37 @@ ENDPOINT_REQUESTS_PER_SECOND = 25.0
 RETRYABLE_STATUS = {409, 429, 500, 502, 503, 504}
 
 
-class StripeApiError(RuntimeError):
-    """A Stripe call failed for good (after retries, or not retryable). Secrets are masked."""
+class StripeApiError(StripeSyncError, RuntimeError):
+    """A Stripe call failed for good (after retries, or not retryable). Secrets are masked.
+
+    Its branch follows Stripe's answer: no answer, 429 or 5xx is `unavailable`; 401/403 (the key) is
+    `not_configured`; any other 4xx is `invalid_input`.
+    """
 
     def __init__(self, message: str, *, http_status: int | None = None, code: str | None = None) -> None:
         super().__init__(mask_secrets_in(message))
         self.http_status = http_status
         self.code = code
+
+    @property
+    def kind(self) -> ErrorKind:
+        status = self.http_status
+        if status is None or status == 429 or status >= 500:
+            return "unavailable"
+        if status in (401, 403):
+            return "not_configured"
+        return "invalid_input"
+
+
+class StripeKeyMissing(StripeApiError):
+    """No Stripe secret key is configured."""
+
+    def __init__(self, message: str = "no Stripe secret key: set STRIPE_API_KEY or pass --stripe-key") -> None:
+        super().__init__(message)
+
+    @property
+    def kind(self) -> ErrorKind:
+        return "not_configured"
 
 
 class ObjectNotFound(StripeApiError):
@@ -140,6 +166,12 @@ class ApiStats:
     server_errors: int = 0
 
 
+def stripe_request_budget(requests_per_second: float) -> RequestBudget:
+    """The budget the engine keeps for `requests_per_second` (0 is unlimited): Stripe's limit per
+    endpoint applies below it, whatever the global rate."""
+    return RequestBudget(requests_per_second, endpoint_rate=ENDPOINT_REQUESTS_PER_SECOND)
+
+
 def default_request_rate(config: SyncConfig) -> float:
     if config.max_requests_per_second is not None:
         return config.max_requests_per_second
@@ -161,11 +193,10 @@ class StripeApi:
 
     def __init__(self, config: SyncConfig, *, budget: RequestBudget | None = None) -> None:
         if not config.stripe_secret_key:
-            raise StripeApiError("no Stripe secret key: set STRIPE_API_KEY or pass --stripe-key")
+            raise StripeKeyMissing()
         self.config = config
         self._http, self.client = self._new_client()
-        self.budget = budget or RequestBudget(default_request_rate(config),
-                                              endpoint_rate=ENDPOINT_REQUESTS_PER_SECOND)
+        self.budget = budget or stripe_request_budget(default_request_rate(config))
         self.stats = ApiStats()
         self._sleep = asyncio.sleep
 

@@ -1,27 +1,35 @@
-"""`StripeSync`: the engine's public face. It owns the pool and the Stripe client and delegates each
-capability to the module responsible for it (webhooks, managed webhooks, backfill, accounts)."""
+"""`StripeSync`: the engine's public face.
+
+Opening it builds the `EngineContext` (settings, pool, Stripe client, store, account identity,
+progress sink, clock) and the parts over it (webhooks, managed webhooks, backfill); each method
+delegates to the part responsible. The facade depends on its parts, never the reverse.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
 
-from .config import SyncConfig
+from . import accounts
+from .backfill import Backfill, BackfillOptions
+from .config import SyncConfig, load_config
+from .context import EngineContext, utc_now
 from .database import Database
 from .embedded import resolve_database_url
+from .errors import NotConfigured
+from .listener import WebhookListener
+from .log_filters import STRIPE_SDK_SECRETS
+from .managed_webhooks import ManagedWebhook, ManagedWebhooks
 from .progress import ProgressSink
-from .store import ObjectStore
-from .stripe_api import StripeApi, StripeApiError
+from .stripe_api import StripeApi
+from .webhooks import WebhookOptions, WebhookProcessor
 
-if TYPE_CHECKING:
-    from .backfill import Backfill
-    from .managed_webhooks import ManagedWebhooks
-    from .webhooks import WebhookProcessor
+T = TypeVar("T")
 
 
-class AccountUnavailable(StripeApiError):
-    """The key's own account cannot be read (a restricted key without that permission)."""
+class EngineNotOpen(NotConfigured, RuntimeError):
+    """A call that needs the database was made before `open()` (or after `close()`)."""
 
 
 class StripeSync:
@@ -31,40 +39,57 @@ class StripeSync:
 
         async with StripeSync(SyncConfig(stripe_secret_key="sk_test_...")) as sync:
             await sync.process_until_done(object="all")
+
+    Without a `config`, settings come from `load_config()` (environment, then the config file).
     """
 
     def __init__(self, config: SyncConfig | None = None, *, progress: ProgressSink | None = None,
-                 **settings: Any) -> None:
-        self.config = (config or SyncConfig()).with_overrides(**settings)
+                 backfill_options: BackfillOptions | None = None, webhook_options: WebhookOptions | None = None,
+                 clock: Callable[[], datetime] = utc_now, **settings: Any) -> None:
+        self.config = (config or load_config()).with_overrides(**settings)
         self.progress = progress or ProgressSink()
-        self.log = self.config.log
-        self.db: Database | None = None
-        self.api: StripeApi | None = StripeApi(self.config) if self.config.stripe_secret_key else None
-        self._own_account_id: str | None = self.config.stripe_account_id
-        self._store: ObjectStore | None = None
+        self.backfill_options = backfill_options or BackfillOptions()
+        self.webhook_options = webhook_options or WebhookOptions()
+        self.clock = clock
+        self._context: EngineContext | None = None
         self._webhooks: WebhookProcessor | None = None
-        self._managed: ManagedWebhooks | None = None
+        self._managed_webhooks: ManagedWebhooks | None = None
         self._backfill: Backfill | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def open(self) -> StripeSync:
-        """Connect the pool (starting the embedded PostgreSQL when no URL is configured)."""
-        if self.db is None:
-            db = Database(resolve_database_url(self.config.database_url), max_size=self.config.pool_max_size)
-            await db.open()
-            self.db = db
+        """Connect the pool (starting the embedded PostgreSQL when no URL is configured) and build the
+        engine's parts. Opening an open engine does nothing."""
+        if self._context is not None:
+            return self
+        database = Database(resolve_database_url(self.config.database_url), max_size=self.config.pool_max_size)
+        await database.open()
+        stripe = StripeApi(self.config) if self.config.stripe_secret_key else None
+        ctx = EngineContext.build(self.config, database, stripe, self.progress, self.clock)
+        webhooks = WebhookProcessor(ctx, self.webhook_options)
+        self._webhooks = webhooks
+        self._managed_webhooks = ManagedWebhooks(ctx, on_secrets_changed=webhooks.forget_secrets)
+        self._backfill = Backfill(ctx, lambda event: webhooks.process_event(event, report=False),
+                                  self.backfill_options)
+        self._context = ctx
+        STRIPE_SDK_SECRETS.acquire()
         return self
 
     async def close(self) -> None:
-        """Close the pool. Safe to call twice."""
-        if self._webhooks is not None:
-            await self._webhooks.close()  # pending event writes and log pruning finish first
-        if self.api is not None:
-            await self.api.close()
-        if self.db is not None:
-            await self.db.close()
-            self.db = None
+        """Finish pending event writes, close the Stripe client and the pool. Safe to call twice."""
+        ctx, self._context = self._context, None
+        if ctx is None:
+            return
+        try:
+            if self._webhooks is not None:
+                await self._webhooks.close()  # pending event writes and log pruning finish first
+            if ctx.stripe_client is not None:
+                await ctx.stripe_client.close()
+            await ctx.database.close()
+        finally:
+            self._webhooks = self._managed_webhooks = self._backfill = None
+            STRIPE_SDK_SECRETS.release()
 
     async def __aenter__(self) -> StripeSync:
         return await self.open()
@@ -73,68 +98,48 @@ class StripeSync:
         await self.close()
 
     @property
+    def is_open(self) -> bool:
+        return self._context is not None
+
+    @property
+    def context(self) -> EngineContext:
+        """The shared parts of the open engine."""
+        return _opened(self._context)
+
+    @property
     def database(self) -> Database:
-        if self.db is None:
-            raise RuntimeError("StripeSync is not open: use `async with StripeSync(...)` or `await sync.open()`")
-        return self.db
+        return self.context.database
 
     @property
     def stripe(self) -> StripeApi:
-        if self.api is None:
-            raise StripeApiError("no Stripe secret key: set STRIPE_API_KEY or pass --stripe-key")
-        return self.api
+        """The Stripe client (a clear error when no secret key is configured)."""
+        return self.context.stripe
 
     @property
-    def store(self) -> ObjectStore:
-        if self._store is None or self._store.db is not self.database:
-            self._store = ObjectStore(self.database, self.config, self.api, self._own_account_id)
-        return self._store
+    def webhooks(self) -> WebhookProcessor:
+        return _opened(self._webhooks)
 
-    def now(self) -> datetime:
-        return datetime.now(UTC)
+    @property
+    def managed_webhooks(self) -> ManagedWebhooks:
+        return _opened(self._managed_webhooks)
+
+    @property
+    def backfill(self) -> Backfill:
+        return _opened(self._backfill)
 
     # -- accounts --------------------------------------------------------------------------------
 
     async def own_account_id(self) -> str:
         """The id of the account the secret key belongs to (fetched once)."""
-        if self._own_account_id is None:
-            account = await self.get_current_account()
-            self._own_account_id = account["id"]
-        return self._own_account_id
-
-    def account_header(self, account_id: str | None) -> str | None:
-        """The `Stripe-Account` header for `account_id`: None for the key's own account."""
-        if account_id is None or account_id == self._own_account_id:
-            return None
-        return account_id
+        return await self.context.account.own_id()
 
     async def get_current_account(self) -> dict:
         """Retrieve the key's account from Stripe and upsert it into `stripe.accounts`."""
-        try:
-            account = await self.stripe.get("/v1/account")
-        except StripeApiError as error:
-            if error.http_status in (401, 403) and self.config.stripe_account_id:
-                account = {"id": self.config.stripe_account_id, "object": "account"}
-            elif error.http_status == 403:
-                raise AccountUnavailable(
-                    "this key may not read the account (a restricted key without the account read "
-                    "permission): set stripe_account_id in the config file, or grant that permission",
-                    http_status=403,
-                ) from None
-            else:
-                raise
-        self._own_account_id = account["id"]
-        self._store = None
-        from .registry import REGISTRY
-
-        await self.store.store(REGISTRY["accounts"], [account], account["id"], self.now())
-        return account
+        return await self.context.current_account()
 
     async def get_all_synced_accounts(self) -> list[dict]:
         """Every account with data in the database (the key's own and connected ones), as stored."""
-        rows = await self.database.fetch_all(
-            "SELECT _raw_data FROM stripe.accounts ORDER BY id"
-        )
+        rows = await self.database.fetch_all("SELECT _raw_data FROM stripe.accounts ORDER BY id")
         return [row["_raw_data"] for row in rows]
 
     async def dangerously_delete_synced_account_data(self, account_id: str, *, dry_run: bool = True,
@@ -146,27 +151,9 @@ class StripeSync:
         Managed webhooks are then removed from Stripe too (a warning says when one could not be).
         Refused (`AccountDeletionRefused`) while a sync run of the account is open, unless `force`.
         """
-        from .accounts import delete_synced_account_data
+        return await accounts.delete_synced_account_data(self.context, account_id, dry_run=dry_run, force=force)
 
-        return await delete_synced_account_data(self, account_id, dry_run=dry_run, force=force)
-
-    # -- webhooks (webhooks.py, managed_webhooks.py) --------------------------------------------
-
-    @property
-    def webhooks(self) -> WebhookProcessor:
-        if self._webhooks is None:
-            from .webhooks import WebhookProcessor
-
-            self._webhooks = WebhookProcessor(self)
-        return self._webhooks
-
-    @property
-    def managed_webhooks(self) -> ManagedWebhooks:
-        if self._managed is None:
-            from .managed_webhooks import ManagedWebhooks
-
-            self._managed = ManagedWebhooks(self)
-        return self._managed
+    # -- webhooks (webhooks.py, managed_webhooks.py, listener.py) -------------------------------
 
     async def process_webhook(self, payload: bytes | str, signature: str) -> dict:
         """Verify a webhook delivery's signature, then process its event. Returns the outcome."""
@@ -176,32 +163,33 @@ class StripeSync:
         """Route one Stripe event into its table (no signature check). Returns the outcome."""
         return await self.webhooks.process_event(event)
 
-    async def find_or_create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> dict:
+    async def find_or_create_managed_webhook(self, url: str,
+                                             enabled_events: list[str] | None = None) -> ManagedWebhook:
         return await self.managed_webhooks.find_or_create(url, enabled_events)
 
-    async def create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> dict:
+    async def create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> ManagedWebhook:
         return await self.managed_webhooks.create(url, enabled_events)
 
-    async def list_managed_webhooks(self) -> Sequence[dict]:
+    async def list_managed_webhooks(self) -> Sequence[ManagedWebhook]:
         return await self.managed_webhooks.list()
 
-    async def get_managed_webhook(self, webhook_id: str) -> dict | None:
+    async def get_managed_webhook(self, webhook_id: str) -> ManagedWebhook | None:
         return await self.managed_webhooks.get(webhook_id)
 
     async def delete_managed_webhook(self, webhook_id: str) -> None:
         await self.managed_webhooks.delete(webhook_id)
 
+    def listener(self, host: str = "127.0.0.1", port: int | None = None, **options: Any) -> WebhookListener:
+        """A webhook listener over this engine (not started: `await listener.start()` or `async with`).
+
+        `port` defaults to the configured `listener_port`; see `WebhookListener` for the options.
+        """
+        return WebhookListener(self.context, self.webhooks, self.managed_webhooks, host,
+                               self.config.listener_port if port is None else port, **options)
+
     # -- backfill (backfill.py) ------------------------------------------------------------------
 
-    @property
-    def backfill(self) -> Backfill:
-        if self._backfill is None:
-            from .backfill import Backfill
-
-            self._backfill = Backfill(self)
-        return self._backfill
-
-    async def process_until_done(self, object: str = "all", created_gte: int | None = None,
+    async def process_until_done(self, object: str | Sequence[str] = "all", created_gte: int | None = None,
                                  created_lte: int | None = None, chunk: str | int | None = None,
                                  concurrency: int | None = None, *, join: bool = False, full: bool = False,
                                  account_id: str | None = None) -> dict[str, dict]:
@@ -214,6 +202,10 @@ class StripeSync:
             object, created_gte=created_gte, created_lte=created_lte, chunk=chunk, concurrency=concurrency,
             join=join, full=full, account_id=account_id)
 
+    async def join_open_run(self, concurrency: int | None = None, *, account_id: str | None = None) -> dict[str, dict]:
+        """Add this process as a worker to the account's open backfill; returns its summary when done."""
+        return await self.backfill.join_open_run(concurrency, account_id=account_id)
+
     async def process_next(self, object: str, *, account_id: str | None = None) -> dict:
         """Process one page of `object`'s open backfill, for callers that step."""
         return await self.backfill.process_next(object, account_id=account_id)
@@ -221,3 +213,10 @@ class StripeSync:
     async def sync_single_entity(self, object_id: str, *, account_id: str | None = None) -> dict:
         """Fetch one object by id (its type from the id prefix) and store it."""
         return await self.backfill.sync_single_entity(object_id, account_id=account_id)
+
+
+def _opened(part: T | None) -> T:
+    """A part of the open engine; a clear error before `open()` or after `close()`."""
+    if part is None:
+        raise EngineNotOpen("StripeSync is not open: use `async with StripeSync(...)` or `await sync.open()`")
+    return part

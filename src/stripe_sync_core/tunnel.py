@@ -39,6 +39,10 @@ from pyngrok.exception import (
     PyngrokSecurityError,
 )
 
+from .errors import Unavailable
+from .log_filters import ScopedLogFilter
+from .masking import mask_token
+
 __all__ = ["ENV_NGROK_PATH", "Tunnel", "TunnelError", "mask_token", "open_tunnel"]
 
 logger = logging.getLogger(__name__)
@@ -51,22 +55,13 @@ _AUTH_ERROR_CODES = {"ERR_NGROK_105", "ERR_NGROK_106", "ERR_NGROK_107", "ERR_NGR
 _PYNGROK_LOGGERS = ("pyngrok.process", "pyngrok.process.ngrok", "pyngrok.ngrok", "pyngrok.installer")
 
 
-class TunnelError(Exception):
+class TunnelError(Unavailable):
     """Opening or using a tunnel failed. The message is meant for the operator and never holds a full token."""
 
     def __init__(self, message: str, *, ngrok_error_code: str | None = None) -> None:
         super().__init__(message)
         #: ngrok's error code (``ERR_NGROK_...``) when the agent reported one.
         self.ngrok_error_code = ngrok_error_code
-
-
-def mask_token(token: str | None) -> str:
-    """``"********abcd"``: the last 4 characters only, and nothing at all for tokens shorter than 12."""
-    if not token:
-        return "<empty>"
-    if len(token) < 12:
-        return "*" * 8
-    return "*" * 8 + token[-4:]
 
 
 # --------------------------------------------------------------------------- token redaction
@@ -102,20 +97,14 @@ class _RedactTokens(logging.Filter):
         return True
 
 
-_REDACT_FILTER = _RedactTokens()
-for _name in _PYNGROK_LOGGERS:
-    _logger = logging.getLogger(_name)
-    if not any(isinstance(f, _RedactTokens) for f in _logger.filters):
-        _logger.addFilter(_REDACT_FILTER)
-# Without any handler configured, Python's last-resort handler would print pyngrok's ERROR lines (the
-# agent's output) and our warnings on stderr, under a TUI. Records still propagate to the app's handlers.
-for _name in ("pyngrok", __name__):
-    _logger = logging.getLogger(_name)
-    if not any(isinstance(h, logging.NullHandler) for h in _logger.handlers):
-        _logger.addHandler(logging.NullHandler())
+# Installed while a tunnel is open (the tokens it masks are the open tunnels'). Without any handler
+# configured, Python's last-resort handler would print pyngrok's ERROR lines (the agent's output) and our
+# warnings on stderr, under a TUI: a NullHandler keeps them quiet; records still reach the app's handlers.
+_REDACT_FILTER = ScopedLogFilter(_RedactTokens(), _PYNGROK_LOGGERS, quiet_loggers=("pyngrok", __name__))
 
 
 def _hold_secret(token: str) -> None:
+    _REDACT_FILTER.acquire()
     with _secrets_lock:
         _secrets[token] += 1
 
@@ -125,6 +114,7 @@ def _release_secret(token: str) -> None:
         _secrets[token] -= 1
         if _secrets[token] <= 0:
             del _secrets[token]
+    _REDACT_FILTER.release()
 
 
 # --------------------------------------------------------------------------- agents shared per executable

@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import stripe
 
-from .config import mask_secret
 from .database import UpsertRow, clean_json, parse_json
+from .errors import InvalidInput
 from .event_writer import TIE, EventWriter, PendingWrite, store_children
 from .listing import list_all, split_path
+from .masking import mask_secret
 from .registry import (
     ENTITLEMENT_SUMMARY_EVENT,
     EVENT_TYPES,
@@ -45,7 +46,7 @@ from .registry import (
 from .stripe_api import ObjectNotFound
 
 if TYPE_CHECKING:
-    from .sync import StripeSync
+    from .context import EngineContext
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 PRUNE_INTERVAL_SECONDS = 600.0
@@ -63,7 +64,7 @@ RELATED_FIELDS: dict[str, str] = {
 """Reference fields followed by `backfill_related_entities`, and the table each points into."""
 
 
-class WebhookError(ValueError):
+class WebhookError(InvalidInput, ValueError):
     """A delivery that must be refused with 400: nothing was written."""
 
 
@@ -90,18 +91,29 @@ class _Event:
     document: str | None
 
 
-class WebhookProcessor:
-    """Applies Stripe events to the database for one `StripeSync`."""
+@dataclass(frozen=True)
+class WebhookOptions:
+    batch_window: float = 0.0
+    """Seconds a batch waits for more events before it is written (0: only what arrived meanwhile)."""
+    max_writers: int | None = None
+    """Batches written at once; None leaves two pool connections for the careful path."""
+    db_timeout: float = 5.0
+    """Seconds a delivery waits for a database connection before it fails (and Stripe redelivers)."""
 
-    def __init__(self, sync: StripeSync, *, batch_window: float = 0.0, max_writers: int | None = None,
-                 db_timeout: float = 5.0) -> None:
-        self.sync = sync
-        self.log: logging.Logger = sync.log
-        writers = max_writers or max(1, min(4, sync.config.pool_max_size - 2))
-        self.writer = EventWriter(lambda: sync.database, window=batch_window,
-                                  max_writers=writers, db_timeout=db_timeout, log=self.log)
+
+class WebhookProcessor:
+    """Applies Stripe events to the database of one engine."""
+
+    def __init__(self, ctx: EngineContext, options: WebhookOptions | None = None) -> None:
+        options = options or WebhookOptions()
+        self.ctx = ctx
+        self.log: logging.Logger = ctx.log
+        pool_size = ctx.config.pool_max_size
+        writers = options.max_writers or max(1, min(4, pool_size - 2))
+        self.writer = EventWriter(ctx.database, window=options.batch_window,
+                                  max_writers=writers, db_timeout=options.db_timeout, log=self.log)
         # Each careful write holds a connection while it asks the API: leave the batches theirs.
-        self._careful_slots = asyncio.Semaphore(max(1, sync.config.pool_max_size - writers - 1))
+        self._careful_slots = asyncio.Semaphore(max(1, pool_size - writers - 1))
         self.clock = time.time
         """Seconds since the epoch; the signature tolerance is measured against it."""
         self._managed_secrets: list[str] | None = None
@@ -174,7 +186,7 @@ class WebhookProcessor:
         self._managed_secrets = None
 
     def _known_secrets(self) -> list[str]:
-        secrets = [self.sync.config.stripe_webhook_secret, *(self._managed_secrets or ())]
+        secrets = [self.ctx.config.stripe_webhook_secret, *(self._managed_secrets or ())]
         return [s for s in dict.fromkeys(secrets) if s]
 
     def _matches(self, payload: str, signature: str, secrets: list[str]) -> bool:
@@ -204,7 +216,7 @@ class WebhookProcessor:
 
     async def _process(self, event: Any, document: str | None, report: bool) -> dict:
         event_id, event_type, obj, created = _validated(event)
-        account = event.get("account") or await self.sync.own_account_id()
+        account = event.get("account") or await self.ctx.account.own_id()
         entry = EVENT_TYPES.get(event_type)
         object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
         table = entry.table if entry else None
@@ -235,14 +247,14 @@ class WebhookProcessor:
 
     def _report(self, event_id: str, event_type: str, outcome: str, status: int | None) -> None:
         try:
-            self.sync.progress.event_received(event_id, event_type, outcome, status)
+            self.ctx.progress.event_received(event_id, event_type, outcome, status)
         except Exception:  # a sink must never break event processing
             self.log.exception("progress sink failed on event_received")
 
     def revalidates(self, entry: ObjectType) -> bool:
         if self._revalidated is None:
             tables = set()
-            for name in self.sync.config.revalidate_objects_via_stripe_api:
+            for name in self.ctx.config.revalidate_objects_via_stripe_api:
                 try:
                     tables.add(object_type(name).table)
                 except UnknownObjectType:
@@ -252,7 +264,7 @@ class WebhookProcessor:
 
     async def _apply(self, event: _Event) -> tuple[str, str | None]:
         entry = event.object_type
-        if self.sync.config.backfill_related_entities and not event.deleting:
+        if self.ctx.config.backfill_related_entities and not event.deleting:
             await self._backfill_related(event.obj, event.account_id, event.created)
         revalidate = not event.deleting and self.revalidates(entry) and not entry.is_final(event.obj)
         if revalidate or entry.deletion == "remove":
@@ -317,7 +329,7 @@ class WebhookProcessor:
                     return None  # a concurrent writer stored this second first: decide again
                 return await _log(conn, event, "stale", "a later state was stored meanwhile")
             if written_at is not None and not deleting:
-                await store_children(self.sync.store, entry, [obj], account, written_at, conn, fetched=fetch)
+                await store_children(self.ctx.store, entry, [obj], account, written_at, conn, fetched=fetch)
             result = await _log(conn, event, outcome, detail)
         self.writer.remember_accounts(new_accounts)
         return result
@@ -327,13 +339,13 @@ class WebhookProcessor:
         if entry.retrieve_path is None:
             raise RuntimeError(f"{entry.table} cannot be retrieved one by one")
         try:
-            return await self.sync.stripe.get(entry.retrieve_path.format(id=object_id),
-                                              account=self.sync.account_header(account))
+            return await self.ctx.stripe.get(entry.retrieve_path.format(id=object_id),
+                                              account=self.ctx.account.header(account))
         except ObjectNotFound:
             return None
 
     async def _list_all(self, path: str, params: dict, account: str) -> list[dict]:
-        return await list_all(self.sync.stripe, path, params, account=self.sync.account_header(account))
+        return await list_all(self.ctx.stripe, path, params, account=self.ctx.account.header(account))
 
     async def _complete_lists(self, entry: ObjectType, obj: dict, account: str) -> dict:
         """Complete truncated embedded lists (`auto_expand_lists`) and list children that only come with
@@ -343,7 +355,7 @@ class WebhookProcessor:
             child = REGISTRY.get(nested.child_table or "")
             missing = embedded is None and child is not None and not child.event_types
             truncated = (isinstance(embedded, dict) and bool(embedded.get("has_more"))
-                         and self.sync.config.auto_expand_lists)
+                         and self.ctx.config.auto_expand_lists)
             if not (missing or truncated):
                 continue
             path, params = split_path(nested.path.format(id=obj["id"]))
@@ -389,7 +401,7 @@ class WebhookProcessor:
                     except ObjectNotFound:  # the customer is gone: so are its entitlements
                         items = []
                 new_accounts = await self.writer.ensure_accounts(conn, {account})
-                await self.sync.database.upsert(
+                await self.ctx.database.upsert(
                     entry, [UpsertRow(i, account, synced_at, customer) for i in items], conn=conn)
                 await conn.execute(
                     "DELETE FROM stripe.active_entitlements WHERE customer = %s AND NOT (id = ANY(%s))",
@@ -410,7 +422,7 @@ class WebhookProcessor:
             if ref and ref != obj.get("id"):
                 wanted.setdefault(table, set()).add(ref)
         for table, ids in wanted.items():
-            rows = await self.sync.database.fetch_all(
+            rows = await self.ctx.database.fetch_all(
                 f"SELECT id FROM stripe.{table} WHERE id = ANY(%s)", (sorted(ids),))
             for missing in sorted(ids - {row["id"] for row in rows}):
                 fetched = await self._fetch(REGISTRY[table], missing, account)
@@ -419,7 +431,7 @@ class WebhookProcessor:
                 if depth < 1:
                     await self._backfill_related(fetched, account, created, depth + 1)
                 # Stored as of the event's second: the fetch came after the event, so it is no older.
-                await self.sync.store.store(REGISTRY[table], [fetched], account, created)
+                await self.ctx.store.store(REGISTRY[table], [fetched], account, created)
 
     # -- the event log -----------------------------------------------------------------------------
 
@@ -427,13 +439,8 @@ class WebhookProcessor:
                         created: datetime, outcome: str, detail: str | None) -> tuple[str, str | None]:
         """Log an event that writes nothing else (an ignored type); a repeat is a duplicate."""
         async with self.writer.connection() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO stripe._events (id, type, account_id, object_id, event_created, outcome, detail) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING id",
-                (event_id, event_type, account, object_id, created, outcome, detail))
-            if await cursor.fetchone() is None:
-                return "duplicate", None
-        return outcome, detail
+            logged = await _insert_event_log(conn, event_id, event_type, account, object_id, created, outcome, detail)
+        return (outcome, detail) if logged else ("duplicate", None)
 
     def _maybe_prune(self) -> None:
         now = time.monotonic()
@@ -452,14 +459,14 @@ class WebhookProcessor:
             return
         if removed:
             self.log.info("pruned %d event log rows older than %d days", removed,
-                          self.sync.config.event_log_retention_days)
+                          self.ctx.config.event_log_retention_days)
 
     async def prune_event_log(self, chunk: int = 5000) -> int:
         """Delete event log rows received more than `event_log_retention_days` ago, in small chunks."""
-        days = self.sync.config.event_log_retention_days
+        days = self.ctx.config.event_log_retention_days
         total = 0
         while True:
-            removed = await self.sync.database.execute(
+            removed = await self.ctx.database.execute(
                 "DELETE FROM stripe._events WHERE ctid = ANY(ARRAY("
                 "SELECT ctid FROM stripe._events WHERE received_at < now() - make_interval(days => %s) LIMIT %s))",
                 (days, chunk))
@@ -469,12 +476,12 @@ class WebhookProcessor:
 
     async def recent_events(self, limit: int = 100) -> list[dict]:
         """The newest entries of the event log, newest first (for the console's feed)."""
-        return await self.sync.database.fetch_all(
+        return await self.ctx.database.fetch_all(
             "SELECT id, type, account_id, object_id, event_created, received_at, outcome, detail "
             "FROM stripe._events ORDER BY received_at DESC, id DESC LIMIT %s", (limit,))
 
     def __repr__(self) -> str:
-        secret = mask_secret(self.sync.config.stripe_webhook_secret)
+        secret = mask_secret(self.ctx.config.stripe_webhook_secret)
         return f"WebhookProcessor(secret={secret}, managed_secrets={len(self._managed_secrets or ())})"
 
 
@@ -530,11 +537,20 @@ async def _stored_at(conn: psycopg.AsyncConnection, entry: ObjectType, object_id
 
 async def _log(conn: psycopg.AsyncConnection, event: _Event, outcome: str,
                detail: str | None) -> tuple[str, str | None]:
-    await conn.execute(
-        "INSERT INTO stripe._events (id, type, account_id, object_id, event_created, outcome, detail) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-        (event.event_id, event.event_type, event.account_id, event.object_id, event.created, outcome, detail))
+    """Log an event settled under its object's lock (which already ruled out a duplicate)."""
+    await _insert_event_log(conn, event.event_id, event.event_type, event.account_id, event.object_id,
+                            event.created, outcome, detail)
     return outcome, detail
+
+
+async def _insert_event_log(conn: psycopg.AsyncConnection, event_id: str, event_type: str, account: str,
+                            object_id: str | None, created: datetime, outcome: str, detail: str | None) -> bool:
+    """One row of `stripe._events`; False when the event was logged already."""
+    cursor = await conn.execute(
+        "INSERT INTO stripe._events (id, type, account_id, object_id, event_created, outcome, detail) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING id",
+        (event_id, event_type, account, object_id, created, outcome, detail))
+    return await cursor.fetchone() is not None
 
 
 async def _write_one(conn: psycopg.AsyncConnection, entry: ObjectType, obj: dict, account: str,

@@ -19,7 +19,8 @@ from textual.app import App, SystemCommand
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from stripe_sync_core.config import SyncConfig, default_config_path, mask_database_url
+from stripe_sync_core.config import SyncConfig, default_config_path
+from stripe_sync_core.masking import mask_database_url
 
 from . import actions
 from .clock import Clock, SystemClock

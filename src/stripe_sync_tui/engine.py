@@ -8,68 +8,21 @@ only through `ConsoleEngine.call`, awaited inside their workers.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import threading
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from stripe_sync_core import status
-from stripe_sync_core.config import SyncConfig, mask_database_url
+from stripe_sync_core.config import SyncConfig
+from stripe_sync_core.listener import WebhookListener
+from stripe_sync_core.loop_thread import LoopThread
+from stripe_sync_core.masking import mask_database_url
 from stripe_sync_core.progress import ProgressSink
+from stripe_sync_core.status import SchemaMissing
 from stripe_sync_core.sync import StripeSync
-
-from .problems import EngineFeatureMissing, SchemaMissing
 
 T = TypeVar("T")
 
 STRIPE_PROBE_TIMEOUT = 5.0
-
-# Which engine call each console flow needs, and how to tell it is there.
-FEATURES: dict[str, tuple[str, str]] = {
-    "backfill": ("stripe_sync_core.backfill", "StripeSync.process_until_done (backfill.py)"),
-    "managed_webhooks": ("stripe_sync_core.managed_webhooks",
-                         "StripeSync.create_managed_webhook / delete_managed_webhook (managed_webhooks.py)"),
-    "listener": ("stripe_sync_core.listener", "WebhookListener(sync, host, port) (listener.py)"),
-    "deletion": ("", "StripeSync.dangerously_delete_synced_account_data (accounts)"),
-}
-
-
-def feature_missing(feature: str) -> str | None:
-    """None when the engine has what `feature` needs, else a sentence naming the missing call."""
-    module, call = FEATURES[feature]
-    if module:
-        present = importlib.util.find_spec(module) is not None
-    else:
-        present = hasattr(StripeSync, "dangerously_delete_synced_account_data")
-    return None if present else f"this engine does not provide {call} yet"
-
-
-class EngineThread:
-    """An event loop running in a daemon thread; coroutines are submitted to it from the UI loop."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="stripe-sync-engine", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run `coroutine` on the engine loop; cancelling the awaiting task cancels it there too."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
-
-    def run_blocking(self, coroutine: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self.loop.close()
-
 
 class ConsoleEngine:
     """One `StripeSync` for the console's lifetime, and the listener when it runs."""
@@ -77,9 +30,9 @@ class ConsoleEngine:
     def __init__(self, config: SyncConfig, sink: ProgressSink) -> None:
         self.config = config
         self.sink = sink
-        self.thread = EngineThread()
+        self.thread = LoopThread(name="stripe-sync-console-engine")
         self.sync = StripeSync(config, progress=sink)
-        self.listener: Any = None
+        self.listener: WebhookListener | None = None
 
     @property
     def database_display(self) -> str:
@@ -97,17 +50,12 @@ class ConsoleEngine:
 
         return await self.thread.run(on_engine_loop())
 
-    def require(self, feature: str) -> None:
-        missing = feature_missing(feature)
-        if missing:
-            raise EngineFeatureMissing(missing)
-
     @staticmethod
     async def set_request_budget(sync: StripeSync, requests_per_second: float) -> None:
         """Change the engine's shared request budget (0 is unlimited) for the calls that follow."""
-        from stripe_sync_core.stripe_api import RequestBudget
+        from stripe_sync_core.stripe_api import stripe_request_budget
 
-        sync.stripe.budget = RequestBudget(requests_per_second)
+        sync.stripe.budget = stripe_request_budget(requests_per_second)
 
     async def connect(self) -> dict:
         """Open the pool, check the schema, read the key's account. Raises on the first problem."""
@@ -132,12 +80,12 @@ class ConsoleEngine:
         """(database answers, Stripe answers or None when not asked, detail of the first failure)."""
 
         async def check(sync: StripeSync) -> tuple[bool, bool | None, str]:
-            if sync.db is None:
+            if not sync.is_open:
                 return False, None, "not connected"
             health = await status.database_health(sync.database)
             stripe_ok: bool | None = None
             detail = health.error or ""
-            if stripe and sync.api is not None:
+            if stripe and sync.config.stripe_secret_key:
                 try:
                     await asyncio.wait_for(sync.stripe.get("/v1/account"), STRIPE_PROBE_TIMEOUT)
                     stripe_ok = True

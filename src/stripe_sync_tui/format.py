@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from stripe_sync_core.config import mask_database_url, mask_secret, mask_secrets_in
+from stripe_sync_core.masking import mask_database_url, mask_secret, mask_secrets_in
 
 __all__ = ["mask_database_url", "mask_secret", "mask_secrets_in"]
 

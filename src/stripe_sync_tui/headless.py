@@ -8,26 +8,33 @@ import logging
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stripe_sync_core import status
-from stripe_sync_core.config import ConfigError, SyncConfig, load_config, mask_database_url, mask_secret
-from stripe_sync_core.database import DatabaseUnavailable
-from stripe_sync_core.embedded import EmbeddedDatabaseError
-from stripe_sync_core.migrate import MigrationError
-from stripe_sync_core.registry import UnknownObjectType
-from stripe_sync_core.stripe_api import StripeApiError
+from stripe_sync_core.config import ConfigError, SyncConfig, load_config
+from stripe_sync_core.errors import ErrorKind, InvalidInput, StripeSyncError
+from stripe_sync_core.masking import mask_database_url, mask_secret, mask_secrets_in
+from stripe_sync_core.progress import ProgressSink
 
 from .format import mode_label
 from .output import HeadlessProgress, Output
 
+if TYPE_CHECKING:
+    from stripe_sync_core import StripeSync
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-class UsageError(Exception):
+class UsageError(InvalidInput):
     """A command was given bad input; exit code 2."""
+
+
+EXIT_CODES: dict[ErrorKind, int] = {
+    "refused": EXIT_USAGE, "invalid_input": EXIT_USAGE, "not_configured": EXIT_USAGE,
+    "unavailable": EXIT_FAILED, "failed": EXIT_FAILED,
+}
+"""Each branch of the engine's error tree, mapped once to the exit code the README promises."""
 
 
 def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -118,12 +125,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         out.log("interrupted: a running backfill is left resumable (run the same command again)")
         return EXIT_INTERRUPTED
-    except (UsageError, ConfigError, UnknownObjectType) as error:
-        out.log(f"error: {error}")
-        return EXIT_USAGE
-    except (DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, StripeApiError) as error:
-        out.log(f"error: {error}")
-        return EXIT_FAILED
+    except StripeSyncError as error:
+        out.log(f"error: {mask_secrets_in(str(error)) or type(error).__name__}")
+        return EXIT_CODES[error.kind]
     except Exception as error:  # a bug: say so plainly; the traceback is one flag away
         if args.verbose:
             out.log(traceback.format_exc())
@@ -145,8 +149,8 @@ def open_console(args: argparse.Namespace) -> int:
 # -- commands ----------------------------------------------------------------------------------
 
 
-async def _with_engine(config: SyncConfig, out: Output, body: Callable[[Any], Awaitable[int]],
-                       progress: Any = None) -> int:
+async def _with_engine(config: SyncConfig, out: Output, body: Callable[[StripeSync], Awaitable[int]],
+                       progress: ProgressSink | None = None) -> int:
     from stripe_sync_core import StripeSync, run_migrations
     from stripe_sync_core.embedded import resolve_database_url
 
@@ -172,7 +176,7 @@ async def cmd_migrate(args: argparse.Namespace, config: SyncConfig, out: Output)
 
 
 async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
-    async def body(sync: Any) -> int:
+    async def body(sync: StripeSync) -> int:
         db = sync.database
         counts = await status.table_row_counts(db)
         runs = await status.open_runs(db)
@@ -192,7 +196,7 @@ async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) 
 
 
 async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
-    async def body(sync: Any) -> int:
+    async def body(sync: StripeSync) -> int:
         own = (await sync.get_current_account())["id"] if config.stripe_secret_key else None
         rows = await status.synced_account_rows(sync.database, own)
         out.table(rows, ["id", "email", "country", "own", "synced_at"], kind="account")
@@ -201,26 +205,14 @@ async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output
     return await _with_engine(config, out, body)
 
 
-def _parse_date(text: str | None, *, end: bool = False) -> int | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"invalid date {text!r}: use YYYY-MM-DD or an ISO timestamp") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    if end and len(text) == 10:  # a plain date includes that whole day
-        return int(moment.timestamp()) + 86399
-    return int(moment.timestamp())
-
-
 async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
     if args.object != "all":
         from stripe_sync_core.registry import object_type
 
         object_type(args.object)
-    created_gte, created_lte = _parse_date(args.since), _parse_date(args.until, end=True)
+    from stripe_sync_core.chunking import parse_created_bound
+
+    created_gte, created_lte = parse_created_bound(args.since), parse_created_bound(args.until, end=True)
     if created_gte is not None and created_lte is not None and created_gte > created_lte:
         raise UsageError("--since is after --until")
     chunk: str | int | None = args.chunk
@@ -232,13 +224,16 @@ async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output
         raise UsageError("--concurrency must be at least 1")
     progress = HeadlessProgress(out)
 
-    async def body(sync: Any) -> int:
-        if args.join:
-            summary = await sync.backfill.join_open_run()
-        else:
-            summary = await sync.process_until_done(args.object, created_gte=created_gte,
-                                                    created_lte=created_lte, chunk=chunk,
-                                                    concurrency=args.concurrency)
+    async def body(sync: StripeSync) -> int:
+        from stripe_sync_core.gc_tuning import fewer_collections
+
+        with fewer_collections():  # this process does nothing else meanwhile
+            if args.join:
+                summary = await sync.join_open_run()
+            else:
+                summary = await sync.process_until_done(args.object, created_gte=created_gte,
+                                                        created_lte=created_lte, chunk=chunk,
+                                                        concurrency=args.concurrency)
         progress.finish()
         errors = 0
         for name, result in summary.items():
@@ -256,7 +251,7 @@ async def cmd_sync(args: argparse.Namespace, config: SyncConfig, out: Output) ->
 
     object_type_for_id(args.id)
 
-    async def body(sync: Any) -> int:
+    async def body(sync: StripeSync) -> int:
         result = await sync.sync_single_entity(args.id)
         out.data({"kind": "sync", "id": args.id, **result})
         return EXIT_OK
@@ -265,11 +260,9 @@ async def cmd_sync(args: argparse.Namespace, config: SyncConfig, out: Output) ->
 
 
 async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
-    async def body(sync: Any) -> int:
-        from stripe_sync_core.listener import WebhookListener
-
-        listener = WebhookListener(sync, host=args.host, port=args.port or config.listener_port,
-                                   remove_webhook_on_exit=args.remove_webhook_on_exit)
+    async def body(sync: StripeSync) -> int:
+        listener = sync.listener(host=args.host, port=args.port or config.listener_port,
+                                 remove_webhook_on_exit=args.remove_webhook_on_exit)
         state = await listener.start()
         out.data({"kind": "listening", "local_url": state.local_url, "public_url": state.public_url,
                   "webhook_url": state.webhook_url, "webhook_id": state.webhook_id,
@@ -295,7 +288,7 @@ class _ListenProgress(HeadlessProgress):
 
 
 async def cmd_webhooks(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
-    async def body(sync: Any) -> int:
+    async def body(sync: StripeSync) -> int:
         if args.webhooks_command == "list":
             rows = await sync.list_managed_webhooks()
             out.table([_webhook_row(w) for w in rows], ["id", "url", "status", "events", "created"],
@@ -325,7 +318,7 @@ def _webhook_row(webhook: dict) -> dict:
 async def cmd_delete_account(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
 
-    async def body(sync: Any) -> int:
+    async def body(sync: StripeSync) -> int:
         preview = await sync.dangerously_delete_synced_account_data(args.account_id, dry_run=True,
                                                                     force=args.force)
         _print_deletion(out, preview, dry_run=True)

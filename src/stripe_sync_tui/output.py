@@ -8,7 +8,7 @@ import time
 from datetime import date, datetime
 from typing import Any, TextIO
 
-from stripe_sync_core.config import mask_secrets_in
+from stripe_sync_core.masking import mask_secrets_in
 from stripe_sync_core.progress import ProgressSink
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from stripe_sync_core.config import mask_secrets_in
+from stripe_sync_core.masking import mask_secrets_in
 from stripe_sync_core.progress import ProgressSink
 
 from . import messages
@@ -98,6 +98,12 @@ class ConsoleSink(ProgressSink):
             self._events_signalled = True
         if signal:
             self._post(messages.EventsArrived)
+
+    @property
+    def events_waiting(self) -> int:
+        """Events received but not yet taken by the feed."""
+        with self._lock:
+            return len(self._events)
 
     def drain_events(self) -> list[FeedEvent]:
         """Take every buffered event (oldest first) and re-arm the signal."""

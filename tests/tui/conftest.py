@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from stripe_sync_core.config import SyncConfig
+from stripe_sync_emulator import StripeEmulator
 from stripe_sync_tui.app import ConsoleApp, ConsoleSettings
 from stripe_sync_tui.clock import FrozenClock
 
@@ -34,10 +35,6 @@ class StripeServer:
 @pytest.fixture
 def stripe_server() -> Iterator[StripeServer]:
     """The project's Stripe emulator over 127.0.0.1 (one per test, so ids are the same every run)."""
-    try:
-        from stripe_sync_emulator import StripeEmulator  # type: ignore[attr-defined]
-    except ImportError:
-        pytest.skip("waiting on the engine: stripe_sync_emulator.StripeEmulator is not there yet")
     with StripeEmulator(seed=1, customers=5) as emulator:
         import stripe
 
@@ -52,10 +49,26 @@ def make_app(clean_db: str, stripe_server: StripeServer) -> Callable[..., Consol
              **settings: Any) -> ConsoleApp:
         config = SyncConfig(database_url=database_url or clean_db, stripe_secret_key=stripe_server.secret_key,
                             stripe_api_base=api_base or stripe_server.api_base, max_retries=0)
-        return ConsoleApp(config, read_only=read_only, clock=FrozenClock(FROZEN),
-                          settings=ConsoleSettings(**{**TEST_SETTINGS.__dict__, **settings}))
+        app = ConsoleApp(config, read_only=read_only, clock=FrozenClock(FROZEN),
+                         settings=ConsoleSettings(**{**TEST_SETTINGS.__dict__, **settings}))
+        record_notifications(app)
+        return app
 
     return make
+
+
+def record_notifications(app: ConsoleApp) -> None:
+    """Keep every message the console shows as a notification in `app.notified` (screens and widgets
+    notify through `App.notify`), so tests assert on what the operator reads."""
+    shown: list[str] = []
+    original = app.notify
+
+    def notify(message: Any, *args: Any, **kwargs: Any) -> None:
+        shown.append(str(message))
+        original(message, *args, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    app.notified = shown  # type: ignore[attr-defined]
 
 
 async def until(pilot: Any, predicate: Callable[[], Any], timeout: float = 10.0) -> None:

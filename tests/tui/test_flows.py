@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import psycopg
-import pytest
 from textual.widgets import Button, DataTable, Input
 
 from stripe_sync_tui.screens.backfill import BackfillScreen
@@ -81,7 +80,7 @@ async def test_enter_opens_a_runs_chunks_and_esc_backs_out(make_app, clean_db, s
         chunks = app.screen.query_one("#chunks", FilterableTable)
         assert len(chunks.shown_keys) == 2
         assert "sk_test_51HxSecret" not in cell(chunks, chunks.shown_keys[1], "error")  # masked, never the key
-        assert app.screen.query_one("#chunks", FilterableTable)._rows[1][1][7].plain.endswith("…")
+        assert cell(chunks, chunks.shown_keys[1], "error").endswith("…")  # a long error is cut, not wrapped
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)
 
@@ -90,10 +89,6 @@ async def test_enter_opens_a_runs_chunks_and_esc_backs_out(make_app, clean_db, s
 
 
 async def test_create_and_delete_a_managed_webhook(make_app, clean_db, stripe_server):
-    from stripe_sync_tui.engine import feature_missing
-
-    if feature_missing("managed_webhooks"):
-        pytest.skip(f"waiting on the engine: {feature_missing('managed_webhooks')}")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -140,7 +135,7 @@ async def test_endpoints_we_do_not_manage_are_listed_read_only(make_app, clean_d
         table.table.move_cursor(row=table.shown_keys.index(other["id"]))
         await pilot.press("d")
         assert isinstance(app.screen, WebhooksScreen)  # no confirmation: not ours to delete
-        assert any("not managed" in n.message for n in app._notifications)
+        assert any("not managed" in text for text in app.notified)
 
 
 async def test_read_only_keeps_write_actions_visible_but_disabled(make_app, clean_db, stripe_server):
@@ -151,7 +146,7 @@ async def test_read_only_keeps_write_actions_visible_but_disabled(make_app, clea
         await loaded(pilot)
         await pilot.press("n")
         assert isinstance(app.screen, WebhooksScreen)  # no dialog
-        assert any("--read-only" in n.message for n in app._notifications)
+        assert any("--read-only" in text for text in app.notified)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Create a managed webhook (disabled: started with --read-only)" in titles
         assert not any("Start the backfill" in t for t in titles)  # palette: this screen's actions only
@@ -195,14 +190,10 @@ async def test_backfill_form_errors_are_shown_not_raised(make_app, clean_db, str
         await pilot.press("3")
         app.screen.query_one("#from", Input).value = "31/12/2025"
         await pilot.press("p")
-        assert any("'from' must be a date" in n.message for n in app._notifications)
+        assert any("'from' must be a date" in text for text in app.notified)
 
 
 async def test_launch_and_cancel_a_backfill(make_app, clean_db, stripe_server):
-    from stripe_sync_tui.engine import feature_missing
-
-    if feature_missing("backfill"):
-        pytest.skip(f"waiting on the engine: {feature_missing('backfill')}")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -302,10 +293,6 @@ async def test_read_only_wizard_previews_but_never_deletes(make_app, clean_db, s
 
 
 async def test_start_the_listener_and_see_an_event_arrive(make_app, clean_db, stripe_server):
-    from stripe_sync_tui.engine import feature_missing
-
-    if feature_missing("listener"):
-        pytest.skip(f"waiting on the engine: {feature_missing('listener')}")
     import stripe
 
     app = make_app()
@@ -336,7 +323,7 @@ async def test_a_feed_of_100000_events_stays_bounded_and_responsive(make_app, cl
         for i in range(100_000):
             app.sink.event_received(f"evt_{i:06d}", "customer.updated", "stored", 200 if i % 10 else 500)
         await pilot.pause()
-        await until(pilot, lambda: app.sink.events_received == 100_000 and not app.sink._events)
+        await until(pilot, lambda: app.sink.events_received == 100_000 and app.sink.events_waiting == 0)
         feed = screen.query_one(EventFeed)
         assert feed.line_count <= feed.lines.maxlen
         await until(pilot, lambda: feed.scroll_offset.y == feed.max_scroll_y > 0)  # it follows the newest
@@ -384,7 +371,7 @@ async def test_unreachable_database_shows_what_to_do(make_app):
         await pilot.press("2")
         assert isinstance(app.screen, ProblemScreen)  # nothing else until it is fixed
         await pilot.press("r")
-        await until(pilot, lambda: app.workers._workers == set() or isinstance(app.screen, ProblemScreen))
+        await until(pilot, lambda: len(app.workers) == 0 or isinstance(app.screen, ProblemScreen))
 
 
 async def test_unreachable_stripe_shows_what_to_do(make_app):

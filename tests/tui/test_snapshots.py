@@ -206,7 +206,7 @@ def test_listener_feed(snap, populated):
             sink.clock.at = at(-i / 60)  # one second apart
             sink.event_received(f"evt_1Feed{i:03d}", kind, "stored" if status < 300 else "error", status)
         sink.clock.at = FROZEN
-        await until(pilot, lambda: not sink._events)
+        await until(pilot, lambda: sink.events_waiting == 0)
 
     assert snap(keys("5", screen_loads=True), deliveries)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -14,10 +14,11 @@ from textual.content import Content
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, SelectionList, Static
 
 from stripe_sync_core import status
-from stripe_sync_core.backfill import STRIPE_LAUNCH, tables_for
-from stripe_sync_core.chunking import fixed_windows, parse_chunk_spec
-from stripe_sync_core.listing import plan_listings
+from stripe_sync_core.backfill import preview_chunks, tables_for
+from stripe_sync_core.chunking import InvalidDate, parse_created_bound
+from stripe_sync_core.errors import InvalidInput
 from stripe_sync_core.registry import REGISTRY
+from stripe_sync_core.runs import PlannedChunk
 from stripe_sync_core.status import ChunkRow, ObjectProgress, RunSummary
 
 from .. import actions
@@ -31,12 +32,16 @@ from ..widgets.table import FilterableTable
 from .base import ConsoleScreen
 from .runs import CHUNK_COLUMNS
 
+if TYPE_CHECKING:
+    from stripe_sync_core import StripeSync
+
+
 PRESETS = {"7": 7, "30": 30, "365": 365, "all": None}
 CHUNK_SIZES = ("auto", "day", "week", "month")
 ALL_TABLES = tables_for("all")
 
 
-class FormError(ValueError):
+class FormError(InvalidInput, ValueError):
     """A field of the form is wrong; the message names it."""
 
 
@@ -53,37 +58,6 @@ class BackfillRequest:
     def object_argument(self) -> list[str]:
         """What `process_until_done(object=...)` is called with, one call each."""
         return ["all"] if set(self.objects) == set(ALL_TABLES) else list(self.objects)
-
-
-@dataclass(frozen=True)
-class PlannedChunk:
-    object: str
-    created_gte: int | None
-    created_lte: int | None
-    note: str = ""
-
-
-def plan_preview(request: BackfillRequest, now: datetime, account_created: int | None = None) -> list[PlannedChunk]:
-    """The chunks a run starts with, as the engine plans them but without asking Stripe: one listing per
-    root type (children ride on their parents), calendar windows for a fixed size (the engine then
-    trims them to the newest object), one chunk for auto (split when dense) or an unlisted type."""
-    spec = parse_chunk_spec(request.chunk)
-    high = request.created_lte if request.created_lte is not None else int(now.timestamp())
-    low = request.created_gte if request.created_gte is not None else (account_created or STRIPE_LAUNCH)
-    planned: list[PlannedChunk] = []
-    for listing in plan_listings(request.objects):
-        root = listing.root
-        riders = [e.child.table for e in listing.embedded] + [c.table for c in listing.per_parent]
-        note = f"with {', '.join(sorted(set(riders)))}" if riders else ""
-        if not root.listable_by_created:
-            planned.append(PlannedChunk(root.table, None, None, note or "listed whole"))
-        elif spec.automatic:
-            planned.append(PlannedChunk(root.table, request.created_gte, request.created_lte,
-                                        note or "splits when dense"))
-        else:
-            windows = fixed_windows(spec, low, high)
-            planned.extend(PlannedChunk(root.table, gte, lte, note) for gte, lte in reversed(windows))
-    return planned
 
 
 @dataclass
@@ -176,7 +150,8 @@ class BackfillScreen(ConsoleScreen):
         except FormError as error:
             self.notify(str(error), title="Backfill form", severity="error")
             return
-        self.plan = plan_preview(request, self.console.clock.now())
+        self.plan = preview_chunks(request.objects, request.created_gte, request.created_lte, request.chunk,
+                                   int(self.console.clock.now().timestamp()))
         self.run_id = None
         self.query_one(ChunkGrid).set_chunks([(c.object, i, "pending") for i, c in enumerate(self.plan)])
         self.query_one("#chunks", FilterableTable).set_rows([
@@ -213,13 +188,12 @@ class BackfillScreen(ConsoleScreen):
         self._buttons()
 
         async def backfill() -> RunFinished | None:
-            engine.require("backfill")
             if budget is not None:
                 rate: float = budget
                 await engine.call(lambda sync: engine.set_request_budget(sync, rate))
             summary: dict[str, Any] = {}
             if objects is None:
-                summary = await engine.call(lambda sync: sync.backfill.join_open_run())
+                summary = await engine.call(lambda sync: sync.join_open_run())
             for name in objects or []:
                 result = await engine.call(partial(_process_until_done, name=name, arguments=arguments))
                 summary.update(result or {})
@@ -294,7 +268,7 @@ class BackfillScreen(ConsoleScreen):
         now = self.console.clock.now()
         run_id = self.run_id
 
-        async def read(sync: Any) -> BackfillView:
+        async def read(sync: StripeSync) -> BackfillView:
             if run_id is None:
                 run, progress = await status.current_run_rows(sync.database, now=now)
                 if run is None or not run.is_open:
@@ -352,21 +326,15 @@ class BackfillScreen(ConsoleScreen):
         self.query_one("#cancel", Button).disabled = not self.running
 
 
-async def _process_until_done(sync: Any, *, name: str, arguments: dict[str, Any]) -> dict[str, dict]:
+async def _process_until_done(sync: StripeSync, *, name: str, arguments: dict[str, Any]) -> dict[str, dict]:
     return await sync.process_until_done(name, **arguments)
 
 
 def _parse_day(text: str, name: str, *, end: bool) -> int | None:
-    text = text.strip()
-    if not text:
-        return None
     try:
-        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise FormError(f"'{name}' must be a date like 2024-01-31") from None
-    if end:
-        day += timedelta(days=1, seconds=-1)
-    return int(day.timestamp())
+        return parse_created_bound(text, end=end)
+    except InvalidDate:
+        raise FormError(f"'{name}' must be a date like 2024-01-31 or an ISO timestamp") from None
 
 
 def _parse_number(text: str, name: str, kind: type) -> Any:

@@ -201,7 +201,6 @@ class DeletionScreen(ConsoleScreen):
         assert engine is not None
 
         async def dry_run() -> Message:
-            engine.require("deletion")
             try:
                 report = await engine.call(
                     lambda sync: sync.dangerously_delete_synced_account_data(account_id, dry_run=True))
@@ -304,7 +303,6 @@ class DeletionScreen(ConsoleScreen):
         assert engine is not None
 
         async def delete() -> Message:
-            engine.require("deletion")
             try:
                 report: dict[str, Any] = await engine.call(
                     lambda sync: sync.dangerously_delete_synced_account_data(account_id, dry_run=False))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -23,6 +23,9 @@ from ..theme import meaning_style
 from ..widgets.feed import EventFeed
 from .base import ConsoleScreen
 
+if TYPE_CHECKING:
+    from stripe_sync_core import StripeSync, WebhookListener
+
 
 @dataclass(frozen=True)
 class ListenerView:
@@ -38,7 +41,7 @@ class ListenerView:
     error: str | None = None
 
 
-def listener_view(listener: Any) -> ListenerView:
+def listener_view(listener: WebhookListener | None) -> ListenerView:
     """Read `WebhookListener.state` (core listener.py) into a view."""
     if listener is None:
         return ListenerView()
@@ -97,7 +100,7 @@ class ListenerScreen(ConsoleScreen):
         assert engine is not None
         load_history = not self.history_loaded
 
-        async def read(sync: Any) -> tuple[ListenerView, list[EventRow] | None]:
+        async def read(sync: StripeSync) -> tuple[ListenerView, list[EventRow] | None]:
             history = await status.recent_events(sync.database, limit=200) if load_history else None
             return listener_view(engine.listener), history
 
@@ -169,13 +172,9 @@ class ListenerScreen(ConsoleScreen):
         self._render_state()
 
         async def start() -> ListenerChanged:
-            engine.require("listener")
 
-            async def start_on_engine(sync: Any) -> ListenerView:
-                from stripe_sync_core.listener import WebhookListener
-
-                listener = WebhookListener(sync, settings.listener_host,
-                                           settings.listener_port or sync.config.listener_port)
+            async def start_on_engine(sync: StripeSync) -> ListenerView:
+                listener = sync.listener(settings.listener_host, settings.listener_port or None)
                 engine.listener = listener
                 try:
                     await listener.start(wait_for_catch_up=False)
@@ -198,9 +197,10 @@ class ListenerScreen(ConsoleScreen):
         self._render_state()
 
         async def stop() -> ListenerChanged:
-            async def stop_on_engine(sync: Any) -> ListenerView:
+            async def stop_on_engine(sync: StripeSync) -> ListenerView:
                 listener, engine.listener = engine.listener, None
-                await listener.stop()
+                if listener is not None:  # stopped meanwhile (the console closing)
+                    await listener.stop()
                 return ListenerView()
 
             return ListenerChanged(await engine.call(stop_on_engine))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,6 +20,10 @@ from ..widgets.table import FilterableTable
 from .base import ConsoleScreen
 
 # Widths fit 120 columns with the cell padding (2 a column).
+if TYPE_CHECKING:
+    from stripe_sync_core import StripeSync
+
+
 CURRENT_COLUMNS = [("object", "object", 20), ("status", "status", 11), ("chunks", "chunks", 14),
                    ("stored", "stored", 9), ("rate", "objects/s", 9), ("eta", "ETA", 7), ("error", "last error", 36)]
 HISTORY_COLUMNS = [("run", "run", 6), ("trigger", "trigger", 9), ("status", "status", 11),
@@ -59,7 +63,7 @@ class RunsScreen(ConsoleScreen):
     async def fetch(self) -> tuple[RunSummary | None, list[ObjectProgress], list[RunSummary]]:
         now = self.console.clock.now()
 
-        async def read(sync: Any) -> tuple[RunSummary | None, list[ObjectProgress], list[RunSummary]]:
+        async def read(sync: StripeSync) -> tuple[RunSummary | None, list[ObjectProgress], list[RunSummary]]:
             run, progress = await status.current_run_rows(sync.database, now=now)
             return run, progress, await status.run_history(sync.database)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.content import Content
@@ -20,6 +20,10 @@ from ..theme import styled
 from ..widgets.table import FilterableTable
 from .base import ConsoleScreen
 from .dialogs import ConfirmDialog, CreateWebhookDialog
+
+if TYPE_CHECKING:
+    from stripe_sync_core import StripeSync
+
 
 COLUMNS = [("id", "id", 24), ("url", "URL", 27), ("status", "status", 8), ("events", "events", 6),
            ("listens", "listens to", 13), ("created", "created (UTC)", 19), ("owner", "owner", 9)]
@@ -61,7 +65,7 @@ class WebhooksScreen(ConsoleScreen):
         self.query_one(FilterableTable).focus_table()
 
     async def fetch(self) -> WebhookView:
-        async def read(sync: Any) -> WebhookView:
+        async def read(sync: StripeSync) -> WebhookView:
             managed = await status.managed_webhook_rows(sync.database)
             try:
                 endpoints = await status.webhook_endpoints(sync.stripe)
@@ -136,7 +140,6 @@ class WebhooksScreen(ConsoleScreen):
         assert engine is not None
 
         async def create() -> WebhookCreated:
-            engine.require("managed_webhooks")
             hook = await engine.call(lambda sync: sync.create_managed_webhook(url, events))
             return WebhookCreated(hook["id"], hook.get("url", url), getattr(hook, "signing_secret", None))
 
@@ -168,7 +171,6 @@ class WebhooksScreen(ConsoleScreen):
         assert engine is not None
 
         async def delete() -> WebhookDeleted:
-            engine.require("managed_webhooks")
             await engine.call(lambda sync: sync.delete_managed_webhook(webhook_id))
             return WebhookDeleted(webhook_id)
 
