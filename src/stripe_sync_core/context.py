@@ -39,11 +39,6 @@ class AccountIdentity:
         self._configured_id = configured_id
         self._own_id = configured_id
 
-    @property
-    def known_own_id(self) -> str | None:
-        """The key's account id if already known (without asking Stripe)."""
-        return self._own_id
-
     async def own_id(self) -> str:
         """The id of the key's own account (fetched once)."""
         if self._own_id is None:

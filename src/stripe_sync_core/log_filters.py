@@ -27,10 +27,6 @@ class ScopedLogFilter:
         self._users = 0
         self._lock = threading.Lock()
 
-    @property
-    def installed(self) -> bool:
-        return self._users > 0
-
     def acquire(self) -> None:
         with self._lock:
             self._users += 1
