@@ -10,8 +10,7 @@ PROBE = """
 import importlib, json, pkgutil, sys
 package = importlib.import_module(sys.argv[1])
 for module in pkgutil.walk_packages(package.__path__, sys.argv[1] + "."):
-    if ".migrations" not in module.name:
-        importlib.import_module(module.name)
+    importlib.import_module(module.name)
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 

@@ -31,8 +31,7 @@ def state():
 before = state()
 import stripe_sync_core
 for module in pkgutil.walk_packages(stripe_sync_core.__path__, "stripe_sync_core."):
-    if ".migrations" not in module.name:
-        importlib.import_module(module.name)
+    importlib.import_module(module.name)
 print(json.dumps([before, state()]))
 """
 

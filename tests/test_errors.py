@@ -33,8 +33,6 @@ from stripe_sync_tui.problems import problem_from
 def core_exception_classes() -> list[type[BaseException]]:
     found = []
     for module in pkgutil.walk_packages(stripe_sync_core.__path__, "stripe_sync_core."):
-        if ".migrations" in module.name:
-            continue
         for _, value in inspect.getmembers(importlib.import_module(module.name), inspect.isclass):
             if issubclass(value, BaseException) and value.__module__.startswith("stripe_sync_core"):
                 found.append(value)

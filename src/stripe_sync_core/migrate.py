@@ -1,4 +1,6 @@
-"""Schema migrations (Alembic), runnable from an installed package: the scripts ship inside it."""
+"""Schema migrations (Alembic). The scripts live in the repository's top-level `alembic/` (where the
+`alembic` command finds them, through `alembic.ini`); the wheel ships the same directory inside the
+package as `stripe_sync_core/_alembic/`, so an installed copy migrates on its own."""
 
 from __future__ import annotations
 
@@ -16,13 +18,22 @@ from .embedded import resolve_database_url
 from .errors import StripeSyncError
 from .masking import mask_database_url
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+def _find_migrations_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_alembic", here.parents[1] / "alembic"):  # installed wheel, checkout
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise ImportError(f"stripe_sync_core: migration scripts not found next to {here} (a broken install?)")
+
+
+MIGRATIONS_DIR = _find_migrations_dir()
 
 # Any constant shared by every process of every deployment: two `migrate` at once serialise on it.
 MIGRATION_LOCK_KEY = 0x5354_5253_594E  # "STRSYN"
 
 # Alembic's `context` and `op` are module globals: one migration at a time per process. Across
-# processes the advisory lock in migrations/env.py serialises them.
+# processes the advisory lock (taken here and again in alembic/env.py) serialises them.
 _process_lock = threading.Lock()
 
 
