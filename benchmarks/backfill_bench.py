@@ -78,8 +78,8 @@ def engine_main(args: argparse.Namespace) -> None:
                 summary = await sync.process_until_done(args.objects, concurrency=args.concurrency)
             seconds = time.perf_counter() - started
             stats = sync.stripe.stats
-        return {"seconds": seconds, "stored": sum(s["stored"] for s in summary.values()),
-                "errors": sum(s["errors"] for s in summary.values()), "requests": stats.requests,
+        return {"seconds": seconds, "stored": sum(s.stored for s in summary.values()),
+                "errors": sum(s.errors for s in summary.values()), "requests": stats.requests,
                 "rate_limited": stats.rate_limited, "retries": stats.retries, "rates": rates,
                 "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 

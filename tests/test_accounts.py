@@ -76,16 +76,16 @@ async def test_dry_run_counts_equal_the_deletion_and_other_accounts_are_untouche
         assert await _counts(db, ACCOUNT_A) != dict.fromkeys(REGISTRY, 0), "a dry run deletes nothing"
         result = await sync.dangerously_delete_synced_account_data(ACCOUNT_A, dry_run=False)
 
-    assert preview["dry_run"] is True and result["dry_run"] is False
-    assert preview["deleted_record_counts"] == result["deleted_record_counts"]
-    counts = result["deleted_record_counts"]
+    assert preview.dry_run is True and result.dry_run is False
+    assert preview.deleted_record_counts == result.deleted_record_counts
+    counts = result.deleted_record_counts
     assert sum(counts[t] for t in REGISTRY if t != "accounts") == stored_a
     assert counts["accounts"] == 1 and counts["_sync_runs"] == 1 and counts["_events"] == 1
     assert counts["_managed_webhooks"] == 1
-    assert [w["id"] for w in preview["managed_webhooks"]] == [f"we_{ACCOUNT_A}"]
-    assert preview["sync_runs"] == 1
+    assert [w.id for w in preview.managed_webhooks] == [f"we_{ACCOUNT_A}"]
+    assert preview.sync_runs == 1
     # Without a Stripe key the endpoint cannot be removed there: the result says so.
-    assert any("not removed from Stripe" in w for w in result["warnings"])
+    assert any("not removed from Stripe" in w for w in result.warnings)
 
     assert await _counts(db, ACCOUNT_A) == dict.fromkeys(REGISTRY, 0)
     assert await _counts(db, ACCOUNT_B) == before_b
@@ -125,15 +125,15 @@ async def test_refuses_while_a_run_is_open_unless_forced(db, clean_db, two_accou
         with pytest.raises(AccountDeletionRefused):
             await sync.dangerously_delete_synced_account_data(ACCOUNT_A, dry_run=True)
         forced = await sync.dangerously_delete_synced_account_data(ACCOUNT_A, dry_run=False, force=True)
-    assert any("forced" in w for w in forced["warnings"])
+    assert any("forced" in w for w in forced.warnings)
     assert await _counts(db, ACCOUNT_A) == dict.fromkeys(REGISTRY, 0)
 
 
 async def test_unknown_account_is_a_warning_not_an_error(clean_db):
     async with StripeSync(SyncConfig(database_url=clean_db)) as sync:
         result = await sync.dangerously_delete_synced_account_data("acct_nobody")
-    assert sum(result["deleted_record_counts"].values()) == 0
-    assert result["warnings"] == ["no account acct_nobody in the database"]
+    assert sum(result.deleted_record_counts.values()) == 0
+    assert result.warnings == ["no account acct_nobody in the database"]
 
 
 async def test_blocking_facade_from_a_plain_thread(db, clean_db, two_accounts):
@@ -149,4 +149,4 @@ async def test_blocking_facade_from_a_plain_thread(db, clean_db, two_accounts):
     thread.join(30)
     assert not thread.is_alive()
     assert results["accounts"] == [ACCOUNT_A, ACCOUNT_B]
-    assert results["preview"]["deleted_record_counts"]["customers"] == 2
+    assert results["preview"].deleted_record_counts["customers"] == 2

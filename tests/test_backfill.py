@@ -39,8 +39,8 @@ async def test_backfill_of_everything_equals_the_emulator(clean_db):
         tables = tables_for("all")
         assert_same_ids(clean_db, emu, tables)
         for table in tables:
-            assert summary[table]["stored"] == len(emulator_objects(emu, table)), table
-            assert summary[table]["errors"] == 0 and summary[table]["status"] == "complete"
+            assert summary[table].stored == len(emulator_objects(emu, table)), table
+            assert summary[table].errors == 0 and summary[table].status == "complete"
         customers = {c["id"]: c for c in emu.objects("customers")}
         assert stored_rows(clean_db, "customers") == customers  # stored exactly as Stripe lists them
         [run] = run_rows(clean_db)
@@ -64,7 +64,7 @@ async def test_children_come_through_their_parents_list_without_a_request_per_pa
             summary = await sync.process_until_done("all")
         assert_same_ids(clean_db, emu, children + ["payment_methods", "active_entitlements"])
         for table in children:
-            assert summary[table]["stored"] == len(emulator_objects(emu, table))
+            assert summary[table].stored == len(emulator_objects(emu, table))
         # Expanded or embedded lists: a request only to complete a list Stripe truncated at 10 items.
         assert list_requests(emu, "GET /v1/customers/{id}/tax_ids") == 0
         per_session = stored_counts(clean_db, "checkout_session_line_items", "checkout_session")
@@ -99,7 +99,7 @@ async def test_dense_bursts_are_split_and_empty_stretches_cost_one_request(clean
             summary = await sync.process_until_done("customers", concurrency=4)
         assert_same_ids(clean_db, emu, ["customers"])
         chunks = chunk_rows(clean_db)
-        assert summary["customers"]["chunks"] == len(chunks) > 8
+        assert summary["customers"].chunks == len(chunks) > 8
         assert sum(c["processed_count"] for c in chunks) == 550  # every object stored exactly once
         empty = [c for c in chunks if c["processed_count"] == 0]
         assert empty, "the empty year should have produced empty pieces"
@@ -118,7 +118,7 @@ async def test_fixed_chunks_are_calendar_windows(clean_db, chunk, span):
             summary = await sync.process_until_done("customers", chunk=chunk)
         assert_same_ids(clean_db, emu, ["customers"])
         chunks = chunk_rows(clean_db)
-        assert summary["customers"]["chunks"] == len(chunks) > 1
+        assert summary["customers"].chunks == len(chunks) > 1
         assert chunks[-1]["created_gte"] is None and chunks[0]["created_lte"] is None  # open outer windows
         inner = [c for c in chunks if c["created_gte"] is not None and c["created_lte"] is not None]
         assert all(c["created_lte"] - c["created_gte"] < span for c in inner)
@@ -131,15 +131,15 @@ async def test_fixed_chunks_of_invoice_items_follow_their_date(clean_db):
     with StripeEmulator(seed=7, customers=30, start="2024-01-10", end="2024-03-20") as emu:
         async with engine(clean_db, emu) as sync:
             summary = await sync.process_until_done("invoice_items", chunk="week")
-        assert summary["invoice_items"]["stored"] == len(emu.objects("invoiceitems"))
-        assert summary["invoice_items"]["chunks"] > 5
+        assert summary["invoice_items"].stored == len(emu.objects("invoiceitems"))
+        assert summary["invoice_items"].chunks > 5
 
 
 async def test_fixed_chunks_of_an_empty_type_cost_one_probe(clean_db):
     with StripeEmulator(seed=8, customers=20, start=START, end=END) as emu:
         async with engine(clean_db, emu) as sync:
             summary = await sync.process_until_done("early_fraud_warnings", chunk="day")
-        assert summary["early_fraud_warnings"]["stored"] == 0
+        assert summary["early_fraud_warnings"].stored == 0
         assert list_requests(emu, "GET /v1/radar/early_fraud_warnings") == 1
         assert [c["status"] for c in chunk_rows(clean_db)] == ["complete"]
 
@@ -165,10 +165,10 @@ async def test_process_next_steps_one_page_at_a_time(clean_db):
             while True:
                 step = await sync.process_next("customers")
                 steps.append(step)
-                if step["done"]:
+                if step.done:
                     break
-        assert [s["stored"] for s in steps] == [100, 100, 50]
-        assert len({s["run_id"] for s in steps}) == 1 and steps[-1]["status"] == "complete"
+        assert [s.stored for s in steps] == [100, 100, 50]
+        assert len({s.run_id for s in steps}) == 1 and steps[-1].status == "complete"
         assert_same_ids(clean_db, emu, ["customers"])
         assert run_rows(clean_db)[0]["status"] == "complete"
 
@@ -197,5 +197,5 @@ async def test_concurrent_runs_are_isolated_per_account(clean_db):
         async with engine(clean_db, emu) as sync:
             own, other = await asyncio.gather(sync.process_until_done("customers"),
                                               sync.process_until_done("customers", account_id=connected))
-        assert own["customers"]["stored"] == 20 and other["customers"]["stored"] == 7
+        assert own["customers"].stored == 20 and other["customers"].stored == 7
         assert {r["account_id"] for r in run_rows(clean_db)} == {emu.account_id, connected}

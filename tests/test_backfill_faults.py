@@ -21,7 +21,7 @@ async def test_a_429_storm_ends_with_complete_tables(clean_db):
                 stats = sync.stripe.stats
         assert 0.22 < proxy.share_rate_limited < 0.38
         assert stats.rate_limited == proxy.answered[429] and stats.retries >= stats.rate_limited
-        assert all(s["errors"] == 0 for s in summary.values())
+        assert all(s.errors == 0 for s in summary.values())
         assert_same_ids(clean_db, emu, TABLES)
         assert run_rows(clean_db)[0]["status"] == "complete"
 
@@ -44,7 +44,7 @@ async def test_5xx_bursts_end_with_complete_tables(clean_db):
             storm.cancel()
             emu.set_error_rate(0.0)
         assert server_errors > 10 and emu.stats()["injected_errors"] == server_errors
-        assert all(s["errors"] == 0 for s in summary.values())
+        assert all(s.errors == 0 for s in summary.values())
         assert_same_ids(clean_db, emu, TABLES)
 
 
@@ -57,9 +57,9 @@ async def test_a_chunk_that_exhausts_its_retries_is_marked_error_and_the_rest_co
             async with engine(clean_db, emu, api_base=proxy.url, max_retries=3) as sync:
                 summary = await sync.process_until_done("all")
         assert proxy.answered[500] == 4  # the first try and three retries
-        assert summary["invoices"]["status"] == "error" and summary["invoices"]["errors"] == 1
-        assert "500" in summary["invoices"]["error_messages"][0]
-        assert all(s["status"] == "complete" for name, s in summary.items() if name != "invoices")
+        assert summary["invoices"].status == "error" and summary["invoices"].errors == 1
+        assert "500" in summary["invoices"].error_messages[0]
+        assert all(s.status == "complete" for name, s in summary.items() if name != "invoices")
         assert_same_ids(clean_db, emu, [t for t in TABLES if t != "invoices"])
         [failed] = [c for c in chunk_rows(clean_db) if c["status"] == "error"]
         assert failed["object"] == "invoices" and "/v1/invoices" in failed["error_message"]
@@ -78,5 +78,5 @@ async def test_the_emulators_own_rate_limiter_answering_429_ends_with_complete_t
             rate_limited = sync.stripe.stats.rate_limited
         stats = emu.stats()
         assert stats["rate_limited"] == rate_limited > 0
-        assert all(s["errors"] == 0 for s in summary.values())
+        assert all(s.errors == 0 for s in summary.values())
         assert_same_ids(clean_db, emu, TABLES)

@@ -31,7 +31,7 @@ async def test_a_second_run_picks_up_an_updated_old_object_through_events(clean_
         first, second = run_rows(clean_db)
         assert second["params"]["mode"] == "incremental" and second["params"]["base_run"] == first["id"]
         assert first["params"]["events_cursor_id"] == emu.events()[seen - 1]["id"]
-        assert summary[EVENTS_CHUNK]["stored"] == len(emu.events()) - seen >= 4  # exactly the new ones
+        assert summary[EVENTS_CHUNK].stored == len(emu.events()) - seen >= 4  # exactly the new ones
         assert second["status"] == "complete"
         customers = stored_rows(clean_db, "customers")
         assert customers[oldest["id"]]["name"] == "Renamed Long Ago"
@@ -68,6 +68,6 @@ async def test_a_range_backfill_is_never_the_base_of_an_incremental_run(clean_db
         async with engine(clean_db, emu) as sync:
             part = await sync.process_until_done("customers", created_gte=middle)
             rest = await sync.process_until_done("customers")
-        assert part["customers"]["stored"] == sum(1 for o in objects if o["created"] >= middle)
-        assert rest["customers"]["stored"] == 30
+        assert part["customers"].stored == sum(1 for o in objects if o["created"] >= middle)
+        assert rest["customers"].stored == 30
         assert [r["params"]["mode"] for r in run_rows(clean_db)] == ["range", "full"]

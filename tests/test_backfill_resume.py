@@ -92,7 +92,7 @@ async def test_a_backfill_killed_at_a_random_moment_resumes_to_the_same_tables(c
             summary = await sync.process_until_done("all", concurrency=4)
         [run] = run_rows(clean_db)
         assert run["id"] == killed["id"] and run["status"] == "complete"
-        assert all(s["errors"] == 0 for s in summary.values())
+        assert all(s.errors == 0 for s in summary.values())
         assert_same_ids(clean_db, emu, TABLES)
         assert_stored_once(clean_db, emu)
 

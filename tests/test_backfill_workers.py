@@ -93,7 +93,7 @@ async def test_a_live_workers_claims_are_respected_and_a_silent_ones_taken_over(
                 summary = await asyncio.wait_for(sync.process_until_done("customers"), 20)
             finally:
                 await holder.close()
-        assert summary["customers"]["stored"] == 250
+        assert summary["customers"].stored == 250
         assert_same_ids(clean_db, emu, ["customers"])
 
 
@@ -112,4 +112,4 @@ async def test_the_same_backfill_started_twice_at_once_works_one_run(clean_db):
         async with engine(clean_db, emu, options=FAST) as a, engine(clean_db, emu, options=FAST) as b:
             one, two = await asyncio.gather(a.process_until_done("customers"), b.process_until_done("customers"))
         assert len(run_rows(clean_db)) == 1
-        assert one["customers"]["stored"] == two["customers"]["stored"] == 150
+        assert one["customers"].stored == two["customers"].stored == 150

@@ -84,7 +84,7 @@ async def test_a_backfill_run_by_a_host_application_leaves_its_collector_alone(c
         config = engine_config(clean_db, emu.api_base, emu.secret_key)
         async with StripeSync(config, progress=sink, backfill_options=FAST) as sync:
             summary = await sync.process_until_done("customers")
-    assert summary["customers"]["stored"] == 40
+    assert summary["customers"].stored == 40
     assert sink.seen == {before}
     assert gc.get_threshold() == before
 
@@ -120,7 +120,7 @@ async def test_an_engine_reopened_after_close_works_again(clean_db: str) -> None
         sync = StripeSync(engine_config(clean_db, emu.api_base, emu.secret_key), backfill_options=FAST)
         for _ in range(2):
             async with sync:
-                assert (await sync.process_until_done("customers", full=True))["customers"]["stored"] == 5
+                assert (await sync.process_until_done("customers", full=True))["customers"].stored == 5
 
 
 async def test_without_a_url_the_database_comes_from_the_settings_loader(

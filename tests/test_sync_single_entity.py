@@ -6,6 +6,7 @@ import pytest
 from backfill_support import EMULATOR_TYPE, engine, list_requests, stored_rows
 
 from stripe_sync_core.registry import REGISTRY, UnknownObjectType, object_type_for_id
+from stripe_sync_core.results import SingleSyncResult
 from stripe_sync_core.stripe_api import ObjectNotFound, endpoint_of
 from stripe_sync_emulator import StripeEmulator
 
@@ -55,12 +56,12 @@ async def test_every_prefix_is_fetched_from_its_endpoint_and_stored(clean_db, em
                 await sync.sync_single_entity(example["id"])
             await sync.sync_single_entity(session["id"])
             result = await sync.sync_single_entity(example["id"])
-            assert result == {"id": example["id"], "object": table, "outcome": "stored"}
+            assert result == SingleSyncResult(example["id"], table, "stored")
             assert stored_rows(clean_db, table)[example["id"]] == example
             return
         result = await sync.sync_single_entity(example["id"])
         fetched = await sync.stripe.get(entry.retrieve_path.format(id=example["id"]))
-    assert result == {"id": example["id"], "object": table, "outcome": "stored"}
+    assert result == SingleSyncResult(example["id"], table, "stored")
     stored = stored_rows(clean_db, table)[example["id"]]
     if table == "checkout_sessions":  # stored with its line items, which the session's children come from
         assert stored.pop("line_items")["object"] == "list"
@@ -70,9 +71,9 @@ async def test_every_prefix_is_fetched_from_its_endpoint_and_stored(clean_db, em
 async def test_a_deleted_object_is_recorded_as_deleted(clean_db, emu):
     async with engine(clean_db, emu) as sync:
         customer = await sync.stripe.post("/v1/customers", {"email": "short-lived@example.com"})
-        assert (await sync.sync_single_entity(customer["id"]))["outcome"] == "stored"
+        assert (await sync.sync_single_entity(customer["id"])).outcome == "stored"
         await sync.stripe.delete(f"/v1/customers/{customer['id']}")
-        assert (await sync.sync_single_entity(customer["id"]))["outcome"] == "deleted"
+        assert (await sync.sync_single_entity(customer["id"])).outcome == "deleted"
     row = stored_rows(clean_db, "customers")[customer["id"]]
     assert row["deleted"] is True and row["email"] == "short-lived@example.com"
 

@@ -81,8 +81,8 @@ async def _lands(engine: StripeSync, table: str, event_type: str) -> str | None:
     stored = FIXTURES[entry.fixture_key]
     row = await engine.database.fetch_one(f"SELECT _raw_data FROM stripe.{table} WHERE id = %s", (stored["id"],))
     logged = await engine.database.fetch_one("SELECT type, outcome FROM stripe._events WHERE id = %s",
-                                             (result["event_id"],))
-    if result["outcome"] != "stored" or logged != {"type": event_type, "outcome": "stored"}:
+                                             (result.event_id,))
+    if result.outcome != "stored" or logged != {"type": event_type, "outcome": "stored"}:
         return f"{event_type}: {result}"
     if row is None or without(row["_raw_data"], "line_items") != without(stored, "line_items"):
         return f"{event_type}: the row in {table} is not the payload"
@@ -92,14 +92,14 @@ async def _lands(engine: StripeSync, table: str, event_type: str) -> str | None:
 async def test_unknown_event_types_are_acknowledged_and_logged(engine: StripeSync) -> None:
     result = await engine.process_webhook(*signed(event("issuing_card.created", {"id": "ic_1", "object": "issuing.card"},
                                                         int(time.time()))))
-    assert result["outcome"] == "ignored"
+    assert result.outcome == "ignored"
     assert await count(engine, "SELECT 1 FROM stripe._events WHERE outcome = 'ignored'") == 1
 
 
 async def test_an_upcoming_invoice_without_id_is_skipped(engine: StripeSync) -> None:
     obj = without(FIXTURES["invoice"], "id")
     result = await engine.process_webhook(*signed(event("invoice.upcoming", obj, int(time.time()), "evt_upcoming")))
-    assert result["outcome"] == "ignored" and "no id" in result["detail"]
+    assert result.outcome == "ignored" and "no id" in result.detail
     assert await count(engine, "SELECT 1 FROM stripe.invoices") == 0
 
 
@@ -107,14 +107,14 @@ async def test_a_duplicate_delivery_is_recognised(engine: StripeSync) -> None:
     delivery = signed(event("customer.updated", FIXTURES["customer"], int(time.time())))
     first = await engine.process_webhook(*delivery)
     again = await engine.process_webhook(*delivery)
-    assert (first["outcome"], again["outcome"]) == ("stored", "duplicate")
+    assert (first.outcome, again.outcome) == ("stored", "duplicate")
     assert await count(engine, "SELECT 1 FROM stripe._events") == 1
 
 
 async def test_nul_characters_are_dropped_and_escaped_backslashes_kept(engine: StripeSync) -> None:
     customer = {**FIXTURES["customer"], "name": "a\x00b", "description": "literally \\u0000 here\\"}
     result = await engine.process_webhook(*signed(event("customer.updated", customer, int(time.time()))))
-    assert result["outcome"] == "stored"
+    assert result.outcome == "stored"
     row = await engine.database.fetch_one("SELECT name, description FROM stripe.customers")
     assert row == {"name": "ab", "description": "literally \\u0000 here\\"}
 
@@ -182,8 +182,8 @@ async def test_an_older_event_never_replaces_a_newer_row(engine: StripeSync) -> 
     now = int(time.time())
     newer = {**FIXTURES["customer"], "name": "newer"}
     older = {**FIXTURES["customer"], "name": "older"}
-    assert (await engine.process_event(event("customer.updated", newer, now)))["outcome"] == "stored"
-    assert (await engine.process_event(event("customer.updated", older, now - 5)))["outcome"] == "stale"
+    assert (await engine.process_event(event("customer.updated", newer, now))).outcome == "stored"
+    assert (await engine.process_event(event("customer.updated", older, now - 5))).outcome == "stale"
     row = await engine.database.fetch_one("SELECT name FROM stripe.customers")
     assert row == {"name": "newer"}
 
@@ -195,7 +195,7 @@ async def test_a_deletion_is_flagged_and_survives_a_late_update(engine: StripeSy
     deleted = await engine.process_event(
         event("customer.deleted", {"id": customer["id"], "object": "customer", "deleted": True}, now))
     late = await engine.process_event(event("customer.updated", {**customer, "name": "late"}, now - 5))
-    assert (deleted["outcome"], late["outcome"]) == ("deleted", "stale")
+    assert (deleted.outcome, late.outcome) == ("deleted", "stale")
     row = await engine.database.fetch_one("SELECT name, deleted FROM stripe.customers")
     assert row == {"name": "kept", "deleted": True}  # the other fields are kept, unlike the TS engine
 
@@ -209,9 +209,9 @@ async def test_a_removed_tax_id_is_not_resurrected_by_a_late_creation(engine: St
 
     emu_client(emulator).raw_request("delete", f"/v1/customers/{customer['id']}/tax_ids/{tax_id['id']}")
     events = {e["type"]: e for e in emulator.events() if e["type"].startswith("customer.tax_id")}
-    assert (await engine.process_event(events["customer.tax_id.deleted"]))["outcome"] == "deleted"
+    assert (await engine.process_event(events["customer.tax_id.deleted"])).outcome == "deleted"
     late = await engine.process_event(events["customer.tax_id.created"])
-    assert late["outcome"] == "deleted"  # asked Stripe: it is gone
+    assert late.outcome == "deleted"  # asked Stripe: it is gone
     assert await count(engine, "SELECT 1 FROM stripe.tax_ids") == 0
 
 
@@ -237,7 +237,7 @@ async def test_a_stale_parents_children_are_not_written(engine: StripeSync) -> N
     older = {**subscription, "items": {**subscription["items"], "data": [{**item, "quantity": 99},
                                                                          {**item, "id": "si_onlyInTheOldState"}]}}
     outcome = await engine.process_event(event("customer.subscription.updated", older, now - 5))
-    assert outcome["outcome"] == "stale"
+    assert outcome.outcome == "stale"
     rows = await engine.database.fetch_all("SELECT id, quantity, deleted FROM stripe.subscription_items")
     assert [(r["id"], r["quantity"], r["deleted"]) for r in rows] == [(item["id"], item["quantity"], False)]
 
@@ -253,7 +253,7 @@ async def test_concurrent_parents_store_all_their_children(engine: StripeSync) -
                         "items": {**template["items"], "data": items, "has_more": False}}
         events.append(event("customer.subscription.updated", subscription, now))
     outcomes = await asyncio.gather(*(engine.process_event(e) for e in events))
-    assert {o["outcome"] for o in outcomes} == {"stored"}
+    assert {o.outcome for o in outcomes} == {"stored"}
     rows = await engine.database.fetch_all(
         "SELECT id, subscription FROM stripe.subscription_items WHERE NOT deleted ORDER BY id")
     assert {(r["id"], r["subscription"]) for r in rows} == {
@@ -283,7 +283,7 @@ async def test_a_child_and_its_parent_in_one_batch_both_land(engine: StripeSync)
     charge["refunds"] = {"object": "list", "data": [{**refund, "status": "pending"}], "has_more": False}
     outcomes = await asyncio.gather(engine.process_event(event("refund.updated", refund, now)),
                                     engine.process_event(event("charge.refunded", charge, now - 1)))
-    assert [o["outcome"] for o in outcomes] == ["stored", "stored"]
+    assert [o.outcome for o in outcomes] == ["stored", "stored"]
     row = await engine.database.fetch_one("SELECT status FROM stripe.refunds WHERE id = %s", (refund["id"],))
     assert row == {"status": "succeeded"}
     assert await engine.database.fetch_one("SELECT id FROM stripe.charges WHERE id = %s", (charge["id"],))
@@ -296,7 +296,7 @@ async def test_a_parents_embedded_copy_never_replaces_a_childs_own_event_of_the_
     charge = json.loads(json.dumps(FIXTURES["charge"]))
     charge["refunds"] = {"object": "list", "data": [{**refund, "status": "pending"}], "has_more": False}
     await engine.process_event(event("refund.updated", refund, now))
-    assert (await engine.process_event(event("charge.refunded", charge, now)))["outcome"] == "stored"
+    assert (await engine.process_event(event("charge.refunded", charge, now))).outcome == "stored"
     row = await engine.database.fetch_one("SELECT status FROM stripe.refunds WHERE id = %s", (refund["id"],))
     assert row == {"status": "succeeded"}
 
@@ -330,7 +330,7 @@ async def test_the_entitlement_summary_replaces_the_customers_set(engine: Stripe
     assert len(expected[customer["id"]]) == 2
     # A late copy of the older summary changes nothing.
     late = await engine.process_event({**summaries[0], "id": summaries[0]["id"] + "_copy"})
-    assert late["outcome"] == "stale"
+    assert late.outcome == "stale"
     assert await stored_entitlements(engine) == expected
 
 
@@ -348,10 +348,10 @@ async def test_an_older_summary_after_an_empty_one_asks_stripe(engine: StripeSyn
     await engine.database.ensure_accounts([await engine.own_account_id()])
     await engine.database.upsert(REGISTRY["active_entitlements"], [UpsertRow(
         entitlement, await engine.own_account_id(), datetime.fromtimestamp(now - 20, UTC), customer)])
-    assert (await engine.process_event(summary([], now)))["outcome"] == "stored"
+    assert (await engine.process_event(summary([], now))).outcome == "stored"
     assert await stored_entitlements(engine) == {}
     late = await engine.process_event(summary([entitlement], now - 10))
-    assert late["outcome"] == "refetched"
+    assert late.outcome == "refetched"
     assert await stored_entitlements(engine) == {}
 
 
@@ -366,12 +366,12 @@ async def test_revalidation_stores_the_api_object_unless_the_payload_is_final(cl
     async with StripeSync(config) as sync:
         stale = {**customer, "name": "from the payload"}
         result = await sync.process_event(event("customer.updated", stale, int(time.time())))
-        assert result["outcome"] == "refetched"
+        assert result.outcome == "refetched"
         row = await sync.database.fetch_one("SELECT _raw_data FROM stripe.customers")
         assert row is not None and row["_raw_data"] == truth(emulator, "customers", customer["id"])
         final = {**FIXTURES["payment_intent"], "status": "succeeded", "description": "payload kept"}
         result = await sync.process_event(event("payment_intent.succeeded", final, int(time.time())))
-        assert result["outcome"] == "stored"
+        assert result.outcome == "stored"
         row = await sync.database.fetch_one("SELECT description FROM stripe.payment_intents")
         assert row == {"description": "payload kept"}
 

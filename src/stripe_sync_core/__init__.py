@@ -16,6 +16,15 @@ from .managed_webhooks import ManagedWebhook, ManagedWebhookError
 from .masking import mask_secret
 from .progress import ProgressSink
 from .registry import REGISTRY, ObjectType
+from .results import (
+    BackfillResult,
+    BackfillStep,
+    DeletionReport,
+    ManagedWebhookRef,
+    ObjectBackfillResult,
+    SingleSyncResult,
+    WebhookOutcome,
+)
 from .stripe_api import ObjectNotFound, StripeApiError, StripeKeyMissing
 from .sync import EngineNotOpen, StripeSync
 from .webhooks import InvalidSignature, MalformedEvent, WebhookError, WebhookOptions
@@ -37,9 +46,12 @@ __all__ = [
     "AccountDeletionRefused",
     "AccountUnavailable",
     "BackfillInProgress",
+    "BackfillResult",
+    "BackfillStep",
     "BackfillOptions",
     "ConfigError",
     "DatabaseUnavailable",
+    "DeletionReport",
     "EngineContext",
     "EngineNotOpen",
     "InvalidInput",
@@ -47,12 +59,15 @@ __all__ = [
     "MalformedEvent",
     "ManagedWebhook",
     "ManagedWebhookError",
+    "ManagedWebhookRef",
     "NoOpenRun",
     "NotConfigured",
+    "ObjectBackfillResult",
     "ObjectNotFound",
     "ObjectType",
     "ProgressSink",
     "Refused",
+    "SingleSyncResult",
     "StripeApiError",
     "StripeKeyMissing",
     "StripeSync",
@@ -61,6 +76,7 @@ __all__ = [
     "Unavailable",
     "WebhookError",
     "WebhookListener",
+    "WebhookOutcome",
     "WebhookOptions",
     "load_config",
     "mask_secret",

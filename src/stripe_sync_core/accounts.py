@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg.rows import dict_row
 
 from .errors import Refused
 from .registry import REGISTRY
+from .results import DeletionReport, ManagedWebhookRef
 from .stripe_api import StripeApiError
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ _INTERNAL = (("_events", "account_id"), ("_managed_webhooks", "account_id"), ("_
 
 
 async def delete_synced_account_data(ctx: EngineContext, account_id: str, *, dry_run: bool = True,
-                                     force: bool = False) -> dict[str, Any]:
+                                     force: bool = False) -> DeletionReport:
     """See `StripeSync.dangerously_delete_synced_account_data`."""
     warnings: list[str] = []
     async with ctx.database.pool.connection() as conn:
@@ -58,15 +59,10 @@ async def delete_synced_account_data(ctx: EngineContext, account_id: str, *, dry
     if not dry_run:
         removed, not_removed = await _remove_webhooks_from_stripe(ctx, account_id, webhooks)
         warnings.extend(not_removed)
-    return {
-        "account_id": account_id,
-        "dry_run": dry_run,
-        "deleted_record_counts": counts,
-        "managed_webhooks": [dict(w) for w in webhooks],
-        "sync_runs": runs,
-        "webhooks_removed_from_stripe": removed,
-        "warnings": warnings,
-    }
+    return DeletionReport(
+        account_id=account_id, dry_run=dry_run, deleted_record_counts=counts,
+        managed_webhooks=[ManagedWebhookRef(w["id"], w["url"]) for w in webhooks], sync_runs=runs,
+        webhooks_removed_from_stripe=removed, warnings=warnings)
 
 
 async def _count_or_delete(conn: psycopg.AsyncConnection, account_id: str, *, delete: bool) -> dict[str, int]:

@@ -23,6 +23,7 @@ from .chunking import ChunkSpec, SplitLimits, fixed_windows, parse_chunk_spec
 from .errors import Refused
 from .listing import Listing, complete_embedded, gather_or_cancel, list_all, plan_listings
 from .registry import REGISTRY, ObjectType, UnknownObjectType, object_type, object_type_for_id
+from .results import BackfillResult, BackfillStep, ObjectBackfillResult, SingleSyncResult
 from .runs import EVENTS_CHUNK, ObjectTotals, PlannedChunk, Run, RunLedger, WorkerLease
 from .stripe_api import ObjectNotFound, StripeApiError
 
@@ -125,7 +126,7 @@ class Backfill:
     async def process_until_done(self, object: str | Sequence[str] = ALL, created_gte: int | None = None,
                                  created_lte: int | None = None, chunk: str | int | None = None,
                                  concurrency: int | None = None, *, join: bool = False, full: bool = False,
-                                 account_id: str | None = None) -> dict[str, dict]:
+                                 account_id: str | None = None) -> BackfillResult:
         """Backfill `object` (one type, several, or all) and return a summary per object.
 
         Resumes this account's open run when it asks for the same thing (or always, with `join`);
@@ -139,7 +140,7 @@ class Backfill:
         run = await self._open(account, tables, created_gte, created_lte, spec, full=full, join=join)
         return await self._work(run, concurrency)
 
-    async def join_open_run(self, concurrency: int | None = None, *, account_id: str | None = None) -> dict[str, dict]:
+    async def join_open_run(self, concurrency: int | None = None, *, account_id: str | None = None) -> BackfillResult:
         """Add this process as a worker to the account's open backfill; returns its summary when done."""
         account = account_id or await self.ctx.account.own_id()
         run = await self.ledger.find_open_run(account, self.options.trigger)
@@ -147,7 +148,7 @@ class Backfill:
             raise NoOpenRun(f"no open backfill for {account} to join")
         return await self._work(run, concurrency)
 
-    async def process_next(self, object: str | Sequence[str], *, account_id: str | None = None) -> dict:
+    async def process_next(self, object: str | Sequence[str], *, account_id: str | None = None) -> BackfillStep:
         """Process one page of `object`'s open backfill (opening one if needed), for callers that step.
 
         Returns what the page did; `done` is true once no chunk of `object` is left.
@@ -157,21 +158,20 @@ class Backfill:
         run = await self._open(account, tables, None, None, ChunkSpec(), full=False, join=False, step=True)
         objects = [EVENTS_CHUNK, *(listing.root.table for listing in plan_listings(tables))]
         ledger = self.ledger
-        result: dict[str, Any] = {"run_id": run.id, "object": None, "chunk_id": None, "stored": 0,
-                                  "status": None}
+        worked: dict[str, Any] = {}
         async with WorkerLease(ledger, self.options.heartbeat_seconds, self.ctx.log) as lease:
             chunk = await ledger.claim(run.id, lease.key, lease.worker_id, objects)
             if chunk is not None:
                 worker = ChunkWorker(self.ctx, ledger, self._run_context(run, lease), self.apply_event, self.options.split_limits)
                 outcome: ChunkOutcome = await worker.work(chunk, max_pages=1)
-                result.update(object=chunk.object, chunk_id=chunk.id, stored=outcome.stored,
-                              status=outcome.status, error=outcome.error)
-        result["done"] = await ledger.remaining(run.id, objects) == 0
+                worked = {"object": chunk.object, "chunk_id": chunk.id, "stored": outcome.stored,
+                          "status": outcome.status, "error": outcome.error}
+        done = await ledger.remaining(run.id, objects) == 0
         if await ledger.remaining(run.id) == 0:
             await self._close(run)
-        return result
+        return BackfillStep(run_id=run.id, done=done, **worked)
 
-    async def sync_single_entity(self, object_id: str, *, account_id: str | None = None) -> dict:
+    async def sync_single_entity(self, object_id: str, *, account_id: str | None = None) -> SingleSyncResult:
         """Fetch one object by id (its type from the id prefix) and store it, or record its deletion."""
         entry = object_type_for_id(object_id)
         account = account_id or await self.ctx.account.own_id()
@@ -189,21 +189,21 @@ class Backfill:
             if row is None:
                 raise
             await store.store_deleted(entry, [row["_raw_data"]], account, now)
-            return {"id": object_id, "object": entry.table, "outcome": "deleted"}
+            return SingleSyncResult(object_id, entry.table, "deleted")
         if obj.get("deleted"):
             await store.store_deleted(entry, [obj], account, now)
-            return {"id": object_id, "object": entry.table, "outcome": "deleted"}
+            return SingleSyncResult(object_id, entry.table, "deleted")
         for listing in plan_listings([entry.table, *(n.child_table for n in entry.nested_lists if n.child_table)]):
             for embedded in listing.embedded:
                 await complete_embedded(api, [obj], embedded, header)
         written = await store.store(entry, [obj], account, now)
-        return {"id": object_id, "object": entry.table, "outcome": "stored" if written.count else "unchanged"}
+        return SingleSyncResult(object_id, entry.table, "stored" if written.count else "unchanged")
 
-    async def summary(self, run_id: int) -> dict[str, dict]:
+    async def summary(self, run_id: int) -> BackfillResult:
         """Per requested object (plus `_events` for an incremental run): stored, errors, duration..."""
         run = await self.ledger.get_run(run_id)
         totals = await self.ledger.totals(run_id)
-        result: dict[str, dict] = {}
+        result: BackfillResult = {}
         if EVENTS_CHUNK in totals:
             result[EVENTS_CHUNK] = _object_summary(run, totals[EVENTS_CHUNK], totals[EVENTS_CHUNK].processed)
         for listing in plan_listings(run.objects):
@@ -314,7 +314,7 @@ class Backfill:
             tables=set(run.objects), automatic=run.params.get("chunk", "auto") == "auto",
             floor=run.params.get("account_created") or STRIPE_LAUNCH, lease=lease, priorities={})
 
-    async def _work(self, run: Run, concurrency: int | None) -> dict[str, dict]:
+    async def _work(self, run: Run, concurrency: int | None) -> BackfillResult:
         await self.ctx.account.own_id()  # the Stripe-Account header needs to know which account is ours
         ledger = self.ledger
         workers = max(1, concurrency or self.options.concurrency)
@@ -397,7 +397,7 @@ class Backfill:
         await self.ledger.close_run(run, update, max(known) if known else None, error)
 
     async def _sync_through_parent(self, entry: ObjectType, object_id: str, account: str,
-                                   header: str | None) -> dict:
+                                   header: str | None) -> SingleSyncResult:
         """A type Stripe cannot retrieve alone (checkout line items): list its parent's children."""
         if entry.parent is None or entry.parent_column is None:
             raise UnknownObjectType(f"{entry.table} cannot be fetched by id")
@@ -411,9 +411,9 @@ class Backfill:
         now = self.ctx.now()
         await self.ctx.store.store(entry, children, account, now, parent_id=row["parent"])
         if any(child["id"] == object_id for child in children):
-            return {"id": object_id, "object": entry.table, "outcome": "stored"}
+            return SingleSyncResult(object_id, entry.table, "stored")
         await self.ctx.store.store_deleted(entry, [{"id": object_id}], account, now)
-        return {"id": object_id, "object": entry.table, "outcome": "deleted"}
+        return SingleSyncResult(object_id, entry.table, "deleted")
 
 
 def _expanded_on(parent: ObjectType, field_name: str) -> bool:
@@ -422,7 +422,7 @@ def _expanded_on(parent: ObjectType, field_name: str) -> bool:
                and e.parent.expand_on_parent == field_name for e in REGISTRY.values())
 
 
-def _object_summary(run: Run, t: ObjectTotals, stored: int, estimated: int | None = None) -> dict:
+def _object_summary(run: Run, t: ObjectTotals, stored: int, estimated: int | None = None) -> ObjectBackfillResult:
     if t.running or t.pending:
         status = "running" if run.closed_at is None else "interrupted"
     elif t.errors:
@@ -430,16 +430,10 @@ def _object_summary(run: Run, t: ObjectTotals, stored: int, estimated: int | Non
     else:
         status = "complete"
     end = t.completed_at if status in ("complete", "error") else None
-    return {
-        "stored": stored,
-        "errors": t.errors,
-        "error_messages": t.error_messages,
-        "duration": _seconds(t.started_at, end),
-        "chunks": t.chunks,
-        "status": status,
-        "estimated_total": estimated if estimated is not None else stored,
-        "run_id": run.id,
-    }
+    return ObjectBackfillResult(
+        stored=stored, errors=t.errors, error_messages=t.error_messages, duration=_seconds(t.started_at, end),
+        chunks=t.chunks, status=status, estimated_total=estimated if estimated is not None else stored,
+        run_id=run.id)
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float:

@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 
 from .config import SyncConfig
 from .loop_thread import LoopThread
+from .managed_webhooks import ManagedWebhook
 from .progress import ProgressSink
+from .results import BackfillResult, DeletionReport, SingleSyncResult, WebhookOutcome
 from .sync import StripeSync
 
 T = TypeVar("T")
@@ -52,37 +54,37 @@ class BlockingStripeSync:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def process_webhook(self, payload: bytes | str, signature: str) -> dict:
+    def process_webhook(self, payload: bytes | str, signature: str) -> WebhookOutcome:
         """Verify a webhook delivery's signature and store its event; see `StripeSync.process_webhook`."""
         return self._call(self.sync.process_webhook(payload, signature))
 
-    def process_event(self, event: dict) -> dict:
+    def process_event(self, event: dict) -> WebhookOutcome:
         """Store one event without a signature check; see `StripeSync.process_event`."""
         return self._call(self.sync.process_event(event))
 
-    def sync_single_entity(self, object_id: str) -> dict:
+    def sync_single_entity(self, object_id: str) -> SingleSyncResult:
         """Fetch one object by id and store it; see `StripeSync.sync_single_entity`."""
         return self._call(self.sync.sync_single_entity(object_id))
 
     def process_until_done(self, object: str = "all", created_gte: int | None = None,
                            created_lte: int | None = None, chunk: str | int | None = None,
-                           concurrency: int | None = None) -> dict[str, dict]:
+                           concurrency: int | None = None) -> BackfillResult:
         """Backfill until done; see `StripeSync.process_until_done`."""
         return self._call(self.sync.process_until_done(object, created_gte, created_lte, chunk, concurrency))
 
-    def find_or_create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> dict:
+    def find_or_create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> ManagedWebhook:
         """Reuse or create the managed webhook endpoint for `url`."""
         return self._call(self.sync.find_or_create_managed_webhook(url, enabled_events))
 
-    def create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> dict:
+    def create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> ManagedWebhook:
         """Create a managed webhook endpoint for `url`."""
         return self._call(self.sync.create_managed_webhook(url, enabled_events))
 
-    def list_managed_webhooks(self) -> Sequence[dict]:
+    def list_managed_webhooks(self) -> Sequence[ManagedWebhook]:
         """The managed webhook endpoints stored in `stripe._managed_webhooks`."""
         return self._call(self.sync.list_managed_webhooks())
 
-    def get_managed_webhook(self, webhook_id: str) -> dict | None:
+    def get_managed_webhook(self, webhook_id: str) -> ManagedWebhook | None:
         """One managed webhook endpoint, or None."""
         return self._call(self.sync.get_managed_webhook(webhook_id))
 
@@ -99,7 +101,7 @@ class BlockingStripeSync:
         return self._call(self.sync.get_all_synced_accounts())
 
     def dangerously_delete_synced_account_data(self, account_id: str, *, dry_run: bool = True,
-                                               force: bool = False) -> dict[str, Any]:
+                                               force: bool = False) -> DeletionReport:
         """Delete (or with `dry_run`, count) an account's synced data; see the async method."""
         return self._call(self.sync.dangerously_delete_synced_account_data(
             account_id, dry_run=dry_run, force=force))

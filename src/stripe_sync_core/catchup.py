@@ -13,11 +13,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 from .registry import ENTITLEMENT_SUMMARY_EVENT, EVENT_TYPES, ObjectType, object_type_for_stripe_object
+from .results import WebhookOutcome
 from .stripe_api import ObjectNotFound, StripeApi
 
 EVENTS_PATH = "/v1/events"
 
-ApplyEvent = Callable[[dict], Awaitable[dict]]
+ApplyEvent = Callable[[dict], Awaitable[WebhookOutcome]]
 """Applies one trusted event the way a webhook delivery is applied; returns its outcome."""
 
 

@@ -208,8 +208,8 @@ class WebhookListener:
             self.ctx.log.exception("webhook delivery failed")
             return self._reply(500, {"error": mask_secrets_in(f"{type(error).__name__}: {error}")}, body,
                                outcome="error")
-        return self._reply(200, {"received": True, "outcome": result["outcome"]}, None,
-                           event_id=result["event_id"], event_type=result["type"], outcome=result["outcome"])
+        return self._reply(200, {"received": True, "outcome": result.outcome}, None,
+                           event_id=result.event_id, event_type=result.type, outcome=result.outcome)
 
     def _reply(self, status: int, payload: dict, body: bytes | None, *, event_id: str | None = None,
                event_type: str | None = None, outcome: str | None = None) -> web.Response:
@@ -306,7 +306,7 @@ class WebhookListener:
         for event in reversed(events):  # Stripe lists newest first; apply in the order they happened
             if connected and not event.get("account"):
                 event["account"] = account  # listed under its header: the event is that account's
-            outcome = (await self.webhooks.process_event(event))["outcome"]
+            outcome = (await self.webhooks.process_event(event)).outcome
             if outcome == "duplicate":
                 report.duplicates += 1
             else:

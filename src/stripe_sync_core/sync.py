@@ -22,6 +22,7 @@ from .listener import WebhookListener
 from .log_filters import STRIPE_SDK_SECRETS
 from .managed_webhooks import ManagedWebhook, ManagedWebhooks
 from .progress import ProgressSink
+from .results import BackfillResult, BackfillStep, DeletionReport, SingleSyncResult, WebhookOutcome
 from .stripe_api import StripeApi
 from .webhooks import WebhookOptions, WebhookProcessor
 
@@ -143,11 +144,11 @@ class StripeSync:
         return [row["_raw_data"] for row in rows]
 
     async def dangerously_delete_synced_account_data(self, account_id: str, *, dry_run: bool = True,
-                                                     force: bool = False) -> dict[str, Any]:
+                                                     force: bool = False) -> DeletionReport:
         """Delete every row synced for `account_id` (a dry run unless `dry_run=False`).
 
-        Returns `deleted_record_counts` per table, the `managed_webhooks` and number of `sync_runs`
-        concerned, and `warnings`. The deletion is one transaction: it all happens or nothing does.
+        Returns a `DeletionReport`: `deleted_record_counts` per table, the `managed_webhooks` and number
+        of `sync_runs` concerned, and `warnings`. The deletion is one transaction: it all happens or nothing does.
         Managed webhooks are then removed from Stripe too (a warning says when one could not be).
         Refused (`AccountDeletionRefused`) while a sync run of the account is open, unless `force`.
         """
@@ -155,11 +156,11 @@ class StripeSync:
 
     # -- webhooks (webhooks.py, managed_webhooks.py, listener.py) -------------------------------
 
-    async def process_webhook(self, payload: bytes | str, signature: str) -> dict:
+    async def process_webhook(self, payload: bytes | str, signature: str) -> WebhookOutcome:
         """Verify a webhook delivery's signature, then process its event. Returns the outcome."""
         return await self.webhooks.process_webhook(payload, signature)
 
-    async def process_event(self, event: dict) -> dict:
+    async def process_event(self, event: dict) -> WebhookOutcome:
         """Route one Stripe event into its table (no signature check). Returns the outcome."""
         return await self.webhooks.process_event(event)
 
@@ -192,7 +193,7 @@ class StripeSync:
     async def process_until_done(self, object: str | Sequence[str] = "all", created_gte: int | None = None,
                                  created_lte: int | None = None, chunk: str | int | None = None,
                                  concurrency: int | None = None, *, join: bool = False, full: bool = False,
-                                 account_id: str | None = None) -> dict[str, dict]:
+                                 account_id: str | None = None) -> BackfillResult:
         """Backfill `object` (or all types) and return a summary per object (stored, errors, duration).
 
         `join` adds this process as a worker to the open run; `full` skips the incremental shortcut;
@@ -202,15 +203,15 @@ class StripeSync:
             object, created_gte=created_gte, created_lte=created_lte, chunk=chunk, concurrency=concurrency,
             join=join, full=full, account_id=account_id)
 
-    async def join_open_run(self, concurrency: int | None = None, *, account_id: str | None = None) -> dict[str, dict]:
+    async def join_open_run(self, concurrency: int | None = None, *, account_id: str | None = None) -> BackfillResult:
         """Add this process as a worker to the account's open backfill; returns its summary when done."""
         return await self.backfill.join_open_run(concurrency, account_id=account_id)
 
-    async def process_next(self, object: str, *, account_id: str | None = None) -> dict:
+    async def process_next(self, object: str, *, account_id: str | None = None) -> BackfillStep:
         """Process one page of `object`'s open backfill, for callers that step."""
         return await self.backfill.process_next(object, account_id=account_id)
 
-    async def sync_single_entity(self, object_id: str, *, account_id: str | None = None) -> dict:
+    async def sync_single_entity(self, object_id: str, *, account_id: str | None = None) -> SingleSyncResult:
         """Fetch one object by id (its type from the id prefix) and store it."""
         return await self.backfill.sync_single_entity(object_id, account_id=account_id)
 

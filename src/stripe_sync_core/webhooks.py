@@ -43,6 +43,7 @@ from .registry import (
     UnknownObjectType,
     object_type,
 )
+from .results import WebhookOutcome
 from .stripe_api import ObjectNotFound
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class WebhookProcessor:
 
     # -- entry points ------------------------------------------------------------------------------
 
-    async def process_webhook(self, payload: bytes | str, signature: str, *, report: bool = True) -> dict:
+    async def process_webhook(self, payload: bytes | str, signature: str, *, report: bool = True) -> WebhookOutcome:
         """Verify a delivery's `Stripe-Signature`, then apply its event. Raises `WebhookError` for a 400."""
         if isinstance(payload, (bytes, bytearray, memoryview)):
             try:
@@ -154,7 +155,7 @@ class WebhookProcessor:
             raise MalformedEvent(f"the body is not JSON: {error}") from None
         return await self._process(event, text, report)
 
-    async def process_event(self, event: dict, *, report: bool = True) -> dict:
+    async def process_event(self, event: dict, *, report: bool = True) -> WebhookOutcome:
         """Apply one event (already trusted: no signature check). Returns its outcome."""
         return await self._process(event, None, report)
 
@@ -214,7 +215,7 @@ class WebhookProcessor:
 
     # -- routing -----------------------------------------------------------------------------------
 
-    async def _process(self, event: Any, document: str | None, report: bool) -> dict:
+    async def _process(self, event: Any, document: str | None, report: bool) -> WebhookOutcome:
         event_id, event_type, obj, created = _validated(event)
         account = event.get("account") or await self.ctx.account.own_id()
         entry = EVENT_TYPES.get(event_type)
@@ -242,8 +243,7 @@ class WebhookProcessor:
         if report:
             self._report(event_id, event_type, outcome, None)
         self._maybe_prune()
-        return {"event_id": event_id, "type": event_type, "account": account, "table": table,
-                "object_id": object_id, "outcome": outcome, "detail": detail}
+        return WebhookOutcome(event_id, event_type, account, table, object_id, outcome, detail)
 
     def _report(self, event_id: str, event_type: str, outcome: str, status: int | None) -> None:
         try:

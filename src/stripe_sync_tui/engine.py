@@ -2,27 +2,104 @@
 
 The `StripeSync` (its pool, its Stripe client, a backfill or the listener) lives on that loop, so
 engine work never competes with key handling on the UI loop except for the GIL. Screens reach it
-only through `ConsoleEngine.call`, awaited inside their workers.
+only through the named, typed methods below (awaited inside their workers): each runs on the engine's
+loop and returns plain data (the core's result dataclasses, or a view copied there), so a renamed
+engine method is a type error here and nowhere else.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
 
 from stripe_sync_core import status
 from stripe_sync_core.config import SyncConfig
 from stripe_sync_core.listener import WebhookListener
 from stripe_sync_core.loop_thread import LoopThread
-from stripe_sync_core.masking import mask_database_url
+from stripe_sync_core.managed_webhooks import ManagedWebhook
+from stripe_sync_core.masking import mask_database_url, mask_secrets_in
 from stripe_sync_core.progress import ProgressSink
-from stripe_sync_core.status import SchemaMissing
+from stripe_sync_core.results import BackfillResult, DeletionReport
+from stripe_sync_core.status import (
+    ChunkRow,
+    EventRow,
+    ManagedWebhookRow,
+    ObjectProgress,
+    RunSummary,
+    SchemaMissing,
+    WebhookEndpointRow,
+)
+from stripe_sync_core.stripe_api import stripe_request_budget
 from stripe_sync_core.sync import StripeSync
 
 T = TypeVar("T")
 
 STRIPE_PROBE_TIMEOUT = 5.0
+
+
+# -- what the screens are given (copied on the engine's loop) ------------------------------------
+
+
+@dataclass(frozen=True)
+class RunsView:
+    current: RunSummary | None
+    progress: list[ObjectProgress]
+    history: list[RunSummary]
+
+
+@dataclass(frozen=True)
+class BackfillView:
+    run: RunSummary | None
+    progress: list[ObjectProgress] = field(default_factory=list)
+    chunks: list[ChunkRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WebhookView:
+    managed: list[ManagedWebhookRow]
+    endpoints: list[WebhookEndpointRow]
+    stripe_error: str | None
+
+
+@dataclass(frozen=True)
+class ListenerView:
+    """What the screen shows of the listener."""
+
+    state: str = "stopped"
+    local_url: str | None = None
+    public_url: str | None = None
+    webhook_url: str | None = None
+    webhook_id: str | None = None
+    catch_up: str | None = None
+    counters: tuple[tuple[str, int], ...] = ()
+    error: str | None = None
+
+
+def listener_view(listener: WebhookListener | None) -> ListenerView:
+    """Read `WebhookListener.state` (core listener.py) into a view."""
+    if listener is None:
+        return ListenerView()
+    state = listener.state
+    catch_up = state.catch_up
+    catch_text = catch_up.state
+    if catch_up.state in ("running", "done"):
+        catch_text += f": {catch_up.applied:,} of {catch_up.events:,} events applied"
+        if catch_up.duplicates:
+            catch_text += f", {catch_up.duplicates:,} already had"
+    if catch_up.message:
+        catch_text += f" ({catch_up.message})"
+    if catch_up.backfill_recommended:
+        catch_text += "; a backfill is advised"
+    return ListenerView(
+        state="ready" if state.running else "stopped",
+        local_url=state.local_url, public_url=state.public_url, webhook_url=state.webhook_url,
+        webhook_id=state.webhook_id, catch_up=catch_text,
+        counters=(("received", state.received), ("2xx", state.ok), ("4xx", state.client_errors),
+                  ("5xx", state.server_errors)),
+    )
 
 class ConsoleEngine:
     """One `StripeSync` for the console's lifetime, and the listener when it runs."""
@@ -42,7 +119,7 @@ class ConsoleEngine:
     def livemode(self) -> bool | None:
         return self.config.livemode
 
-    async def call(self, fn: Callable[[StripeSync], Awaitable[T]]) -> T:
+    async def _on_engine_loop(self, fn: Callable[[StripeSync], Awaitable[T]]) -> T:
         """Run `fn(sync)` on the engine loop and return its result to the awaiting worker."""
 
         async def on_engine_loop() -> T:
@@ -50,12 +127,121 @@ class ConsoleEngine:
 
         return await self.thread.run(on_engine_loop())
 
-    @staticmethod
-    async def set_request_budget(sync: StripeSync, requests_per_second: float) -> None:
-        """Change the engine's shared request budget (0 is unlimited) for the calls that follow."""
-        from stripe_sync_core.stripe_api import stripe_request_budget
+    # -- reads (the same `status` functions the headless CLI uses) --------------------------------
 
-        sync.stripe.budget = stripe_request_budget(requests_per_second)
+    async def runs_view(self, now: datetime) -> RunsView:
+        async def read(sync: StripeSync) -> RunsView:
+            run, progress = await status.current_run_rows(sync.database, now=now)
+            return RunsView(run, progress, await status.run_history(sync.database))
+
+        return await self._on_engine_loop(read)
+
+    async def run_chunks(self, run_id: int) -> list[ChunkRow]:
+        return await self._on_engine_loop(lambda sync: status.run_chunks(sync.database, run_id))
+
+    async def backfill_view(self, now: datetime, run_id: int | None) -> BackfillView:
+        """The given run, else the open one (none when no run is open)."""
+
+        async def read(sync: StripeSync) -> BackfillView:
+            if run_id is None:
+                run, progress = await status.current_run_rows(sync.database, now=now)
+                if run is None or not run.is_open:
+                    return BackfillView(None)
+            else:
+                run, progress = await status.current_run_rows(sync.database, now=now, run_id=run_id)
+            chunks = await status.run_chunks(sync.database, run.run_id) if run else []
+            return BackfillView(run, progress, chunks)
+
+        return await self._on_engine_loop(read)
+
+    async def webhook_view(self) -> WebhookView:
+        async def read(sync: StripeSync) -> WebhookView:
+            managed = await status.managed_webhook_rows(sync.database)
+            try:
+                endpoints = await status.webhook_endpoints(sync.stripe)
+                error = None
+            except Exception as failure:  # noqa: BLE001 - the table still shows what we manage
+                endpoints, error = [], mask_secrets_in(str(failure))
+            return WebhookView(managed, endpoints, error)
+
+        return await self._on_engine_loop(read)
+
+    async def listener_view(self, *, with_history: bool) -> tuple[ListenerView, list[EventRow] | None]:
+        """The listener's state, and the last 200 stored events when asked (the feed's first fill)."""
+
+        async def read(sync: StripeSync) -> tuple[ListenerView, list[EventRow] | None]:
+            history = await status.recent_events(sync.database, limit=200) if with_history else None
+            return listener_view(self.listener), history
+
+        return await self._on_engine_loop(read)
+
+    async def synced_accounts(self) -> list[dict]:
+        return await self._on_engine_loop(lambda sync: sync.get_all_synced_accounts())
+
+    # -- actions ------------------------------------------------------------------------------------
+
+    async def set_request_budget(self, requests_per_second: float) -> None:
+        """Change the engine's shared request budget (0 is unlimited) for the calls that follow; the same
+        budget the CLI builds, per-endpoint limit included."""
+
+        async def change(sync: StripeSync) -> None:
+            sync.stripe.budget = stripe_request_budget(requests_per_second)
+
+        await self._on_engine_loop(change)
+
+    async def backfill(self, objects: Sequence[str], **arguments: Any) -> BackfillResult:
+        """`process_until_done` for each of `objects` in turn (one run each); the results merged."""
+
+        async def run(sync: StripeSync) -> BackfillResult:
+            results: BackfillResult = {}
+            for name in objects:
+                results.update(await sync.process_until_done(name, **arguments))
+            return results
+
+        return await self._on_engine_loop(run)
+
+    async def join_open_run(self) -> BackfillResult:
+        return await self._on_engine_loop(lambda sync: sync.join_open_run())
+
+    async def create_managed_webhook(self, url: str, enabled_events: list[str] | None) -> ManagedWebhook:
+        return await self._on_engine_loop(lambda sync: sync.create_managed_webhook(url, enabled_events))
+
+    async def delete_managed_webhook(self, webhook_id: str) -> None:
+        await self._on_engine_loop(lambda sync: sync.delete_managed_webhook(webhook_id))
+
+    async def preview_account_deletion(self, account_id: str) -> DeletionReport:
+        return await self._on_engine_loop(
+            lambda sync: sync.dangerously_delete_synced_account_data(account_id, dry_run=True))
+
+    async def delete_account_data(self, account_id: str) -> DeletionReport:
+        return await self._on_engine_loop(
+            lambda sync: sync.dangerously_delete_synced_account_data(account_id, dry_run=False))
+
+    async def start_listener(self, host: str, port: int | None) -> ListenerView:
+        """Start the listener (its tunnel and managed webhook); catch-up continues in the background."""
+
+        async def start(sync: StripeSync) -> ListenerView:
+            if self.listener is not None:
+                return listener_view(self.listener)
+            listener = sync.listener(host, port)
+            self.listener = listener
+            try:
+                await listener.start(wait_for_catch_up=False)
+            except BaseException:
+                self.listener = None
+                raise
+            return listener_view(listener)
+
+        return await self._on_engine_loop(start)
+
+    async def stop_listener(self) -> ListenerView:
+        async def stop(sync: StripeSync) -> ListenerView:
+            listener, self.listener = self.listener, None
+            if listener is not None:  # stopped meanwhile (the console closing)
+                await listener.stop()
+            return ListenerView()
+
+        return await self._on_engine_loop(stop)
 
     async def connect(self) -> dict:
         """Open the pool, check the schema, read the key's account. Raises on the first problem."""
@@ -74,7 +260,7 @@ class ConsoleEngine:
                 raise SchemaMissing(f"{self.database_display} has no stripe._sync_runs table")
             return await sync.get_current_account()
 
-        return await self.call(connect)
+        return await self._on_engine_loop(connect)
 
     async def check_health(self, *, stripe: bool) -> tuple[bool, bool | None, str]:
         """(database answers, Stripe answers or None when not asked, detail of the first failure)."""
@@ -94,7 +280,7 @@ class ConsoleEngine:
                     detail = detail or str(error) or "Stripe did not answer in time"
             return health.ok, stripe_ok, detail
 
-        return await self.call(check)
+        return await self._on_engine_loop(check)
 
     def close(self) -> None:
         """Stop the listener, close the pool and the loop (from the UI thread, at exit)."""

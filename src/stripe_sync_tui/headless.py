@@ -21,7 +21,7 @@ from .format import mode_label
 from .output import HeadlessProgress, Output
 
 if TYPE_CHECKING:
-    from stripe_sync_core import StripeSync
+    from stripe_sync_core import DeletionReport, StripeSync
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -237,10 +237,9 @@ async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output
         progress.finish()
         errors = 0
         for name, result in summary.items():
-            errors += int(result.get("errors", 0) or 0)
-            out.data({"kind": "backfill", "object": name, **result},
-                     text=f"{name:<28} stored {result.get('stored', 0):>9,}  errors {result.get('errors', 0)}  "
-                          f"{result.get('duration', 0):.1f}s")
+            errors += result.errors
+            out.data({"kind": "backfill", "object": name, **result.to_dict()},
+                     text=f"{name:<28} stored {result.stored:>9,}  errors {result.errors}  {result.duration:.1f}s")
         return EXIT_PARTIAL if errors else EXIT_OK
 
     return await _with_engine(config, out, body, progress=progress)
@@ -253,7 +252,7 @@ async def cmd_sync(args: argparse.Namespace, config: SyncConfig, out: Output) ->
 
     async def body(sync: StripeSync) -> int:
         result = await sync.sync_single_entity(args.id)
-        out.data({"kind": "sync", "id": args.id, **result})
+        out.data({"kind": "sync", **result.to_dict()})
         return EXIT_OK
 
     return await _with_engine(config, out, body)
@@ -340,14 +339,14 @@ async def cmd_delete_account(args: argparse.Namespace, config: SyncConfig, out: 
     return await _with_engine(config, out, body)
 
 
-def _print_deletion(out: Output, result: dict, *, dry_run: bool) -> None:
-    counts = result.get("deleted_record_counts", {})
+def _print_deletion(out: Output, result: DeletionReport, *, dry_run: bool) -> None:
+    counts = result.deleted_record_counts
     verb = "would delete" if dry_run else "deleted"
-    out.data({"kind": "account_deletion", "dry_run": dry_run, **result},
-             text=f"account {result.get('account_id')}: {verb} {sum(counts.values()):,} row(s)")
+    out.data({"kind": "account_deletion", **result.to_dict()},
+             text=f"account {result.account_id}: {verb} {result.total_rows:,} row(s)")
     if not out.json_mode:
         out.table([{"table": t, "rows": n} for t, n in counts.items() if n], ["table", "rows"], kind="count")
-        for warning in result.get("warnings", []):
+        for warning in result.warnings:
             out.log(f"warning: {warning}")
 
 

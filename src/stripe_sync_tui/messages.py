@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from textual.message import Message
+
+from stripe_sync_core.results import BackfillResult
 
 from .problems import Problem
 
@@ -67,7 +68,7 @@ class ChunkCompleted(Message, bubble=False):
 @dataclass
 class RunFinished(Message, bubble=False):
     run_id: int
-    summary: dict[str, Any]
+    summary: BackfillResult
 
 
 @dataclass

@@ -235,7 +235,7 @@ async def test_deletion_wizard_cancels_at_every_step(make_app, clean_db, stripe_
         await pilot.press("enter")
         assert screen.step == "preview"
         await until(pilot, lambda: screen.preview is not None)
-        assert screen.preview["deleted_record_counts"]["_events"] == 6
+        assert screen.preview.deleted_record_counts["_events"] == 6
         await pilot.press("escape")
         assert screen.step == "choose" and screen.account_id is None
         # step 3 (confirm), cancelled with the Cancel button
@@ -268,8 +268,8 @@ async def test_deletion_wizard_executes_and_summarises(make_app, clean_db, strip
         assert not screen.query_one("#confirm-delete", Button).disabled
         await pilot.press("enter")
         await until(pilot, lambda: screen.step == "summary")
-        assert screen.result["deleted_record_counts"]["_events"] == 6
-        assert screen.result["dry_run"] is False
+        assert screen.result.deleted_record_counts["_events"] == 6
+        assert screen.result.dry_run is False
     with psycopg.connect(clean_db) as conn:
         assert conn.execute("SELECT count(*) FROM stripe._events").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM stripe._sync_runs").fetchone()[0] == 0

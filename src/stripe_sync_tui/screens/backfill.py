@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from textual import on
@@ -13,16 +12,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, SelectionList, Static
 
-from stripe_sync_core import status
 from stripe_sync_core.backfill import preview_chunks, tables_for
 from stripe_sync_core.chunking import InvalidDate, parse_created_bound
 from stripe_sync_core.errors import InvalidInput
 from stripe_sync_core.registry import REGISTRY
 from stripe_sync_core.runs import PlannedChunk
-from stripe_sync_core.status import ChunkRow, ObjectProgress, RunSummary
+from stripe_sync_core.status import RunSummary
 
 from .. import actions
 from .. import format as fmt
+from ..engine import BackfillView
 from ..messages import BackfillStopped, ChunkCompleted, ChunkStarted, OperationFailed, RunFinished, RunStarted
 from ..problems import problem_from
 from ..theme import styled
@@ -33,7 +32,7 @@ from .base import ConsoleScreen
 from .runs import CHUNK_COLUMNS
 
 if TYPE_CHECKING:
-    from stripe_sync_core import StripeSync
+    pass
 
 
 PRESETS = {"7": 7, "30": 30, "365": 365, "all": None}
@@ -58,13 +57,6 @@ class BackfillRequest:
     def object_argument(self) -> list[str]:
         """What `process_until_done(object=...)` is called with, one call each."""
         return ["all"] if set(self.objects) == set(ALL_TABLES) else list(self.objects)
-
-
-@dataclass
-class BackfillView:
-    run: RunSummary | None
-    progress: list[ObjectProgress] = field(default_factory=list)
-    chunks: list[ChunkRow] = field(default_factory=list)
 
 
 class BackfillScreen(ConsoleScreen):
@@ -189,14 +181,11 @@ class BackfillScreen(ConsoleScreen):
 
         async def backfill() -> RunFinished | None:
             if budget is not None:
-                rate: float = budget
-                await engine.call(lambda sync: engine.set_request_budget(sync, rate))
-            summary: dict[str, Any] = {}
+                await engine.set_request_budget(budget)
             if objects is None:
-                summary = await engine.call(lambda sync: sync.join_open_run())
-            for name in objects or []:
-                result = await engine.call(partial(_process_until_done, name=name, arguments=arguments))
-                summary.update(result or {})
+                summary = await engine.join_open_run()
+            else:
+                summary = await engine.backfill(objects, **arguments)
             return RunFinished(self.run_id or 0, summary)
 
         async def work() -> None:
@@ -247,7 +236,7 @@ class BackfillScreen(ConsoleScreen):
         if not self.running:
             return
         self.running = False
-        stored = sum(int(v.get("stored", 0) or 0) for v in message.summary.values() if isinstance(v, dict))
+        stored = sum(result.stored for result in message.summary.values())
         self.notify(f"Backfill finished: {stored:,} objects stored.", title="Backfill")
         self._buttons()
         self.action_refresh_now()
@@ -265,21 +254,8 @@ class BackfillScreen(ConsoleScreen):
     # -- live view --------------------------------------------------------------------------------
 
     async def fetch(self) -> BackfillView:
-        now = self.console.clock.now()
-        run_id = self.run_id
-
-        async def read(sync: StripeSync) -> BackfillView:
-            if run_id is None:
-                run, progress = await status.current_run_rows(sync.database, now=now)
-                if run is None or not run.is_open:
-                    return BackfillView(run if run and run.is_open else None)
-            else:
-                run, progress = await status.current_run_rows(sync.database, now=now, run_id=run_id)
-            chunks = await status.run_chunks(sync.database, run.run_id) if run else []
-            return BackfillView(run, progress, chunks)
-
         assert self.console.engine is not None
-        return await self.console.engine.call(read)
+        return await self.console.engine.backfill_view(self.console.clock.now(), self.run_id)
 
     def show(self, view: BackfillView) -> None:
         run = view.run
@@ -324,10 +300,6 @@ class BackfillScreen(ConsoleScreen):
     def _buttons(self) -> None:
         self.query_one("#start", Button).disabled = self.running
         self.query_one("#cancel", Button).disabled = not self.running
-
-
-async def _process_until_done(sync: StripeSync, *, name: str, arguments: dict[str, Any]) -> dict[str, dict]:
-    return await sync.process_until_done(name, **arguments)
 
 
 def _parse_day(text: str, name: str, *, end: bool) -> int | None:

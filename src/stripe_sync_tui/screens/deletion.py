@@ -7,7 +7,6 @@ Cancel returns to the start, deleting nothing, at every step before the deletion
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -16,6 +15,8 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.message import Message
 from textual.widgets import Button, ContentSwitcher, DataTable, Input, LoadingIndicator, Static
+
+from stripe_sync_core.results import DeletionReport
 
 from .. import actions
 from .. import format as fmt
@@ -37,13 +38,13 @@ class AccountsLoaded(Message):
 @dataclass
 class DryRunCompleted(Message):
     account_id: str
-    report: dict
+    report: DeletionReport
 
 
 @dataclass
 class AccountDataDeleted(Message):
     account_id: str
-    report: dict
+    report: DeletionReport
 
 
 @dataclass
@@ -69,8 +70,9 @@ class DeletionScreen(ConsoleScreen):
         super().__init__()
         self.step = "choose"
         self.account_id: str | None = None
-        self.preview: dict | None = None
-        self.result: dict | None = None
+        self.preview: DeletionReport | None = None
+        self.result: DeletionReport | None = None
+        self.failure: str | None = None  # why the last deletion failed (nothing was deleted)
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="steps", classes="section-title")
@@ -171,7 +173,7 @@ class DeletionScreen(ConsoleScreen):
 
     async def fetch(self) -> list[dict]:
         assert self.console.engine is not None
-        return await self.console.engine.call(lambda sync: sync.get_all_synced_accounts())
+        return await self.console.engine.synced_accounts()
 
     def show(self, accounts: list[dict]) -> None:
         self.query_one("#accounts", FilterableTable).set_rows([
@@ -202,8 +204,7 @@ class DeletionScreen(ConsoleScreen):
 
         async def dry_run() -> Message:
             try:
-                report = await engine.call(
-                    lambda sync: sync.dangerously_delete_synced_account_data(account_id, dry_run=True))
+                report = await engine.preview_account_deletion(account_id)
             except Exception as error:  # noqa: BLE001 - a refusal is an answer, shown on this step
                 return DeletionFailed(account_id, "preview", fmt.mask_secrets_in(str(error)))
             return DryRunCompleted(account_id, report)
@@ -224,8 +225,8 @@ class DeletionScreen(ConsoleScreen):
         self.query_one("#preview-continue", Button).disabled = False
         self.query_one("#preview-continue", Button).focus()
 
-    def _fill_counts(self, table: DataTable, report: dict) -> int:
-        counts: dict[str, int] = report.get("deleted_record_counts") or {}
+    def _fill_counts(self, table: DataTable, report: DeletionReport) -> int:
+        counts = report.deleted_record_counts
         table.clear(columns=True)
         table.add_column("table", width=30)
         table.add_column("rows", width=10)
@@ -234,14 +235,14 @@ class DeletionScreen(ConsoleScreen):
             table.add_row(Text(name, style="" if rows else "dim"), Text(f"{rows:,}", justify="right"))
         return sum(counts.values())
 
-    def _extra(self, report: dict) -> Content:
-        hooks = report.get("managed_webhooks") or []
-        lines = [Content(f"Sync runs: {report.get('sync_runs', 0):,}   Managed webhooks: {len(hooks)}")]
+    def _extra(self, report: DeletionReport) -> Content:
+        hooks = report.managed_webhooks
+        lines = [Content(f"Sync runs: {report.sync_runs:,}   Managed webhooks: {len(hooks)}")]
         for hook in hooks:
-            lines.append(Content(f"  {hook.get('id')} → {fmt.clip(hook.get('url'), 60)}"))
-        for removed in report.get("webhooks_removed_from_stripe") or []:
+            lines.append(Content(f"  {hook.id} → {fmt.clip(hook.url, 60)}"))
+        for removed in report.webhooks_removed_from_stripe:
             lines.append(Content(f"  removed from Stripe: {removed}"))
-        for warning in report.get("warnings") or []:
+        for warning in report.warnings:
             lines.append(Content.styled(f"⚠ {fmt.mask_secrets_in(warning)}", "$warning"))
         return Content("\n").join(lines)
 
@@ -264,7 +265,7 @@ class DeletionScreen(ConsoleScreen):
             self.query_one("#preview-title", Static).update(Content.assemble(
                 "Dry run for ", (message.account_id, "bold"), ": ", (message.text, "$error")))
         elif message.step == "execute":
-            self.result = {"account_id": message.account_id, "error": message.text}
+            self.result, self.failure = None, message.text
             self.query_one("#summary-title", Static).update(Content.assemble(
                 ("Deletion failed", "bold $error"), f" for {message.account_id}: ", message.text,
                 "\nThe deletion runs in one transaction: nothing was deleted."))
@@ -304,8 +305,7 @@ class DeletionScreen(ConsoleScreen):
 
         async def delete() -> Message:
             try:
-                report: dict[str, Any] = await engine.call(
-                    lambda sync: sync.dangerously_delete_synced_account_data(account_id, dry_run=False))
+                report = await engine.delete_account_data(account_id)
             except Exception as error:  # noqa: BLE001
                 return DeletionFailed(account_id, "execute", fmt.mask_secrets_in(str(error)))
             return AccountDataDeleted(account_id, report)
@@ -315,7 +315,7 @@ class DeletionScreen(ConsoleScreen):
     # -- 4 execute, 5 summary -------------------------------------------------------------------
 
     def on_account_data_deleted(self, message: AccountDataDeleted) -> None:
-        self.result = message.report
+        self.result, self.failure = message.report, None
         total = self._fill_counts(self.query_one("#summary-counts", DataTable), message.report)
         self.query_one("#summary-title", Static).update(Content.assemble(
             ("Deleted", "bold"), f" {total:,} rows of ", (message.account_id, "bold"), " in ",

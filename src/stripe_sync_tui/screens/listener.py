@@ -12,11 +12,11 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Static
 
-from stripe_sync_core import status
 from stripe_sync_core.status import EventRow
 
 from .. import actions
 from .. import format as fmt
+from ..engine import ListenerView
 from ..messages import EngineReported, EventsArrived
 from ..sink import FeedEvent
 from ..theme import meaning_style
@@ -24,45 +24,7 @@ from ..widgets.feed import EventFeed
 from .base import ConsoleScreen
 
 if TYPE_CHECKING:
-    from stripe_sync_core import StripeSync, WebhookListener
-
-
-@dataclass(frozen=True)
-class ListenerView:
-    """What the screen shows of the listener (a copy taken on the engine's loop)."""
-
-    state: str = "stopped"
-    local_url: str | None = None
-    public_url: str | None = None
-    webhook_url: str | None = None
-    webhook_id: str | None = None
-    catch_up: str | None = None
-    counters: tuple[tuple[str, int], ...] = ()
-    error: str | None = None
-
-
-def listener_view(listener: WebhookListener | None) -> ListenerView:
-    """Read `WebhookListener.state` (core listener.py) into a view."""
-    if listener is None:
-        return ListenerView()
-    state = listener.state
-    catch_up = state.catch_up
-    catch_text = catch_up.state
-    if catch_up.state in ("running", "done"):
-        catch_text += f": {catch_up.applied:,} of {catch_up.events:,} events applied"
-        if catch_up.duplicates:
-            catch_text += f", {catch_up.duplicates:,} already had"
-    if catch_up.message:
-        catch_text += f" ({catch_up.message})"
-    if catch_up.backfill_recommended:
-        catch_text += "; a backfill is advised"
-    return ListenerView(
-        state="ready" if state.running else "stopped",
-        local_url=state.local_url, public_url=state.public_url, webhook_url=state.webhook_url,
-        webhook_id=state.webhook_id, catch_up=catch_text,
-        counters=(("received", state.received), ("2xx", state.ok), ("4xx", state.client_errors),
-                  ("5xx", state.server_errors)),
-    )
+    pass
 
 
 @dataclass
@@ -98,13 +60,7 @@ class ListenerScreen(ConsoleScreen):
     async def fetch(self) -> tuple[ListenerView, list[EventRow] | None]:
         engine = self.console.engine
         assert engine is not None
-        load_history = not self.history_loaded
-
-        async def read(sync: StripeSync) -> tuple[ListenerView, list[EventRow] | None]:
-            history = await status.recent_events(sync.database, limit=200) if load_history else None
-            return listener_view(engine.listener), history
-
-        return await engine.call(read)
+        return await engine.listener_view(with_history=not self.history_loaded)
 
     def show(self, payload: tuple[ListenerView, list[EventRow] | None]) -> None:
         state, history = payload
@@ -172,18 +128,8 @@ class ListenerScreen(ConsoleScreen):
         self._render_state()
 
         async def start() -> ListenerChanged:
-
-            async def start_on_engine(sync: StripeSync) -> ListenerView:
-                listener = sync.listener(settings.listener_host, settings.listener_port or None)
-                engine.listener = listener
-                try:
-                    await listener.start(wait_for_catch_up=False)
-                except BaseException:
-                    engine.listener = None
-                    raise
-                return listener_view(listener)
-
-            return ListenerChanged(await engine.call(start_on_engine))
+            return ListenerChanged(await engine.start_listener(settings.listener_host,
+                                                               settings.listener_port or None))
 
         self.call_engine("start listener", start)
 
@@ -197,13 +143,7 @@ class ListenerScreen(ConsoleScreen):
         self._render_state()
 
         async def stop() -> ListenerChanged:
-            async def stop_on_engine(sync: StripeSync) -> ListenerView:
-                listener, engine.listener = engine.listener, None
-                if listener is not None:  # stopped meanwhile (the console closing)
-                    await listener.stop()
-                return ListenerView()
-
-            return ListenerChanged(await engine.call(stop_on_engine))
+            return ListenerChanged(await engine.stop_listener())
 
         self.call_engine("stop listener", stop)
 

@@ -9,11 +9,11 @@ from textual.app import ComposeResult
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
-from stripe_sync_core import status
-from stripe_sync_core.status import ChunkRow, ObjectProgress, RunSummary
+from stripe_sync_core.status import ChunkRow, RunSummary
 
 from .. import actions
 from .. import format as fmt
+from ..engine import RunsView
 from ..theme import styled
 from ..widgets.grid import ChunkGrid
 from ..widgets.table import FilterableTable
@@ -21,7 +21,7 @@ from .base import ConsoleScreen
 
 # Widths fit 120 columns with the cell padding (2 a column).
 if TYPE_CHECKING:
-    from stripe_sync_core import StripeSync
+    pass
 
 
 CURRENT_COLUMNS = [("object", "object", 20), ("status", "status", 11), ("chunks", "chunks", 14),
@@ -60,18 +60,12 @@ class RunsScreen(ConsoleScreen):
     def on_mount(self) -> None:
         self.query_one("#current", FilterableTable).focus_table()
 
-    async def fetch(self) -> tuple[RunSummary | None, list[ObjectProgress], list[RunSummary]]:
-        now = self.console.clock.now()
-
-        async def read(sync: StripeSync) -> tuple[RunSummary | None, list[ObjectProgress], list[RunSummary]]:
-            run, progress = await status.current_run_rows(sync.database, now=now)
-            return run, progress, await status.run_history(sync.database)
-
+    async def fetch(self) -> RunsView:
         assert self.console.engine is not None
-        return await self.console.engine.call(read)
+        return await self.console.engine.runs_view(self.console.clock.now())
 
-    def show(self, payload: tuple[RunSummary | None, list[ObjectProgress], list[RunSummary]]) -> None:
-        run, progress, history = payload
+    def show(self, view: RunsView) -> None:
+        run, progress, history = view.current, view.progress, view.history
         app = self.app
         now = self.console.clock.now()
         self.query_one("#run-title", Static).update(run_title(run, now))
@@ -144,7 +138,7 @@ class RunChunksScreen(ConsoleScreen):
     async def fetch(self) -> list[ChunkRow]:
         run_id = self.run_id
         assert self.console.engine is not None
-        return await self.console.engine.call(lambda sync: status.run_chunks(sync.database, run_id))
+        return await self.console.engine.run_chunks(run_id)
 
     def show(self, chunks: list[ChunkRow]) -> None:
         app = self.app

@@ -10,19 +10,18 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Static
 
-from stripe_sync_core import status
 from stripe_sync_core.managed_webhooks import default_enabled_events
-from stripe_sync_core.status import ManagedWebhookRow, WebhookEndpointRow
 
 from .. import actions
 from .. import format as fmt
+from ..engine import WebhookView
 from ..theme import styled
 from ..widgets.table import FilterableTable
 from .base import ConsoleScreen
 from .dialogs import ConfirmDialog, CreateWebhookDialog
 
 if TYPE_CHECKING:
-    from stripe_sync_core import StripeSync
+    pass
 
 
 COLUMNS = [("id", "id", 24), ("url", "URL", 27), ("status", "status", 8), ("events", "events", 6),
@@ -39,13 +38,6 @@ class WebhookCreated(Message):
 @dataclass
 class WebhookDeleted(Message):
     webhook_id: str
-
-
-@dataclass(frozen=True)
-class WebhookView:
-    managed: list[ManagedWebhookRow]
-    endpoints: list[WebhookEndpointRow]
-    stripe_error: str | None
 
 
 class WebhooksScreen(ConsoleScreen):
@@ -65,17 +57,8 @@ class WebhooksScreen(ConsoleScreen):
         self.query_one(FilterableTable).focus_table()
 
     async def fetch(self) -> WebhookView:
-        async def read(sync: StripeSync) -> WebhookView:
-            managed = await status.managed_webhook_rows(sync.database)
-            try:
-                endpoints = await status.webhook_endpoints(sync.stripe)
-                error = None
-            except Exception as failure:  # noqa: BLE001 - the table still shows what we manage
-                endpoints, error = [], fmt.mask_secrets_in(str(failure))
-            return WebhookView(managed, endpoints, error)
-
         assert self.console.engine is not None
-        return await self.console.engine.call(read)
+        return await self.console.engine.webhook_view()
 
     def show(self, view: WebhookView) -> None:
         self.view = view
@@ -140,7 +123,7 @@ class WebhooksScreen(ConsoleScreen):
         assert engine is not None
 
         async def create() -> WebhookCreated:
-            hook = await engine.call(lambda sync: sync.create_managed_webhook(url, events))
+            hook = await engine.create_managed_webhook(url, events)
             return WebhookCreated(hook["id"], hook.get("url", url), getattr(hook, "signing_secret", None))
 
         self.call_engine("create webhook", create)
@@ -171,7 +154,7 @@ class WebhooksScreen(ConsoleScreen):
         assert engine is not None
 
         async def delete() -> WebhookDeleted:
-            await engine.call(lambda sync: sync.delete_managed_webhook(webhook_id))
+            await engine.delete_managed_webhook(webhook_id)
             return WebhookDeleted(webhook_id)
 
         self.call_engine("delete webhook", delete)

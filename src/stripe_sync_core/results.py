@@ -1,0 +1,104 @@
+"""What the engine's public calls return: small frozen dataclasses, so a caller (the console, the CLI, a
+host application) reads named, typed fields and mypy catches a renamed one. `to_dict()` gives the JSON
+shape the CLI prints with `--json`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+WebhookOutcomeKind = Literal["stored", "deleted", "stale", "duplicate", "ignored"]
+SingleSyncOutcome = Literal["stored", "unchanged", "deleted"]
+ObjectRunStatus = Literal["running", "interrupted", "error", "complete"]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookOutcome:
+    """What one event did: `stored`, `deleted`, `stale` (older than the stored row), `duplicate` (seen
+    before) or `ignored` (an unsupported type, an object without id ...; `detail` says why)."""
+
+    event_id: str
+    type: str
+    account: str
+    table: str | None
+    object_id: str | None
+    outcome: str
+    detail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectBackfillResult:
+    """One object type's share of a backfill run."""
+
+    stored: int
+    errors: int
+    error_messages: list[str]
+    duration: float
+    chunks: int
+    status: str
+    estimated_total: int
+    run_id: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# `process_until_done` / `join_open_run`: table name -> its result, in the registry's order.
+BackfillResult = dict[str, ObjectBackfillResult]
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillStep:
+    """What one `process_next` call did: the chunk it worked on (none when nothing was left to claim)."""
+
+    run_id: int
+    done: bool
+    object: str | None = None
+    chunk_id: int | None = None
+    stored: int = 0
+    status: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SingleSyncResult:
+    """`sync_single_entity`: the object, its table, and whether it was stored, unchanged or deleted."""
+
+    id: str
+    object: str
+    outcome: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedWebhookRef:
+    id: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionReport:
+    """`dangerously_delete_synced_account_data`: what was (or, in a dry run, would be) deleted."""
+
+    account_id: str
+    dry_run: bool
+    deleted_record_counts: dict[str, int]
+    managed_webhooks: list[ManagedWebhookRef]
+    sync_runs: int
+    webhooks_removed_from_stripe: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.deleted_record_counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
