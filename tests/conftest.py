@@ -33,6 +33,11 @@ from stripe_sync_emulator import StripeEmulator  # noqa: E402
 DATA_DIR = Path(__file__).parent / "data"
 
 
+# The emulator's own fixtures (stripe_emulator, stripe_emulator_client, stripe_emulator_factory), as a
+# project using the emulator would load them.
+pytest_plugins = ["stripe_sync_emulator.pytest_fixtures"]
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """URL of a database of its own for this test session, on the named server or the embedded one.

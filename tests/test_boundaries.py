@@ -79,3 +79,21 @@ def test_the_core_import_graph_is_a_tree_without_cycles():
 
     for module in graph:
         visit(module)
+
+
+def test_console_screens_reach_the_engine_only_through_its_typed_bridge():
+    """Screens call `ConsoleEngine`'s named methods; none holds the facade or passes it closures."""
+    import ast
+    from pathlib import Path
+
+    import stripe_sync_tui
+
+    offenders = []
+    for path in sorted((Path(stripe_sync_tui.__file__).parent / "screens").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stripe_sync_core"):
+                names = [(node.module, alias.name) for alias in node.names]
+            offenders += [f"{path.name}: {module}.{name}" for module, name in names
+                          if module == "stripe_sync_core.sync" or name == "StripeSync"]
+    assert offenders == []

@@ -8,12 +8,6 @@ from collections.abc import Callable, Iterator
 import pytest
 from emulator_helpers import WebhookReceiver
 
-from stripe_sync_emulator.pytest_fixtures import (  # noqa: F401
-    stripe_emulator,
-    stripe_emulator_client,
-    stripe_emulator_factory,
-)
-
 
 @pytest.fixture
 def webhook_receiver() -> Iterator[Callable[..., WebhookReceiver]]:
