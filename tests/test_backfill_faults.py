@@ -4,8 +4,11 @@ exhausts its retries is marked error with the reason while the rest of the run c
 from __future__ import annotations
 
 import asyncio
+import logging
 
-from backfill_support import FaultProxy, assert_same_ids, chunk_rows, engine, run_rows
+import psycopg
+from backfill_support import FaultProxy, assert_same_ids, chunk_rows, engine, run_rows, stored_rows
+from psycopg.types.json import Jsonb
 
 from stripe_sync_emulator import StripeEmulator
 
@@ -80,3 +83,48 @@ async def test_the_emulators_own_rate_limiter_answering_429_ends_with_complete_t
         assert stats["rate_limited"] == rate_limited > 0
         assert all(s.errors == 0 for s in summary.values())
         assert_same_ids(clean_db, emu, TABLES)
+
+
+async def test_a_page_that_loses_a_deadlock_is_written_again(clean_db, caplog):
+    """Another writer holds one of the page's rows and then wants one the page holds (in CI a charges
+    chunk, writing the refunds its charges embed, did this to a refunds chunk): PostgreSQL aborts the
+    page's transaction, and the page is written again instead of failing the chunk."""
+    caplog.set_level(logging.INFO, logger="stripe_sync_core")
+    with StripeEmulator(seed=44, customers=12, start="2024-01-01", end="2025-01-01") as emu:
+        refunds = sorted(r["id"] for r in emu.objects("refunds"))
+        assert 2 <= len(refunds) < 100  # one page, one transaction
+        first, last = refunds[0], refunds[-1]
+        placeholder = "INSERT INTO stripe.refunds (_raw_data, _account_id, _last_synced_at) " \
+                      "VALUES (%s, %s, 'epoch') ON CONFLICT (id) DO NOTHING"
+        other = "acct_other"  # the blocker's rows name another account: no lock on the engine's account row
+        with psycopg.connect(clean_db, autocommit=True) as setup:
+            setup.execute("INSERT INTO stripe.accounts (_raw_data, _account_id) VALUES (%s, %s)",
+                          (Jsonb({"id": other, "object": "account"}), other))
+        blocker = await psycopg.AsyncConnection.connect(clean_db)
+        try:
+            await blocker.execute(placeholder, (Jsonb({"id": last, "object": "refund"}), other))
+            async with engine(clean_db, emu) as sync:
+                backfill = asyncio.create_task(sync.process_until_done("refunds", concurrency=1))
+                # The page holds `first` and waits for `last`; then the blocker asks for `first`.
+                while not await waiting_on_a_lock(clean_db):
+                    assert not backfill.done(), backfill.result()
+                    await asyncio.sleep(0.02)
+                await blocker.execute(placeholder, (Jsonb({"id": first, "object": "refund"}), other))
+                await blocker.commit()
+                summary = await backfill
+        finally:
+            await blocker.close()
+        assert summary["refunds"].status == "complete" and summary["refunds"].errors == 0
+        assert "page written again after DeadlockDetected" in caplog.text
+        stored = stored_rows(clean_db, "refunds")
+        assert sorted(stored) == refunds
+        assert stored[first]["amount"] == next(r for r in emu.objects("refunds") if r["id"] == first)["amount"]
+
+
+async def waiting_on_a_lock(url: str) -> bool:
+    """Whether a session of this database waits for a lock."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as observer:
+        cursor = await observer.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                        "AND wait_event_type = 'Lock'")
+        row = await cursor.fetchone()
+        return bool(row and row[0])

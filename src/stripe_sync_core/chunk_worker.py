@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
+
+from psycopg import errors as pg_errors
 
 from .catchup import EVENTS_PATH, ApplyEvent, EventApplier, oldest_event
 from .chunking import SplitLimits, estimate_remaining, plan_split
@@ -62,6 +65,10 @@ class PageBatch:
     expanded: list[tuple[ObjectType, list[dict]]] = field(default_factory=list)
     per_parent: list[tuple[ObjectType, list[tuple[str, list[dict]]]]] = field(default_factory=list)
     children: dict[str, int] = field(default_factory=dict)
+
+
+WRITE_ATTEMPTS = 5
+RETRIED_WRITE_ERRORS = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 
 class ChunkWorker:
@@ -210,7 +217,32 @@ class ChunkWorker:
     async def _commit(self, chunk: Chunk, listing: Listing, batch: PageBatch, fetched_at: datetime,
                       done: bool, pieces: list[PlannedChunk]) -> int:
         """Write the page, its children, the chunk's state after it (cursor, counters) and any split
-        pieces in one transaction."""
+        pieces in one transaction; then report what it stored."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                await self._write_page(chunk, listing, batch, fetched_at, done, pieces)
+                break
+            except RETRIED_WRITE_ERRORS as error:
+                # Another worker's page touched the same rows in another order (children that two
+                # parent types embed): the loser's transaction rolled back whole, so it is written again.
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                self.ctx.log.info("backfill chunk %s (%s): page written again after %s", chunk.id,
+                                  chunk.object, type(error).__name__)
+                await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
+        run_ctx = self.run_ctx
+        progress = self.ctx.progress
+        stored = 0
+        if listing.root.table in run_ctx.tables:
+            stored += len(batch.roots)
+            progress.objects_stored(run_ctx.run.id, listing.root.table, chunk.id, len(batch.roots))
+        for table, count in batch.children.items():
+            stored += count
+            progress.objects_stored(run_ctx.run.id, table, chunk.id, count)
+        return stored
+
+    async def _write_page(self, chunk: Chunk, listing: Listing, batch: PageBatch, fetched_at: datetime,
+                          done: bool, pieces: list[PlannedChunk]) -> None:
         run_ctx, store, ledger = self.run_ctx, self.ctx.store, self.ledger
         account = run_ctx.account_id  # the run's account: its row exists (the run references it)
         # Pipelined: the statements go out together and the page costs two round trips (the upserts'
@@ -238,15 +270,6 @@ class ChunkWorker:
             if advanced.rowcount < 0:  # no statement with an answer followed it
                 await pipeline.sync()
             ledger.check_advanced(advanced, chunk)
-        progress = self.ctx.progress
-        stored = 0
-        if listing.root.table in run_ctx.tables:
-            stored += len(batch.roots)
-            progress.objects_stored(run_ctx.run.id, listing.root.table, chunk.id, len(batch.roots))
-        for table, count in batch.children.items():
-            stored += count
-            progress.objects_stored(run_ctx.run.id, table, chunk.id, count)
-        return stored
 
     # -- events ------------------------------------------------------------------------------------
 

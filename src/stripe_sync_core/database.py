@@ -88,6 +88,8 @@ def upsert_sql(object_type: ObjectType, strict: bool = False) -> str:
 
 def _newest_per_id(rows: Iterable[UpsertRow]) -> list[UpsertRow]:
     # ON CONFLICT cannot touch one row twice in a statement: keep the newest state of each id.
+    # Sorted by id: two transactions writing overlapping rows (a refunds chunk, and a charges chunk
+    # with the refunds its charges embed) then lock them in the same order instead of deadlocking.
     newest: dict[str, UpsertRow] = {}
     for row in rows:
         object_id = row.obj.get("id")
@@ -96,7 +98,7 @@ def _newest_per_id(rows: Iterable[UpsertRow]) -> list[UpsertRow]:
         kept = newest.get(object_id)
         if kept is None or row.synced_at >= kept.synced_at:
             newest[object_id] = row
-    return list(newest.values())
+    return [newest[object_id] for object_id in sorted(newest)]
 
 
 class Database:
