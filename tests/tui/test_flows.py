@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import psycopg
 from textual.widgets import Button, DataTable, Input
 
@@ -328,10 +326,8 @@ async def test_a_feed_of_100000_events_stays_bounded_and_responsive(make_app, cl
         assert feed.line_count <= feed.lines.maxlen
         await until(pilot, lambda: feed.scroll_offset.y == feed.max_scroll_y > 0)  # it follows the newest
         assert app.sink.events_by_class == {"2xx": 90_000, "4xx": 0, "5xx": 10_000}
-        started = time.perf_counter()
-        await pilot.press("1")
+        await pilot.press("1")  # still answering keys (its latency is measured in benchmarks/tui_bench.py)
         assert isinstance(app.screen, RunsScreen)
-        assert time.perf_counter() - started < 0.5
 
 
 async def test_the_feed_speaks_like_stripe_listen(make_app, clean_db, stripe_server):
