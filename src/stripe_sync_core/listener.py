@@ -66,6 +66,20 @@ class ListenerState:
     catch_up: CatchUp = field(default_factory=CatchUp)
 
 
+def ready_banner(local_url: str | None, public_url: str | None, webhook_url: str | None,
+                 webhook_id: str | None) -> str:
+    """`stripe listen`'s first line: where Stripe delivers and where that lands. With no public URL the
+    listener is reachable only from this machine (the emulator's deliveries, a proxy of one's own)."""
+    forwarded = webhook_url or public_url
+    if forwarded and forwarded != local_url:
+        text = f"Ready! Forwarding {forwarded} -> {local_url}"
+    else:
+        text = f"Ready! Listening on {local_url} (no tunnel: reachable from this machine only)"
+    if webhook_id:
+        text += f" (webhook {webhook_id})"
+    return text
+
+
 class WebhookListener:
     """Receives Stripe webhooks and writes them to the engine's database (make one with
     `StripeSync.listener(...)`)."""
@@ -175,10 +189,8 @@ class WebhookListener:
         await self.stop()
 
     def _banner(self) -> str:
-        text = f"Ready! Forwarding {self.state.webhook_url} -> {self.state.local_url}"
-        if self.state.webhook_id:
-            text += f" (webhook {self.state.webhook_id})"
-        return text
+        state = self.state
+        return ready_banner(state.local_url, state.public_url, state.webhook_url, state.webhook_id)
 
     def _message(self, level: str, text: str) -> None:
         try:

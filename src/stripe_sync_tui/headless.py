@@ -229,7 +229,7 @@ async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output
 
         with fewer_collections():  # this process does nothing else meanwhile
             if args.join:
-                summary = await sync.join_open_run()
+                summary = await sync.join_open_run(args.concurrency)
             else:
                 summary = await sync.process_until_done(args.object, created_gte=created_gte,
                                                         created_lte=created_lte, chunk=chunk,
@@ -259,6 +259,8 @@ async def cmd_sync(args: argparse.Namespace, config: SyncConfig, out: Output) ->
 
 
 async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    from stripe_sync_core.listener import ready_banner
+
     async def body(sync: StripeSync) -> int:
         listener = sync.listener(host=args.host, port=args.port or config.listener_port,
                                  remove_webhook_on_exit=args.remove_webhook_on_exit)
@@ -266,8 +268,7 @@ async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) 
         out.data({"kind": "listening", "local_url": state.local_url, "public_url": state.public_url,
                   "webhook_url": state.webhook_url, "webhook_id": state.webhook_id,
                   "catch_up": state.catch_up.state},
-                 text=f"Ready! Forwarding {state.webhook_url} -> {state.local_url}"
-                      + (f" (webhook {state.webhook_id})" if state.webhook_id else ""))
+                 text=ready_banner(state.local_url, state.public_url, state.webhook_url, state.webhook_id))
         try:
             await asyncio.Event().wait()
         finally:

@@ -12,6 +12,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Static
 
+from stripe_sync_core.listener import ready_banner as core_ready_banner
 from stripe_sync_core.status import EventRow
 
 from .. import actions
@@ -25,6 +26,12 @@ from .base import ConsoleScreen
 
 if TYPE_CHECKING:
     pass
+
+
+def ready_banner(state: ListenerView) -> Content:
+    """The core's ready line (`stripe listen`'s), its first word coloured."""
+    text = core_ready_banner(state.local_url, state.public_url, state.webhook_url, None)
+    return Content.assemble(("Ready! ", "bold $success"), text.removeprefix("Ready! "))
 
 
 @dataclass
@@ -87,9 +94,7 @@ class ListenerScreen(ConsoleScreen):
         meaning = fmt.meaning_of_status(state.state)
         lines = [Content.assemble(("Listener ", "bold"), (state.state, f"bold ${meaning}"))]
         if state.state == "ready":
-            lines.append(Content.assemble(("Ready! ", "bold $success"), "Forwarding ",
-                                          (state.webhook_url or state.local_url or "", "bold"),
-                                          " -> ", state.local_url or ""))
+            lines.append(ready_banner(state))
         elif state.state == "stopped":
             lines.append(Content.styled("s starts the listener, its tunnel and its managed webhook.", "$text-muted"))
         lines.append(Content.assemble("Public URL   ", state.public_url or "– (no ngrok token: local only)"))
