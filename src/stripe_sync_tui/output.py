@@ -85,9 +85,27 @@ class HeadlessProgress(ProgressSink):
         else:
             self.output.log(f"run {run_id}: {len(objects)} object type(s), {chunks} chunk(s) planned")
 
+    def chunk_started(self, run_id: int, object_name: str, chunk_id: int, created_gte: int | None,
+                      created_lte: int | None) -> None:
+        if self.output.json_mode:
+            self.output.data({"kind": "chunk_started", "run_id": run_id, "object": object_name,
+                              "chunk_id": chunk_id, "created_gte": created_gte, "created_lte": created_lte})
+
     def objects_stored(self, run_id: int, object_name: str, chunk_id: int, count: int) -> None:
         self.stored[object_name] = self.stored.get(object_name, 0) + count
+        if self.output.json_mode:
+            self.output.data({"kind": "objects_stored", "run_id": run_id, "object": object_name,
+                              "chunk_id": chunk_id, "count": count})
         self._draw()
+
+    def objects_estimated(self, run_id: int, object_name: str, estimated_total: int) -> None:
+        if self.output.json_mode:
+            self.output.data({"kind": "objects_estimated", "run_id": run_id, "object": object_name,
+                              "estimated_total": estimated_total})
+
+    def request_rate(self, requests_per_second: float) -> None:
+        if self.output.json_mode:
+            self.output.data({"kind": "request_rate", "requests_per_second": requests_per_second})
 
     def chunk_done(self, run_id: int, object_name: str, chunk_id: int, status: str, processed: int,
                    error: str | None = None) -> None:
@@ -105,7 +123,10 @@ class HeadlessProgress(ProgressSink):
 
     def message(self, level: str, text: str) -> None:
         self._clear()
-        self.output.log(f"{level}: {text}")
+        if self.output.json_mode:
+            self.output.data({"kind": "message", "level": level, "text": text})
+        else:
+            self.output.log(f"{level}: {text}")
 
     def _clear(self) -> None:
         if self.interactive:
