@@ -6,6 +6,7 @@ command-line flag, environment variable, TOML config file, default.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -31,6 +32,10 @@ ENVIRONMENT: dict[str, str] = {
 }
 
 SECRET_FIELDS = ("stripe_secret_key", "stripe_webhook_secret", "ngrok_auth_token")
+
+# Every setting at once, as JSON: how a program hands its exact settings to a child process of the
+# engine (the console's backfill workers). Read after the config file, before the variables above.
+SETTINGS_VARIABLE = "STRIPE_SYNC_SETTINGS"
 
 
 class ConfigError(InvalidInput, ValueError):
@@ -101,6 +106,16 @@ class SyncConfig:
         """A copy with the given non-None values replaced."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
+    def child_environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """An environment for a child process that loads exactly these settings: `base` (default: this
+        process's environment) without the single-setting variables, plus all settings in one variable.
+        Secrets travel in the environment, as `STRIPE_API_KEY` would, never in arguments or files."""
+        environment = {k: v for k, v in (os.environ if base is None else base).items()
+                       if k not in ENVIRONMENT.values()}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "logger"}
+        environment[SETTINGS_VARIABLE] = json.dumps(values)
+        return environment
+
     def masked(self) -> dict[str, Any]:
         """The settings as a dict fit to print: secrets and the database password masked."""
         shown: dict[str, Any] = {}
@@ -141,6 +156,16 @@ def load_config(flags: dict[str, Any] | None = None, *, config_path: Path | None
         if unknown:
             raise ConfigError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
         values.update(file_values)
+
+    if environ.get(SETTINGS_VARIABLE):
+        try:
+            given = json.loads(environ[SETTINGS_VARIABLE])
+        except ValueError as error:
+            raise ConfigError(f"{SETTINGS_VARIABLE} is not JSON: {error}") from None
+        if not isinstance(given, dict) or set(given) - known:
+            raise ConfigError(f"{SETTINGS_VARIABLE} must be an object of settings "
+                              f"(unknown: {', '.join(sorted(set(given) - known)) if isinstance(given, dict) else '-'})")
+        values.update(given)
 
     for name, variable in ENVIRONMENT.items():
         if environ.get(variable):
