@@ -69,7 +69,8 @@ async def test_faulty_deliveries_end_equal_to_the_emulator(engine: StripeSync, e
     assert len(replies) == state.received and {args[3] for args in replies} == {200}
     assert any(args[2] == "duplicate" for args in replies)
     banner = [args[1] for name, args in sink.calls if name == "message"][0]
-    assert banner.startswith("Ready! Forwarding http://127.0.0.1:")
+    # Registered at its own local URL (the emulator reaches it): no tunnel forwards to it.
+    assert banner.startswith("Ready! Listening on http://127.0.0.1:") and "(webhook we_" in banner
 
 
 async def test_status_codes(engine: StripeSync) -> None:
@@ -107,6 +108,27 @@ async def test_status_codes(engine: StripeSync) -> None:
         assert (state.received, state.ok, state.client_errors, state.server_errors) == (10, 4, 6, 0)
     assert await count(engine, "SELECT 1 FROM stripe.customers") == 1  # nothing from the refused ones
     assert await count(engine, "SELECT 1 FROM stripe._events") == 3
+
+
+async def test_a_hostile_refused_body_costs_a_bounded_scan_and_never_raises(engine: StripeSync, caplog) -> None:
+    """Unsigned bodies built to hurt a parser (nesting 100,000 deep, megabytes of JSON) are refused with
+    400, logged without a traceback, written nowhere; the feed shows the id a body claims, untrusted."""
+    sink = engine.progress
+    assert isinstance(sink, RecordingSink)
+    async with engine.listener(port=0, catch_up=False) as listener:
+        url = listener.state.local_url
+        assert url is not None
+        nested = b'{"id": "evt_nested", "type": "customer.updated", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        large = json.dumps({"id": "evt_large", "type": "charge.updated",
+                            "data": {"object": {"items": [{"n": i} for i in range(150_000)]}}}).encode()
+        for body in (nested, b"[" * 100_000, large, b"\xff\xfe" * 1000):
+            status, reply = await post(url, body, "t=1,v1=00")
+            assert status == 400, reply
+        assert listener.state.server_errors == 0
+    assert not [r for r in caplog.records if r.exc_info], "a refused body logged a traceback"
+    claimed = [(args[0], args[1]) for name, args in sink.calls if name == "event_received"]
+    assert claimed == [("evt_nested", "customer.updated"), ("-", "-"), ("evt_large", "charge.updated"), ("-", "-")]
+    assert await count(engine, "SELECT 1 FROM stripe._events") == 0
 
 
 async def test_nothing_is_lost_while_the_database_is_down(clean_db: str, emulator: StripeEmulator) -> None:

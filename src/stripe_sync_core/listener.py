@@ -14,11 +14,11 @@ Stripe keeps 30 days, beyond which a backfill is advised).
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -325,13 +325,17 @@ class WebhookListener:
                 report.applied += 1
 
 
+# A refused body is read for the feed only, never trusted and never parsed: its first few kilobytes are
+# searched for the event's id and type (Stripe writes them first), so a huge or deeply nested body
+# costs a bounded scan and cannot raise.
+CLAIM_SCAN_BYTES = 4096
+_CLAIMED_ID = re.compile(rb'"id"\s*:\s*"(evt_[A-Za-z0-9_]{1,64})"')
+_CLAIMED_TYPE = re.compile(rb'"type"\s*:\s*"([a-z0-9_.]{1,100})"')
+
+
 def _claimed_identity(body: bytes) -> tuple[str | None, str | None]:
-    """The id and type a refused body claims, for the feed only (never trusted)."""
-    try:
-        event: Any = json.loads(body)
-    except ValueError:
-        return None, None
-    if not isinstance(event, dict):
-        return None, None
-    event_id, event_type = event.get("id"), event.get("type")
-    return (event_id if isinstance(event_id, str) else None, event_type if isinstance(event_type, str) else None)
+    """The event id and type a refused body claims, for the feed only."""
+    head = body[:CLAIM_SCAN_BYTES]
+    found_id, found_type = _CLAIMED_ID.search(head), _CLAIMED_TYPE.search(head)
+    return (found_id.group(1).decode() if found_id else None,
+            found_type.group(1).decode() if found_type else None)
