@@ -54,6 +54,31 @@ def test_secrets_keep_only_their_last_four_characters():
     assert shown["stripe_secret_key"] == "sk_test_...4321" and "pw" not in shown["database_url"]
 
 
+def test_database_passwords_are_masked_in_every_form_libpq_accepts():
+    forms = {
+        "postgresql://postgres@127.0.0.1:5432/db?password=Secret": "postgresql://postgres@127.0.0.1:5432/db?password=****",
+        "postgres://u@h/db?sslmode=require&PASSWORD=Secret&connect_timeout=3":
+            "postgres://u@h/db?sslmode=require&PASSWORD=****&connect_timeout=3",
+        "postgresql://u:Secret@h/db?password=Secret": "postgresql://u:****@h/db?password=****",
+        "host=127.0.0.1 user=postgres password=Secret dbname=db": "host=127.0.0.1 user=postgres password=**** dbname=db",
+        "host=h password = 'Sec ret\\' x' dbname=db": "host=h password = **** dbname=db",
+        "service=billing": "service=billing",
+    }
+    for given, shown in forms.items():
+        assert mask_database_url(given) == shown
+        assert "Secret" not in SyncConfig(database_url=given).masked()["database_url"]
+    error = "cannot reach postgresql://u@h/db?password=Secret: refused; retried host=h password=Secret dbname=d"
+    assert "Secret" not in mask_secrets_in(error)
+
+
+def test_libpq_variables_name_the_server_when_no_url_is_given(tmp_path: Path):
+    none = tmp_path / "none.toml"
+    assert load_config({}, config_path=none, environ={}).database_url is None  # the embedded server
+    assert load_config({}, config_path=none, environ={"PGHOST": "db", "PGUSER": "app"}).database_url == "postgresql://"
+    explicit = load_config({}, config_path=none, environ={"PGHOST": "db", "DATABASE_URL": "postgresql://x/y"})
+    assert explicit.database_url == "postgresql://x/y"
+
+
 def test_livemode_follows_the_key():
     assert SyncConfig(stripe_secret_key="sk_live_abc123456789").livemode is True
     assert SyncConfig(stripe_secret_key="rk_test_abc123456789").livemode is False

@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from backfill_support import EMULATOR_TYPE
+from psycopg.conninfo import conninfo_to_dict
 
 from stripe_sync_emulator import StripeEmulator
 
@@ -168,6 +169,27 @@ def test_unreachable_database_exits_1_without_traceback(emulator):
     assert result.returncode == 1
     assert "cannot reach PostgreSQL" in result.stderr and "pw@" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_connection_string_form_works_and_never_shows_its_password(clean_db, emulator):
+    """A URL with `?password=`, a key=value string and libpq's PG* variables each reach the database;
+    the password (ignored by a trust server, but given) appears in no output, no error."""
+    parts = conninfo_to_dict(clean_db)
+    keyword = " ".join(f"{k}={v}" for k, v in parts.items()) + " password=Secret"
+    query_form = clean_db + ("&" if "?" in clean_db else "?") + "password=Secret"
+    libpq = {"PGHOST": str(parts.get("host", "")), "PGPORT": str(parts.get("port", "5432")),
+             "PGUSER": str(parts.get("user", "postgres")), "PGDATABASE": str(parts["dbname"]),
+             "PGPASSWORD": "Secret"}
+    for args, env in (([ "--database-url", keyword], {}), (["--database-url", query_form], {}), ([], libpq)):
+        for command in ("migrate", "status"):
+            result = _run("--headless", "--json", command, *args, "--stripe-key", emulator.secret_key,
+                          "--stripe-api-base", emulator.api_base, env=env)
+            assert result.returncode == 0, result.stderr
+            assert "Secret" not in result.stdout + result.stderr
+    unreachable = _run("--headless", "status", "--database-url", "host=127.0.0.1 port=1 password=Secret dbname=x",
+                       "--stripe-key", emulator.secret_key)
+    assert unreachable.returncode == 1 and "cannot reach PostgreSQL" in unreachable.stderr
+    assert "Secret" not in unreachable.stderr and "Traceback" not in unreachable.stderr
 
 
 def test_demo_backfill_all_end_to_end(clean_db):

@@ -31,6 +31,10 @@ ENVIRONMENT: dict[str, str] = {
     "ngrok_auth_token": "NGROK_AUTHTOKEN",
 }
 
+# libpq's own variables: with no DATABASE_URL, any of these means "that server", not the embedded one
+# (a password from PGPASSWORD or ~/.pgpass, as libpq finds it).
+LIBPQ_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE", "PGSERVICEFILE")
+
 SECRET_FIELDS = ("stripe_secret_key", "stripe_webhook_secret", "ngrok_auth_token")
 
 # Every setting at once, as JSON: how a program hands its exact settings to a child process of the
@@ -176,4 +180,6 @@ def load_config(flags: dict[str, Any] | None = None, *, config_path: Path | None
             if name not in known:
                 raise ConfigError(f"unknown setting {name!r}")
             values[name] = value
+    if not values.get("database_url") and any(environ.get(v) for v in LIBPQ_VARIABLES):
+        values["database_url"] = "postgresql://"  # every part from libpq's own variables, as psql does
     return SyncConfig(**values)

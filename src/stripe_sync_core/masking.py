@@ -22,17 +22,34 @@ def mask_secret(secret: str | None) -> str | None:
     return f"{prefix}...{secret[-KEEP:]}"
 
 
+_URL_USERINFO_PASSWORD = re.compile(r"^([a-z0-9+]+://[^:/@]*):[^@]*@", re.IGNORECASE)
+_URL_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+# key=value connection strings (`host=db password='a b' dbname=app`): a value is quoted (with
+# backslash escapes) or runs to the next space.
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s']\S*|)", re.IGNORECASE)
+
+
 def mask_database_url(url: str) -> str:
-    """The URL with its password replaced by `****`."""
-    return re.sub(r"^([a-z0-9+]+://[^:/@]*):[^@]*@", r"\1:****@", url)
+    """A PostgreSQL connection string in any form libpq accepts with its password replaced by `****`:
+    a URL's `user:password@` and `?password=` parameter, a key=value string's `password=` (quoted or
+    not)."""
+    if re.match(r"^[a-z0-9+]+://", url, re.IGNORECASE):
+        return _URL_QUERY_PASSWORD.sub(r"\1****", _URL_USERINFO_PASSWORD.sub(r"\1:****@", url))
+    return _KEYWORD_PASSWORD.sub(r"\1****", url)
 
 
 _SECRET_PATTERN = re.compile(r"\b((?:sk|rk)_(?:test|live)_|whsec_)([A-Za-z0-9]+)")
 
 
+_URL_IN_TEXT = re.compile(r"\b(?:postgres(?:ql)?(?:\+psycopg)?)://\S+", re.IGNORECASE)
+
+
 def mask_secrets_in(text: str) -> str:
-    """Mask every Stripe key or webhook secret found in free text (log lines, error messages)."""
-    return _SECRET_PATTERN.sub(lambda m: mask_secret(m.group(0)) or "", text)
+    """Mask every Stripe key, webhook secret and database password found in free text (log lines,
+    error messages): a database URL's and a key=value string's `password=`."""
+    text = _SECRET_PATTERN.sub(lambda m: mask_secret(m.group(0)) or "", text)
+    text = _URL_IN_TEXT.sub(lambda m: mask_database_url(m.group(0)), text)
+    return _KEYWORD_PASSWORD.sub(r"\1****", text)
 
 
 def mask_token(token: str | None) -> str:

@@ -7,16 +7,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, create_engine, pool, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from .config import ConfigError
 from .database import DatabaseUnavailable
 from .embedded import resolve_database_url
 from .errors import StripeSyncError
-from .masking import mask_database_url
+from .masking import mask_database_url, mask_secrets_in
 
 
 def _find_migrations_dir() -> Path:
@@ -38,11 +40,24 @@ _process_lock = threading.Lock()
 
 
 def sqlalchemy_url(database_url: str) -> str:
-    """SQLAlchemy needs the driver named: `postgresql+psycopg://`."""
+    """SQLAlchemy needs the driver named: `postgresql+psycopg://`. A key=value connection string
+    (`host=db user=app password=... dbname=app`, or `service=name`) becomes that URL's parameters,
+    which SQLAlchemy hands to psycopg as they are."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if database_url.startswith(prefix):
             return "postgresql+psycopg://" + database_url[len(prefix):]
-    raise ValueError(f"not a PostgreSQL URL: {database_url.split('://')[0]}://...")
+    if "://" not in database_url and "=" in database_url:
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            parameters = conninfo_to_dict(database_url)
+        except ProgrammingError as error:
+            raise ConfigError(f"not a PostgreSQL connection string ({mask_database_url(database_url)}): "
+                              f"{mask_secrets_in(str(error))}") from None
+        return "postgresql+psycopg:///?" + urlencode({k: str(v) for k, v in parameters.items()})
+    raise ConfigError(f"not a PostgreSQL URL or key=value connection string: {mask_database_url(database_url)} "
+                      "(expected postgresql://user@host:5432/db or host=... dbname=...)")
 
 
 class MigrationError(StripeSyncError, RuntimeError):
