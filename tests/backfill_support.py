@@ -93,12 +93,14 @@ class FaultProxy:
     """An HTTP proxy in front of the emulator that answers some requests itself.
 
     `rate_limited`: share of requests answered 429 (with `Stripe-Should-Retry: true`);
-    `fail`: a predicate on (method, path, query) for requests answered 500 every time.
+    `fail`: a predicate on (method, path, query) for requests answered 500 every time;
+    `rewrite`: the path asked upstream instead of the request's (a Stripe that answers with another object).
     """
 
     target: str
     rate_limited: float = 0.0
     fail: Callable[[str, str, str], bool] | None = None
+    rewrite: Callable[[str], str] | None = None
     seed: int = 7
     answered: dict[int, int] = field(default_factory=dict)
     url: str = ""
@@ -135,7 +137,10 @@ class FaultProxy:
                                      headers={"Stripe-Should-Retry": "true"})
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        async with self._session.request(request.method, self.target + request.path_qs, data=body or None,
+        path_qs = request.path_qs
+        if self.rewrite is not None:
+            path_qs = self.rewrite(request.raw_path.split("?")[0]) + path_qs[len(request.raw_path.split("?")[0]):]
+        async with self._session.request(request.method, self.target + path_qs, data=body or None,
                                          headers=headers) as upstream:
             payload = await upstream.read()
             self._count(upstream.status)

@@ -136,6 +136,7 @@ def test_usage_errors_exit_2_with_a_message(settings):
         (["--headless", "backfill", "all", "--since", "yesterday", *settings], "invalid date"),
         (["--headless", "backfill", "all", "--chunk", "fortnight", *settings], "invalid --chunk"),
         (["--headless", "sync", "zz_123", *settings], "cannot tell the object type"),
+        (["--headless", "sync", "cus_x/../../charges/ch_1", *settings], "not a Stripe object id"),
         (["--headless", "status", "--stripe-key", "pk_test_nope12345678"], "not a Stripe secret key"),
     ]
     for args, message in cases:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from backfill_support import EMULATOR_TYPE, engine, list_requests, stored_rows
+from backfill_support import EMULATOR_TYPE, FaultProxy, engine, list_requests, stored_rows
 
-from stripe_sync_core.registry import REGISTRY, UnknownObjectType, object_type_for_id
+from stripe_sync_core.registry import (
+    REGISTRY,
+    UnexpectedObject,
+    UnknownObjectType,
+    object_path,
+    object_type_for_id,
+)
 from stripe_sync_core.results import SingleSyncResult
 from stripe_sync_core.stripe_api import ObjectNotFound, endpoint_of
 from stripe_sync_emulator import StripeEmulator
@@ -92,3 +98,25 @@ async def test_an_unknown_prefix_is_a_clear_error(clean_db, emu):
     async with engine(clean_db, emu) as sync:
         with pytest.raises(UnknownObjectType, match="cannot tell the object type"):
             await sync.sync_single_entity("zzz_123")
+
+
+async def test_an_id_that_is_not_an_id_is_refused_and_ids_stay_one_path_segment(clean_db, emu):
+    hostile = "cus_x/../../charges/" + emu.objects("charges")[0]["id"]
+    async with engine(clean_db, emu) as sync:
+        for given in (hostile, "cus_a b", "cus_x%2F..", "cus_\u0000x", ""):
+            with pytest.raises(UnknownObjectType, match="not a Stripe object id"):
+                await sync.sync_single_entity(given)
+    assert stored_rows(clean_db, "customers") == {} and stored_rows(clean_db, "charges") == {}
+    assert object_path("/v1/customers/{id}", id=hostile) == "/v1/customers/cus_x%2F..%2F..%2Fcharges%2F" + hostile[20:]
+    assert object_path("/v1/customers/{id}/tax_ids?limit=100", id="cus_?a=b") == "/v1/customers/cus_%3Fa%3Db/tax_ids?limit=100"
+
+
+async def test_an_object_of_another_type_than_asked_is_not_stored(clean_db, emu):
+    """Stripe (here a proxy in front of the emulator) answers a customer's URL with a charge."""
+    customer, charge = emu.objects("customers")[0]["id"], emu.objects("charges")[0]["id"]
+    async with FaultProxy(emu.api_base, rewrite=lambda path: path.replace(f"/v1/customers/{customer}",
+                                                                          f"/v1/charges/{charge}")) as proxy:
+        async with engine(clean_db, emu, api_base=proxy.url) as sync:
+            with pytest.raises(UnexpectedObject, match=f"asked Stripe for customer '{customer}', got 'charge'"):
+                await sync.sync_single_entity(customer)
+    assert stored_rows(clean_db, "customers") == {} and stored_rows(clean_db, "charges") == {}

@@ -22,7 +22,15 @@ from .chunk_worker import ChunkOutcome, ChunkWorker, RunContext
 from .chunking import ChunkSpec, SplitLimits, fixed_windows, parse_chunk_spec
 from .errors import Refused
 from .listing import Listing, complete_embedded, gather_or_cancel, list_all, plan_listings
-from .registry import REGISTRY, ObjectType, UnknownObjectType, object_type, object_type_for_id
+from .registry import (
+    REGISTRY,
+    ObjectType,
+    UnknownObjectType,
+    check_object,
+    object_path,
+    object_type,
+    object_type_for_id,
+)
 from .results import BackfillResult, BackfillStep, ObjectBackfillResult, SingleSyncResult
 from .runs import EVENTS_CHUNK, ObjectTotals, PlannedChunk, Run, RunLedger, WorkerLease
 from .stripe_api import ObjectNotFound, StripeApiError
@@ -181,8 +189,8 @@ class Backfill:
         api, store, now = self.ctx.stripe, self.ctx.store, self.ctx.now()
         expand = [n.field for n in entry.nested_lists if n.child_table and _expanded_on(entry, n.field)]
         try:
-            obj = await api.get(entry.retrieve_path.format(id=object_id), {"expand": expand} if expand else None,
-                                account=header)
+            obj = await api.get(object_path(entry.retrieve_path, id=object_id),
+                                {"expand": expand} if expand else None, account=header)
         except ObjectNotFound:
             row = await self.ctx.database.fetch_one(
                 f"SELECT _raw_data FROM stripe.{entry.table} WHERE id = %s", (object_id,))
@@ -190,6 +198,7 @@ class Backfill:
                 raise
             await store.store_deleted(entry, [row["_raw_data"]], account, now)
             return SingleSyncResult(object_id, entry.table, "deleted")
+        check_object(entry, obj, object_id)
         if obj.get("deleted"):
             await store.store_deleted(entry, [obj], account, now)
             return SingleSyncResult(object_id, entry.table, "deleted")
@@ -406,7 +415,7 @@ class Backfill:
         if row is None or row["parent"] is None:
             raise ObjectNotFound(f"{object_id}: Stripe has no endpoint for one {entry.stripe_object}; "
                                  f"sync its {entry.parent.parent_table} instead", http_status=404)
-        path = entry.parent.path.format(parent_id=row["parent"])
+        path = object_path(entry.parent.path, parent_id=row["parent"])
         children = await list_all(self.ctx.stripe, path, account=header)
         now = self.ctx.now()
         await self.ctx.store.store(entry, children, account, now, parent_id=row["parent"])

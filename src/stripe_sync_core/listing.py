@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from .registry import REGISTRY, ObjectType
+from .registry import REGISTRY, ObjectType, object_path
 from .stripe_api import ObjectNotFound, StripeApi
 
 PAGE_SIZE = 100
@@ -112,7 +112,7 @@ async def complete_embedded(api: StripeApi, parents: Sequence[dict], embedded: E
         listed = parent.get(embedded.field)
         if not isinstance(listed, dict) or not listed.get("has_more") or not listed.get("data"):
             return
-        path, params = split_path(embedded.path.format(id=parent["id"]))
+        path, params = split_path(object_path(embedded.path, id=parent["id"]))
         try:
             rest = await list_all(api, path, params, account=account, starting_after=listed["data"][-1]["id"])
         except ObjectNotFound:  # the parent was deleted since it was listed: keep what came with it
@@ -136,7 +136,7 @@ async def list_per_parent(api: StripeApi, child: ObjectType, parent_ids: Sequenc
     listing = child.parent
 
     async def one(parent_id: str) -> tuple[str, list[dict]]:
-        path = listing.path.format(parent_id=parent_id)
+        path = object_path(listing.path, parent_id=parent_id)
         params = {listing.parent_filter: parent_id} if listing.parent_filter else {}
         try:
             return parent_id, await list_all(api, path, params, account=account)

@@ -7,9 +7,11 @@ Stripe event-type strings live here and nowhere else.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import quote
 
 from .errors import InvalidInput
 
@@ -300,9 +302,35 @@ def object_type_for_stripe_object(stripe_object: str) -> ObjectType | None:
     return _BY_STRIPE_OBJECT.get(stripe_object)
 
 
+_STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+
+
 def object_type_for_id(object_id: str) -> ObjectType:
-    """The type of an object from its id prefix (the longest matching prefix wins: `sub_sched_` over `sub_`)."""
+    """The type of an object from its id prefix (the longest matching prefix wins: `sub_sched_` over `sub_`).
+
+    Only a well-formed id is accepted (letters, digits, underscores): this is the door for ids typed
+    by people and scripts (`sync ID`)."""
+    if not _STRIPE_ID.fullmatch(object_id):
+        raise UnknownObjectType(f"{object_id!r} is not a Stripe object id (letters, digits and underscores only)")
     for prefix, entry in _PREFIXES:
         if object_id.startswith(prefix):
             return entry
     raise UnknownObjectType(f"cannot tell the object type of {object_id!r} from its id prefix")
+
+
+def object_path(template: str, **ids: str) -> str:
+    """A Stripe path with ids put in, each percent-encoded, so an id from a webhook body or a command
+    line stays one path segment (`cus_x/../../charges/ch_1` cannot reach another endpoint)."""
+    return template.format(**{name: quote(str(value), safe="") for name, value in ids.items()})
+
+
+class UnexpectedObject(InvalidInput, ValueError):
+    """Stripe answered with an object of another type than the one asked for: nothing is stored."""
+
+
+def check_object(entry: ObjectType, obj: dict, object_id: str) -> dict:
+    """`obj` if it is the `entry` object `object_id`; raises `UnexpectedObject` otherwise."""
+    if obj.get("object") != entry.stripe_object or obj.get("id") != object_id:
+        raise UnexpectedObject(f"asked Stripe for {entry.stripe_object} {object_id!r}, got "
+                               f"{obj.get('object')!r} {obj.get('id')!r}: not stored")
+    return obj

@@ -17,7 +17,7 @@ import psycopg
 from .config import SyncConfig
 from .database import Database, UpsertRow, _dump
 from .listing import list_all, split_path
-from .registry import REGISTRY, NestedList, ObjectType
+from .registry import REGISTRY, NestedList, ObjectType, object_path
 from .stripe_api import StripeApi
 
 
@@ -106,7 +106,7 @@ class ObjectStore:
             if not isinstance(embedded, dict) or not embedded.get("has_more"):
                 continue
             assert self.api is not None
-            path, params = split_path(nested.path.format(id=obj["id"]))
+            path, params = split_path(object_path(nested.path, id=obj["id"]))
             items = await list_all(self.api, path, params, account=self._account_header(account_id))
             obj = {**obj, nested.field: {**embedded, "data": items, "has_more": False}}
         return obj

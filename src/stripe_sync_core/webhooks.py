@@ -41,6 +41,8 @@ from .registry import (
     REGISTRY,
     ObjectType,
     UnknownObjectType,
+    check_object,
+    object_path,
     object_type,
 )
 from .results import WebhookOutcome
@@ -339,10 +341,11 @@ class WebhookProcessor:
         if entry.retrieve_path is None:
             raise RuntimeError(f"{entry.table} cannot be retrieved one by one")
         try:
-            return await self.ctx.stripe.get(entry.retrieve_path.format(id=object_id),
-                                              account=self.ctx.account.header(account))
+            fetched = await self.ctx.stripe.get(object_path(entry.retrieve_path, id=object_id),
+                                                account=self.ctx.account.header(account))
         except ObjectNotFound:
             return None
+        return check_object(entry, fetched, object_id)
 
     async def _list_all(self, path: str, params: dict, account: str) -> list[dict]:
         return await list_all(self.ctx.stripe, path, params, account=self.ctx.account.header(account))
@@ -358,7 +361,7 @@ class WebhookProcessor:
                          and self.ctx.config.auto_expand_lists)
             if not (missing or truncated):
                 continue
-            path, params = split_path(nested.path.format(id=obj["id"]))
+            path, params = split_path(object_path(nested.path, id=obj["id"]))
             try:
                 items = await self._list_all(path, params, account)
             except ObjectNotFound:  # the parent is gone (or unknown to this account): keep what came
