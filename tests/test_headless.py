@@ -193,6 +193,15 @@ def test_every_connection_string_form_works_and_never_shows_its_password(clean_d
     assert "Secret" not in unreachable.stderr and "Traceback" not in unreachable.stderr
 
 
+def test_a_wrong_key_is_a_clear_error_that_exits_2(clean_db):
+    with StripeEmulator(seed=8, customers=2, accept_keys="own") as emu:
+        result = _run("--headless", "backfill", "customers", "--database-url", clean_db,
+                      "--stripe-api-base", emu.api_base, "--stripe-key", "sk_test_wrongwrongwrong9876")
+    assert result.returncode == 2, result.stderr
+    assert "Stripe answered 401" in result.stderr and "Invalid API Key" in result.stderr
+    assert "wrongwrong" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_demo_backfill_all_end_to_end(clean_db):
     result = _run("--headless", "--json", "--demo", "backfill", "all", "--database-url", clean_db, timeout=300)
     assert result.returncode == 0, result.stderr

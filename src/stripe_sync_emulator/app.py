@@ -90,6 +90,8 @@ async def api_handler(request: web.Request) -> web.Response:
     digest: str | None = None
     try:
         key, livemode = authenticate(request.headers.get("Authorization"))
+        if core.accepted_keys is not None and key not in core.accepted_keys:
+            raise StripeError(401, f"Invalid API Key provided: {_mask(key)}")
         acc = core.store_for(request.headers.get("Stripe-Account"), key)
         if request.headers.get("Stripe-Account"):
             headers["Stripe-Account"] = acc.id

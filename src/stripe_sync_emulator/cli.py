@@ -23,6 +23,9 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
                    help="off, auto (Stripe's preset for the key's mode), test (25/s), live (100/s) or N per second")
     g.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 500 (0..1)")
     g.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
+    g.add_argument("--accept-keys", default="any", metavar="any|own|KEY[,KEY...]",
+                   help="keys answered as valid: any well-formed key (default), only the emulator's own "
+                        "(printed at start), or the listed ones; others get Stripe's 401")
     g.add_argument("--webhook-retry-base-delay", type=float, default=1.0, help="first webhook retry delay, seconds")
 
 
@@ -31,8 +34,13 @@ def build_from_args(args: argparse.Namespace) -> StripeEmulator:
         seed=args.seed, customers=args.customers, start=to_epoch(args.start), end=to_epoch(args.end),
         connected_accounts=args.connected_accounts, rate_limit=args.rate_limit, error_rate=args.error_rate,
         latency_ms=args.latency_ms, port=args.port,
+        accept_keys=_accepted_keys(getattr(args, "accept_keys", "any")),
         webhook_retry_base_delay=getattr(args, "webhook_retry_base_delay", 1.0),
     )
+
+
+def _accepted_keys(value: str) -> str | list[str]:
+    return value if value in ("any", "own") else [key.strip() for key in value.split(",") if key.strip()]
 
 
 def run_from_args(args: argparse.Namespace) -> int:

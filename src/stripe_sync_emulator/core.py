@@ -64,6 +64,8 @@ class EmulatorCore:
         self.config = config
         self.clock = clock or Clock()
         self.lock = threading.RLock()
+        self.accepted_keys: frozenset[str] | None = None
+        """None: every well-formed key; else only these (any other is answered 401, as Stripe does)."""
         start, end = config.resolved_range()
         self.start, self.end = start, end
         seed = config.seed

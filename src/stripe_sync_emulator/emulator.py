@@ -8,7 +8,7 @@ import datetime as dt
 import gc
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -58,6 +58,8 @@ class StripeEmulator:
     """A local Stripe API. ``with StripeEmulator(seed=1, customers=200) as emu:`` serves
     ``emu.api_base`` with ``emu.secret_key`` until the block ends.
 
+    Keys: ``accept_keys`` "any" (every well-formed key, the default), "own" (only ``secret_key``,
+    ``live_secret_key`` and ``restricted_key``) or the keys to accept; others get Stripe's 401.
     Sizes: ``customers`` scales every type (see ``generation.RATIOS``); ``sizes`` pins types.
     Faults: ``rate_limit`` (None/"off", "auto", "test", "live" or requests per second),
     ``error_rate`` (0..1 of requests answered 500), ``latency_ms``, and webhook
@@ -90,6 +92,7 @@ class StripeEmulator:
         port: int = 0,
         clock: Clock | None = None,
         secret_key: str | None = None,
+        accept_keys: str | Iterable[str] = "any",
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the emulator only binds to the loopback interface")
@@ -110,6 +113,12 @@ class StripeEmulator:
         self.secret_key: str = secret_key or f"sk_test_emu{token}"
         self.live_secret_key: str = f"sk_live_emu{token}"
         self.restricted_key: str = f"rk_test_emu{token}"
+        if accept_keys == "own":
+            self.core.accepted_keys = frozenset({self.secret_key, self.live_secret_key, self.restricted_key})
+        elif accept_keys != "any":
+            if isinstance(accept_keys, str):
+                raise ValueError(f"accept_keys is 'any', 'own' or a list of keys, not {accept_keys!r}")
+            self.core.accepted_keys = frozenset(accept_keys)
         self.host = host
         self.port = port
         self._info: dict[str, Any] = {"secret_key": self.secret_key}

@@ -38,6 +38,22 @@ def test_keys_and_modes(stripe_emulator):
     assert status == 200 and len(body["data"]) == 2
 
 
+def test_only_the_accepted_keys_are_valid_when_asked(stripe_emulator_factory):
+    """`accept_keys="own"` makes a wrong key fail offline as it does on Stripe (401 on every call)."""
+    emu = stripe_emulator_factory(customers=3, accept_keys="own")
+    for key in (emu.secret_key, emu.live_secret_key, emu.restricted_key):
+        assert raw(emu, "GET", "/v1/customers?limit=1", key=key)[0] == 200
+    status, _, body = raw(emu, "GET", "/v1/customers", key="sk_test_someone_else_1234")
+    message = body["error"]["message"]
+    assert status == 401 and message.startswith("Invalid API Key provided: sk_test_*") and message.endswith("1234")
+    assert "someone" not in message
+    listed = stripe_emulator_factory(customers=3, accept_keys=["sk_test_listed_abcd"])
+    assert raw(listed, "GET", "/v1/account", key="sk_test_listed_abcd")[0] == 200
+    assert raw(listed, "GET", "/v1/account", key=listed.secret_key)[0] == 401
+    with pytest.raises(ValueError, match="accept_keys"):
+        stripe_emulator_factory(accept_keys="none")
+
+
 def test_rate_limit_answers_429_like_stripe(stripe_emulator_factory):
     emu = stripe_emulator_factory(rate_limit=5)
     statuses = []
