@@ -124,11 +124,16 @@ async def test_a_hostile_refused_body_costs_a_bounded_scan_and_never_raises(engi
         for body in (nested, b"[" * 100_000, large, b"\xff\xfe" * 1000):
             status, reply = await post(url, body, "t=1,v1=00")
             assert status == 400, reply
+        # Signed but unstorable (a NaN): acknowledged as a dead letter, not a 5xx Stripe would retry.
+        nan = event("customer.updated", {**FIXTURES["customer"], "balance": float("nan")}, int(time.time()), "evt_nan")
+        assert await post(url, *signed(nan)) == (200, {"received": True, "outcome": "dead_letter"})
         assert listener.state.server_errors == 0
     assert not [r for r in caplog.records if r.exc_info], "a refused body logged a traceback"
     claimed = [(args[0], args[1]) for name, args in sink.calls if name == "event_received"]
-    assert claimed == [("evt_nested", "customer.updated"), ("-", "-"), ("evt_large", "charge.updated"), ("-", "-")]
+    assert claimed == [("evt_nested", "customer.updated"), ("-", "-"), ("evt_large", "charge.updated"), ("-", "-"),
+                       ("evt_nan", "customer.updated")]
     assert await count(engine, "SELECT 1 FROM stripe._events") == 0
+    assert await count(engine, "SELECT 1 FROM stripe._dead_letters") == 1
 
 
 async def test_nothing_is_lost_while_the_database_is_down(clean_db: str, emulator: StripeEmulator) -> None:

@@ -119,6 +119,64 @@ async def test_nul_characters_are_dropped_and_escaped_backslashes_kept(engine: S
     assert row == {"name": "ab", "description": "literally \\u0000 here\\"}
 
 
+def _signed_text(text: str) -> tuple[bytes, str]:
+    import hashlib
+    import hmac
+
+    body, now = text.encode(), int(time.time())
+    digest = hmac.new(WEBHOOK_SECRET.encode(), f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, f"t={now},v1={digest}"
+
+
+def _hostile_deliveries(now: int) -> dict[str, tuple[bytes, str]]:
+    """Signed events PostgreSQL cannot take as they are: each would fail the same way on every retry."""
+    customer = FIXTURES["customer"]
+
+    def delivery(event_name: str, **fields: object) -> tuple[bytes, str]:
+        return _signed_text(json.dumps(event("customer.updated", {**customer, **fields}, now, f"evt_{event_name}")))
+
+    deep = json.dumps(event("customer.updated", {**customer, "id": "cus_deep"}, now, "evt_deep"))
+    return {
+        "nul_in_id": delivery("nulid", id="cus_a\x00b"),
+        "lone_surrogate": delivery("surrogate", id="cus_sur", name="x\ud800y"),
+        "nan": delivery("nan", id="cus_nan", balance=float("nan")),
+        "infinity": delivery("inf", id="cus_inf", balance=float("-inf")),
+        "beyond_bigint": delivery("big", id="cus_big", balance=10**30),
+        "nested_5000_deep": _signed_text(deep.replace('"metadata": {}', '"metadata": {"a": ' + "[" * 5000
+                                                      + "]" * 5000 + "}")),
+    }
+
+
+async def test_a_signed_event_that_cannot_be_stored_is_acknowledged_and_kept_as_a_dead_letter(
+        engine: StripeSync) -> None:
+    """Never an error that every retry repeats (Stripe would retry for three days, then disable the
+    endpoint): the event is acknowledged, kept with its body byte for byte and the reason, and a
+    redelivery is the same record; events around it are stored as usual."""
+    now = int(time.time())
+    hostile = _hostile_deliveries(now)
+    assert '"metadata": {}' in json.dumps(FIXTURES["customer"])  # the deep case nests inside it
+    for second, (name, delivery) in enumerate(hostile.items(), start=1):
+        result = await engine.process_webhook(*delivery)
+        assert result.outcome == "dead_letter", name
+        good = event("customer.updated", FIXTURES["customer"], now + second, f"evt_ok_{name}")
+        assert (await engine.process_webhook(*signed(good))).outcome == "stored"
+    again = await engine.process_webhook(*hostile["nan"])
+    assert again.outcome == "dead_letter"
+    rows = await engine.database.fetch_all(
+        "SELECT event_id, deliveries, reason, body FROM stripe._dead_letters ORDER BY id")
+    assert [bytes(r["body"]) for r in rows] == [body for body, _ in hostile.values()]
+    assert [r["event_id"] for r in rows] == ["evt_nulid", "evt_surrogate", "evt_nan", "evt_inf", "evt_big",
+                                             "evt_deep"]
+    assert [r["deliveries"] for r in rows] == [1, 1, 2, 1, 1, 1]
+    assert "NaN" in rows[2]["reason"] and "bigint out of range" in rows[4]["reason"]
+    assert "nested too deeply" in rows[5]["reason"]
+    assert await count(engine, "SELECT 1 FROM stripe.customers") == 1  # the good events' customer
+    from stripe_sync_core import status
+
+    total, newest = await status.dead_letters(engine.database)
+    assert total == 6 and newest[0]["event_id"] == "evt_deep" and newest[0]["body_bytes"] > 10_000
+
+
 # -- refused deliveries ----------------------------------------------------------------------------------
 
 

@@ -14,7 +14,6 @@ Stripe keeps 30 days, beyond which a backfill is advised).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +23,7 @@ from aiohttp import web
 
 from .event_writer import is_connection_error
 from .masking import mask_secrets_in
-from .webhooks import WebhookError, WebhookProcessor
+from .webhooks import WebhookError, WebhookProcessor, claimed_identity
 
 if TYPE_CHECKING:
     from .context import EngineContext
@@ -232,7 +231,7 @@ class WebhookListener:
         else:
             self.state.server_errors += 1
         if event_id is None and body is not None:
-            event_id, event_type = _claimed_identity(body)
+            event_id, event_type = claimed_identity(body)
         try:
             self.ctx.progress.event_received(event_id or "-", event_type or "-", outcome or str(status), status)
         except Exception:
@@ -323,19 +322,3 @@ class WebhookListener:
                 report.duplicates += 1
             else:
                 report.applied += 1
-
-
-# A refused body is read for the feed only, never trusted and never parsed: its first few kilobytes are
-# searched for the event's id and type (Stripe writes them first), so a huge or deeply nested body
-# costs a bounded scan and cannot raise.
-CLAIM_SCAN_BYTES = 4096
-_CLAIMED_ID = re.compile(rb'"id"\s*:\s*"(evt_[A-Za-z0-9_]{1,64})"')
-_CLAIMED_TYPE = re.compile(rb'"type"\s*:\s*"([a-z0-9_.]{1,100})"')
-
-
-def _claimed_identity(body: bytes) -> tuple[str | None, str | None]:
-    """The event id and type a refused body claims, for the feed only."""
-    head = body[:CLAIM_SCAN_BYTES]
-    found_id, found_type = _CLAIMED_ID.search(head), _CLAIMED_TYPE.search(head)
-    return (found_id.group(1).decode() if found_id else None,
-            found_type.group(1).decode() if found_type else None)

@@ -347,6 +347,16 @@ async def last_event(db: Database) -> dict | None:
         "SELECT id, type, received_at, outcome FROM stripe._events ORDER BY received_at DESC LIMIT 1")
 
 
+async def dead_letters(db: Database, limit: int = 5) -> tuple[int, list[dict]]:
+    """How many signed events could not be stored (see webhooks.DEAD_LETTER), and the newest few
+    (event id, type, received_at, deliveries, reason, body size); the bodies stay in the table."""
+    total = await db.fetch_one("SELECT count(*) AS n FROM stripe._dead_letters")
+    newest = await db.fetch_all(
+        "SELECT event_id, event_type, received_at, deliveries, reason, octet_length(body) AS body_bytes "
+        "FROM stripe._dead_letters ORDER BY received_at DESC, id DESC LIMIT %s", (limit,))
+    return (int(total["n"]) if total else 0), newest
+
+
 async def synced_account_rows(db: Database, own_account_id: str | None) -> list[dict]:
     """Every stored account with its email, country, whether it is the key's own, and when it synced."""
     return await db.fetch_all(

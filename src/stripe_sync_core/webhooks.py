@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,6 +66,42 @@ RELATED_FIELDS: dict[str, str] = {
     "subscription": "subscriptions", "charge": "charges",
 }
 """Reference fields followed by `backfill_related_entities`, and the table each points into."""
+
+
+DEAD_LETTER = "dead_letter"
+"""The outcome of a signed event that cannot be stored (see `_dead_letter`)."""
+
+UNSTORABLE = (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded, RecursionError, UnicodeEncodeError)
+"""What a given event raises on every attempt: values PostgreSQL refuses (class 22: NaN, numbers out
+of range, `\u0000` in text, a lone surrogate), nesting past a parser's limit, text that cannot be encoded."""
+
+CLAIM_SCAN_BYTES = 4096
+_CLAIMED_ID = re.compile(rb'"id"\s*:\s*"(evt_[A-Za-z0-9_]{1,64})"')
+_CLAIMED_TYPE = re.compile(rb'"type"\s*:\s*"([a-z0-9_.]{1,100})"')
+
+
+def claimed_identity(body: bytes) -> tuple[str | None, str | None]:
+    """The event id and type a body claims, found in its first few kilobytes (Stripe writes them
+    first) without parsing it: a huge or deeply nested body costs a bounded scan and cannot raise."""
+    head = body[:CLAIM_SCAN_BYTES]
+    found_id, found_type = _CLAIMED_ID.search(head), _CLAIMED_TYPE.search(head)
+    return (found_id.group(1).decode() if found_id else None,
+            found_type.group(1).decode() if found_type else None)
+
+
+def _printable(value: Any) -> str | None:
+    """A value fit for a text column: a string, without NUL, lone surrogates escaped."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")[:255]
+
+
+def _dump_any(event: Any) -> bytes:
+    try:
+        return json.dumps(event, ensure_ascii=True).encode()
+    except (RecursionError, ValueError, TypeError):
+        return repr(event).encode("utf-8", "backslashreplace")
 
 
 class WebhookError(InvalidInput, ValueError):
@@ -142,24 +179,59 @@ class WebhookProcessor:
     # -- entry points ------------------------------------------------------------------------------
 
     async def process_webhook(self, payload: bytes | str, signature: str, *, report: bool = True) -> WebhookOutcome:
-        """Verify a delivery's `Stripe-Signature`, then apply its event. Raises `WebhookError` for a 400."""
+        """Verify a delivery's `Stripe-Signature`, then apply its event. Raises `WebhookError` for a 400.
+
+        A signed event PostgreSQL cannot take as it is ends as a dead letter (acknowledged, kept with
+        its body and the reason), never as an error every retry repeats."""
         if isinstance(payload, (bytes, bytearray, memoryview)):
+            body = bytes(payload)
             try:
-                text = bytes(payload).decode("utf-8")
+                text = body.decode("utf-8")
             except UnicodeDecodeError:
                 raise MalformedEvent("the body is not UTF-8 text") from None
         else:
             text = payload
+            body = text.encode("utf-8", "surrogatepass")
         await self.verify(text, signature)
         try:
             event = parse_json(text)
+        except RecursionError:
+            event_id, event_type = claimed_identity(body)
+            return await self._dead_letter(body, event_id, event_type, None, "nested too deeply to parse", report)
         except ValueError as error:
             raise MalformedEvent(f"the body is not JSON: {error}") from None
-        return await self._process(event, text, report)
+        return await self._process_or_dead_letter(event, text, body, report)
 
     async def process_event(self, event: dict, *, report: bool = True) -> WebhookOutcome:
         """Apply one event (already trusted: no signature check). Returns its outcome."""
-        return await self._process(event, None, report)
+        return await self._process_or_dead_letter(event, None, None, report)
+
+    async def _process_or_dead_letter(self, event: Any, document: str | None, body: bytes | None,
+                                      report: bool) -> WebhookOutcome:
+        try:
+            return await self._process(event, document, report)
+        except UNSTORABLE as error:
+            event_id, event_type = (event.get("id"), event.get("type")) if isinstance(event, dict) else (None, None)
+            account = event.get("account") if isinstance(event, dict) else None
+            if body is None:
+                body = _dump_any(event)
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())}"[:500]
+            return await self._dead_letter(body, event_id, event_type, account, reason, report)
+
+    async def _dead_letter(self, body: bytes, event_id: Any, event_type: Any, account: Any, reason: str,
+                           report: bool) -> WebhookOutcome:
+        """Keep an event that cannot be stored: acknowledged, its body byte for byte, the reason."""
+        event_id, event_type, account = (_printable(v) for v in (event_id, event_type, account))
+        async with self.writer.connection() as conn:
+            await conn.execute(
+                "INSERT INTO stripe._dead_letters (event_id, event_type, account_id, reason, body) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) WHERE event_id IS NOT NULL "
+                "DO UPDATE SET deliveries = stripe._dead_letters.deliveries + 1, reason = EXCLUDED.reason",
+                (event_id, event_type, account, reason, body))
+        self.log.warning("dead letter %s %s: %s", event_type or "-", event_id or "-", reason)
+        if report:
+            self._report(event_id or "-", event_type or "-", DEAD_LETTER, None)
+        return WebhookOutcome(event_id or "-", event_type or "-", account, None, None, DEAD_LETTER, reason)
 
     # -- signatures --------------------------------------------------------------------------------
 

@@ -181,15 +181,21 @@ async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) 
         counts = await status.table_row_counts(db)
         runs = await status.open_runs(db)
         last_event = await status.last_event(db)
+        dead_letter_count, dead = await status.dead_letters(db)
         out.data({"kind": "status", "database": db.display_url, "stripe_key": mask_secret(config.stripe_secret_key),
-                  "mode": mode_label(config.livemode), "open_runs": len(runs), "last_event": last_event},
+                  "mode": mode_label(config.livemode), "open_runs": len(runs), "last_event": last_event,
+                  "dead_letters": dead_letter_count},
                  text=f"database {db.display_url}  key {mask_secret(config.stripe_secret_key) or '-'}  "
                       f"mode {mode_label(config.livemode)}  open runs {len(runs)}  "
-                      f"last event {last_event['type'] + ' at ' + str(last_event['received_at']) if last_event else '-'}")
+                      f"last event {last_event['type'] + ' at ' + str(last_event['received_at']) if last_event else '-'}"
+                      f"  dead letters {dead_letter_count}")
         out.table([{"object": t, "rows": n} for t, n in counts.items() if n], ["object", "rows"], kind="table_rows")
         if runs:
             out.table(runs, ["run_id", "account_id", "status", "started_at", "total_processed", "error_count"],
                       kind="open_run")
+        if dead:  # acknowledged to Stripe but not stored: the operator decides (bodies in stripe._dead_letters)
+            out.table(dead, ["event_id", "event_type", "received_at", "deliveries", "reason", "body_bytes"],
+                      kind="dead_letter")
         return EXIT_OK
 
     return await _with_engine(config, out, body)
