@@ -75,6 +75,9 @@ UNSTORABLE = (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded, Rec
 """What a given event raises on every attempt: values PostgreSQL refuses (class 22: NaN, numbers out
 of range, `\u0000` in text, a lone surrogate), nesting past a parser's limit, text that cannot be encoded."""
 
+_ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9]{1,64}")
+"""A connected account's id, as an event's `account` must carry it (it becomes a `Stripe-Account` header)."""
+
 CLAIM_SCAN_BYTES = 4096
 _CLAIMED_ID = re.compile(rb'"id"\s*:\s*"(evt_[A-Za-z0-9_]{1,64})"')
 _CLAIMED_TYPE = re.compile(rb'"type"\s*:\s*"([a-z0-9_.]{1,100})"')
@@ -291,7 +294,10 @@ class WebhookProcessor:
 
     async def _process(self, event: Any, document: str | None, report: bool) -> WebhookOutcome:
         event_id, event_type, obj, created = _validated(event)
-        account = event.get("account") or await self.ctx.account.own_id()
+        connected = event.get("account")
+        if connected is not None and not (isinstance(connected, str) and _ACCOUNT_ID.fullmatch(connected)):
+            raise MalformedEvent(f"event {event_id} names no account id in 'account'")
+        account = connected or await self.ctx.account.own_id()
         entry = EVENT_TYPES.get(event_type)
         object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
         table = entry.table if entry else None
