@@ -104,6 +104,10 @@ async def test_status_codes(engine: StripeSync) -> None:
 
         status, health = await get(url.replace("/webhooks", "/healthz"))
         assert status == 200 and health["database"] == "ok"
+        # Through the tunnel (the ngrok agent forwards from loopback, adding X-Forwarded-For): liveness only.
+        async with aiohttp.ClientSession() as session, \
+                session.get(url.replace("/webhooks", "/healthz"), headers={"X-Forwarded-For": "203.0.113.9"}) as reply:
+            assert (reply.status, await reply.json()) == (200, {"status": "ok"})
         state = listener.state
         assert (state.received, state.ok, state.client_errors, state.server_errors) == (10, 4, 6, 0)
     assert await count(engine, "SELECT 1 FROM stripe.customers") == 1  # nothing from the refused ones

@@ -3,7 +3,7 @@
 `POST /webhooks` answers 2xx only once the event is committed; 400 for a bad, stale or replayed
 signature or a malformed body (nothing written); 413 over the size limit; 503 while the database is
 unreachable and 500 for anything else, so that Stripe redelivers and nothing is lost. `GET /healthz`
-reports whether the database answers.
+reports whether the database answers (its details and the delivery counters only to a local client).
 
 With an ngrok auth token the listener opens a tunnel (tunnel.py, in a worker thread) and registers a
 managed webhook for `<public URL>/webhooks`. On start it catches up on events missed while it was down
@@ -14,6 +14,7 @@ Stripe keeps 30 days, beyond which a backfill is advised).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -239,14 +240,20 @@ class WebhookListener:
         return web.json_response(payload, status=status)
 
     async def _on_health(self, request: web.Request) -> web.Response:
+        """Liveness for anyone (`status` only); the details (database latency, delivery counters, the
+        error) only for a client on this machine. Behind the tunnel every request comes from the
+        local ngrok agent, so a forwarded request is a remote one whatever its peer address."""
         started = time.monotonic()
+        local = _is_local(request)
         try:
             async with asyncio.timeout(self.db_timeout):
                 async with self.ctx.database.pool.connection(timeout=self.db_timeout) as conn:
                     await conn.execute("SELECT 1")
         except Exception as error:
-            return web.json_response({"status": "unavailable", "database": "unreachable",
-                                      "error": mask_secrets_in(str(error) or type(error).__name__)}, status=503)
+            details = {"database": "unreachable", "error": mask_secrets_in(str(error) or type(error).__name__)}
+            return web.json_response({"status": "unavailable", **(details if local else {})}, status=503)
+        if not local:
+            return web.json_response({"status": "ok"})
         return web.json_response({"status": "ok", "database": "ok",
                                   "database_ms": round((time.monotonic() - started) * 1000, 1),
                                   "received": self.state.received, "ok": self.state.ok,
@@ -322,3 +329,16 @@ class WebhookListener:
                 report.duplicates += 1
             else:
                 report.applied += 1
+
+
+FORWARDING_HEADERS = ("X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-IP")
+
+
+def _is_local(request: web.Request) -> bool:
+    """A request from this machine that no proxy or tunnel forwarded."""
+    if any(name in request.headers for name in FORWARDING_HEADERS):
+        return False
+    try:
+        return ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
+    except ValueError:
+        return False
