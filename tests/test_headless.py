@@ -128,6 +128,18 @@ def test_json_output_of_each_command_matches_golden(settings, emulator, clean_db
         assert conn.execute("SELECT count(*) FROM stripe.customers").fetchone() == (0,)
 
 
+def test_global_flags_work_on_either_side_of_the_command_and_usage_names_headless(settings):
+    after = _run("status", "--headless", "--json", "-v", *settings)
+    assert after.returncode == 0, after.stderr
+    [record] = [json.loads(line) for line in after.stdout.splitlines() if '"status"' in line]
+    assert record["kind"] == "status" and record["schema_revision"]
+    usage = _run("--headless", "backfill", "--help")
+    assert usage.stdout.startswith("usage: stripe-sync-tui --headless backfill")
+    assert "--demo" in usage.stdout and "--json" in usage.stdout
+    nested = _run("--headless", "webhooks", "create", "--help")
+    assert nested.stdout.startswith("usage: stripe-sync-tui --headless webhooks create")
+
+
 def test_usage_errors_exit_2_with_a_message(settings):
     cases = [
         (["--headless"], "needs a command"),

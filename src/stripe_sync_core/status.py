@@ -347,6 +347,15 @@ async def last_event(db: Database) -> dict | None:
         "SELECT id, type, received_at, outcome FROM stripe._events ORDER BY received_at DESC LIMIT 1")
 
 
+async def schema_revision(db: Database) -> str | None:
+    """The Alembic revision the `stripe` schema is at (None before the first migration)."""
+    present = await db.fetch_one("SELECT to_regclass('stripe._migrations') IS NOT NULL AS present")
+    if not present or not present["present"]:
+        return None
+    row = await db.fetch_one("SELECT version_num FROM stripe._migrations LIMIT 1")
+    return row["version_num"] if row else None
+
+
 async def dead_letters(db: Database, limit: int = 5) -> tuple[int, list[dict]]:
     """How many signed events could not be stored (see webhooks.DEAD_LETTER), and the newest few
     (event id, type, received_at, deliveries, reason, body size); the bodies stay in the table."""

@@ -86,11 +86,17 @@ def _add_settings(parser: argparse.ArgumentParser, *, suppress: bool = False) ->
 
 
 def _settings_parent() -> argparse.ArgumentParser:
-    # Settings are accepted after the command too; SUPPRESS keeps them from overwriting earlier ones.
+    # Every global flag is accepted after the command too (`backfill all --demo --json`); SUPPRESS
+    # keeps an absent one from overwriting what came before the command.
     parent = argparse.ArgumentParser(add_help=False)
     _add_settings(parent, suppress=True)
-    parent.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="JSON lines on stdout, logs on stderr")
+    flags = parent.add_argument_group("global flags (before or after the command)")
+    flags.add_argument("--headless", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    flags.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help="JSON lines on stdout, logs on stderr")
+    flags.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                       help="offline: embedded PostgreSQL and the local Stripe emulator")
+    flags.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more on stderr")
     return parent
 
 

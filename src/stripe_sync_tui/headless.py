@@ -39,7 +39,8 @@ EXIT_CODES: dict[ErrorKind, int] = {
 
 def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help_text, description=help_text, parents=parents)
+        return commands.add_parser(name, help=help_text, description=help_text, parents=parents,
+                                   prog=f"stripe-sync-tui --headless {name}")
 
     command("migrate", "create or upgrade the `stripe` schema (safe to run twice or concurrently)")
     command("status", "schema revision, stored rows per table, open runs, last webhook event")
@@ -182,10 +183,13 @@ async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) 
         runs = await status.open_runs(db)
         last_event = await status.last_event(db)
         dead_letter_count, dead = await status.dead_letters(db)
-        out.data({"kind": "status", "database": db.display_url, "stripe_key": mask_secret(config.stripe_secret_key),
+        revision = await status.schema_revision(db)
+        out.data({"kind": "status", "database": db.display_url, "schema_revision": revision,
+                  "stripe_key": mask_secret(config.stripe_secret_key),
                   "mode": mode_label(config.livemode), "open_runs": len(runs), "last_event": last_event,
                   "dead_letters": dead_letter_count},
-                 text=f"database {db.display_url}  key {mask_secret(config.stripe_secret_key) or '-'}  "
+                 text=f"database {db.display_url}  schema {revision or '-'}  "
+                      f"key {mask_secret(config.stripe_secret_key) or '-'}  "
                       f"mode {mode_label(config.livemode)}  open runs {len(runs)}  "
                       f"last event {last_event['type'] + ' at ' + str(last_event['received_at']) if last_event else '-'}"
                       f"  dead letters {dead_letter_count}")
