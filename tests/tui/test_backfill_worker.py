@@ -1,5 +1,5 @@
 """The console does no bulk work: a backfill started on screen 3 runs in a worker process (the headless
-CLI), which the console follows, stops and resumes.
+CLI), which the console follows, stops, resumes and, when quitting, stops or leaves running.
 
 Real parts throughout: PostgreSQL, the emulator over HTTP, and a real child process. A request budget of
 2/s keeps a run of every type going long enough to act on it mid-run; nothing here measures time.
@@ -7,6 +7,7 @@ Real parts throughout: PostgreSQL, the emulator over HTTP, and a real child proc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from textual.widgets import Button, Input, SelectionList, Static
 
 from stripe_sync_tui.backfill_process import BackfillProcess
 from stripe_sync_tui.screens.backfill import BackfillScreen
+from stripe_sync_tui.screens.dialogs import QuitDialog
 from stripe_sync_tui.widgets.grid import ChunkGrid
 
 from .conftest import SIZE, loaded, until
@@ -42,6 +44,15 @@ def open_runs(url: str) -> int:
 
 def command_line(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().rstrip("\0").split("\0")
+
+
+async def wait_for(predicate: Any, timeout: float = WORKER_STARTS) -> None:
+    """Outside the app (after it exited): poll until `predicate()` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, f"timed out waiting for {predicate}"
+        await asyncio.sleep(0.05)
 
 
 def worker_settings(pid: int) -> dict[str, Any]:
@@ -219,3 +230,45 @@ async def test_resume_runs_at_the_forms_concurrency(make_app, clean_db, stripe_s
             assert resumed.process is not None and resumed.process.returncode == 0
             assert most_running <= 1
     assert open_runs(clean_db) == 0
+
+
+async def test_quit_with_a_worker_running_asks_and_detach_leaves_it_running(make_app, clean_db, stripe_server):
+    app = make_app()
+    workers: list[BackfillProcess] = []
+    with reaped(workers):
+        async with app.run_test(size=SIZE) as pilot:
+            screen, worker = await start_backfill(pilot)
+            workers.append(worker)
+            await until(pilot, lambda: worker.run_id is not None, WORKER_STARTS)
+            await pilot.press("ctrl+c")
+            assert isinstance(app.screen, QuitDialog)
+            assert app.screen.focused is app.screen.query_one("#cancel", Button)
+            await pilot.press("escape")
+            assert app.screen is screen and worker.running
+            await pilot.press("q")
+            assert isinstance(app.screen, QuitDialog)
+            await pilot.click("#detach")
+        assert app.detached_worker is worker
+        assert worker.process is not None and worker.process.poll() is None, "detached: still working"
+        streamed = worker.progress_path.stat().st_size
+        await wait_for(lambda: worker.progress_path.stat().st_size > streamed)  # still reporting progress
+        worker.process.send_signal(signal.SIGINT)  # the way the console's exit message says to stop it
+        assert worker.process.wait(WORKER_STARTS) == 130
+    assert open_runs(clean_db) == 1 and chunk_counts(clean_db).get("running", 0) == 0
+
+
+async def test_quit_and_stop_stops_the_worker_cleanly_before_exiting(make_app, clean_db, stripe_server):
+    app = make_app()
+    workers: list[BackfillProcess] = []
+    with reaped(workers):
+        async with app.run_test(size=SIZE) as pilot:
+            _, worker = await start_backfill(pilot)
+            workers.append(worker)
+            await until(pilot, lambda: worker.run_id is not None, WORKER_STARTS)
+            await pilot.press("q")
+            assert isinstance(app.screen, QuitDialog)
+            await pilot.click("#stop")
+            await until(pilot, lambda: not worker.running, WORKER_STARTS)
+        assert worker.process is not None and worker.process.returncode == 130
+        assert not worker.progress_path.parent.exists()  # not detached: its files are gone with it
+    assert open_runs(clean_db) == 1 and chunk_counts(clean_db).get("running", 0) == 0
