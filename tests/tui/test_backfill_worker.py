@@ -8,6 +8,7 @@ Real parts throughout: PostgreSQL, the emulator over HTTP, and a real child proc
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -20,7 +21,12 @@ from typing import Any
 import psycopg
 from textual.widgets import Button, Input, SelectionList, Static
 
-from stripe_sync_tui.backfill_process import BackfillProcess
+from stripe_sync_core.config import SyncConfig
+from stripe_sync_core.progress import RecordingSink
+from stripe_sync_core.results import ObjectBackfillResult
+from stripe_sync_core.stripe_api import ApiStats
+from stripe_sync_tui.backfill_process import BackfillCommand, BackfillProcess, RequestStats
+from stripe_sync_tui.output import HeadlessProgress, Output
 from stripe_sync_tui.screens.backfill import BackfillScreen
 from stripe_sync_tui.screens.dialogs import QuitDialog
 from stripe_sync_tui.widgets.grid import ChunkGrid
@@ -100,6 +106,61 @@ async def start_backfill(pilot: Any, *, objects: list[str] | None = None, budget
     worker = app.engine.backfill_worker
     assert worker is not None and worker.pid != os.getpid()
     return screen, worker
+
+
+# -- the command and its stream, without a process ----------------------------------------------------
+
+
+def test_the_workers_command_line_is_one_the_cli_accepts():
+    from stripe_sync_core.chunking import parse_created_bound
+    from stripe_sync_tui.cli import build_parser
+
+    command = BackfillCommand(("customers", "invoices"), created_gte=1_765_843_200, created_lte=1_768_435_199,
+                              chunk="week", concurrency=1)
+    args = build_parser().parse_args(command.arguments())
+    assert (args.headless, args.json, args.command, args.object, args.chunk, args.concurrency, args.join) == \
+        (True, True, "backfill", "customers,invoices", "week", 1, False)
+    assert (parse_created_bound(args.since), parse_created_bound(args.until, end=True)) == (1_765_843_200, 1_768_435_199)
+    joined = build_parser().parse_args(BackfillCommand(None, concurrency=3).arguments())
+    assert (joined.join, joined.concurrency, joined.since, joined.chunk) == (True, 3, None, None)
+    assert build_parser().parse_args(BackfillCommand(("all",)).arguments()).object == "all"
+
+
+def test_each_record_of_the_stream_replays_as_the_call_that_printed_it():
+    """What `HeadlessProgress` prints with --json, `BackfillProcess.replay` turns back into the same
+    progress-sink calls: the console's sink sees a worker as it saw the engine in process."""
+    stats = ApiStats(requests=40, retries=3, rate_limited=2)
+    calls: list[tuple[str, tuple]] = [
+        ("run_started", (7, ["customers", "invoices"], 3)),
+        ("chunk_started", (7, "customers", 11, 100, 200)),
+        ("objects_estimated", (7, "customers", 250)),
+        ("objects_stored", (7, "customers", 11, 100)),
+        ("request_rate", (12.5,)),
+        ("chunk_done", (7, "customers", 11, "complete", 100, None)),
+        ("chunk_started", (7, "invoices", 12, None, None)),
+        ("chunk_done", (7, "invoices", 12, "error", 0, "Stripe answered 500")),
+        ("message", ("warning", "split chunk 11")),
+    ]
+    stream = io.StringIO()
+    printer = HeadlessProgress(Output(json_mode=True, stdout=stream, stderr=io.StringIO()))
+    printer.api_stats = stats
+    for name, args in calls:
+        getattr(printer, name)(*args)
+    result = ObjectBackfillResult(stored=100, errors=1, error_messages=["Stripe answered 500"], duration=1.5,
+                                  chunks=2, status="error", estimated_total=250, run_id=7)
+    stream.write(json.dumps({"kind": "backfill", "object": "customers", **result.to_dict()}) + "\n")
+
+    worker = BackfillProcess(BackfillCommand(("customers",)), SyncConfig())
+    sink = RecordingSink()
+    for line in stream.getvalue().splitlines():
+        worker.replay(json.loads(line), sink)
+    assert sink.calls == calls
+    assert worker.run_id == 7 and worker.results == {"customers": result}
+    assert worker.held_chunks == set()  # every chunk it started, it reported done
+    assert worker.stats == RequestStats(12.5, requests=40, rate_limited=2, retries=3)
+
+
+# -- the console and a real worker --------------------------------------------------------------------
 
 
 async def test_a_backfill_started_here_runs_in_a_worker_process_and_completes(make_app, clean_db, stripe_server):
