@@ -102,6 +102,11 @@ class WorkerEnded(StripeSyncError):
 class WorkerStopped(WorkerEnded, Refused):
     """Stopped as on Ctrl-C (by the console or anyone else): its chunks are pending again, resumable."""
 
+    def __init__(self, message: str, *, pid: int, run_id: int | None, requested: bool) -> None:
+        super().__init__(message, pid=pid, run_id=run_id)
+        self.requested = requested
+        """The console asked it to stop (`c`, or quitting); False: a signal from elsewhere."""
+
 
 class WorkerKilled(WorkerEnded):
     """Killed by a signal it could not handle (kill -9): the chunks it held still read 'running'."""
@@ -271,7 +276,7 @@ class BackfillProcess:
             who = "on request" if self.stop_requested else "by a signal from outside the console"
             raise WorkerStopped(f"the backfill worker (pid {self.pid}) stopped {who}: {run} stays open, "
                                 "its chunks pending with their cursors; shift+r resumes it",
-                                pid=self.pid, run_id=self.run_id)
+                                pid=self.pid, run_id=self.run_id, requested=self.stop_requested)
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
             held = len(self.held_chunks)

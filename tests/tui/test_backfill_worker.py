@@ -229,6 +229,22 @@ async def test_cancel_stops_the_worker_cleanly_and_leaves_the_run_resumable(make
     assert counts.get("running", 0) == 0 and counts.get("pending", 0) >= 1, counts
 
 
+async def test_a_worker_stopped_from_elsewhere_says_so(make_app, clean_db, stripe_server):
+    app = make_app()
+    workers: list[BackfillProcess] = []
+    with reaped(workers):
+        async with app.run_test(size=SIZE) as pilot:
+            screen, worker = await start_backfill(pilot)
+            workers.append(worker)
+            await until(pilot, lambda: worker.run_id is not None, WORKER_STARTS)
+            os.kill(worker.pid, signal.SIGTERM)  # an operator's `kill`: the CLI stops as on Ctrl-C
+            await until(pilot, lambda: not screen.running, WORKER_STARTS)
+            assert any("stopped by a signal from outside the console" in text for text in app.notified), \
+                app.notified
+            await until(pilot, lambda: screen.resumable is not None)
+    assert chunk_counts(clean_db).get("running", 0) == 0
+
+
 async def test_a_killed_worker_is_reported_and_resume_completes_the_run(make_app, clean_db, stripe_server):
     app = make_app()
     workers: list[BackfillProcess] = []

@@ -273,6 +273,8 @@ class BackfillScreen(ConsoleScreen):
         if isinstance(error, WorkerKilled):
             self.worker_lost = f"worker killed: {error.held_chunks} chunk(s) still read running"
             self.notify(str(error), title="Backfill worker killed", severity="error", timeout=15)
+        elif isinstance(error, WorkerStopped) and not error.requested:
+            self.notify(str(error), title="Backfill worker stopped", severity="warning", timeout=10)
         elif isinstance(error, WorkerStopped) or not isinstance(error, Exception):
             self.notify("Backfill cancelled: the run stays open; shift+r resumes it.", title="Backfill",
                         severity="warning")
