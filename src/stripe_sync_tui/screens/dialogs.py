@@ -119,6 +119,9 @@ class QuitDialog(ModalScreen[QuitChoice | None]):
     Dismisses with "stop", "detach" or None (stay); Cancel has the focus.
     """
 
+    DEFAULT_CSS = """
+    QuitDialog .dialog-buttons Button { min-width: 10; }
+    """
     BINDINGS = [("escape", "cancel", "Cancel")]
 
     def __init__(self, target: str, livemode: bool | None) -> None:
