@@ -174,11 +174,15 @@ class BackfillProcess:
         self._stream = open(self.progress_path, "rb")  # noqa: SIM115 - read as it grows, closed at the end
 
     def stop(self) -> bool:
-        """Ask the worker to stop as on Ctrl-C (chunks released with their cursors); False once it has ended."""
+        """Ask the worker to stop as on Ctrl-C (chunks released with their cursors); False once it has ended.
+
+        Asked once only: a second SIGINT would interrupt the worker's clean-up (asyncio's runner raises
+        KeyboardInterrupt at once on the second one), leaving its chunks 'running'."""
         if self.process is None or not self.running:
             return False
-        self.stop_requested = True
-        self.process.send_signal(signal.SIGINT)
+        if not self.stop_requested:
+            self.stop_requested = True
+            self.process.send_signal(signal.SIGINT)
         return True
 
     def detach(self) -> None:

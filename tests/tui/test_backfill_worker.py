@@ -218,6 +218,8 @@ async def test_cancel_stops_the_worker_cleanly_and_leaves_the_run_resumable(make
             workers.append(worker)
             await until(pilot, lambda: screen.run_id is not None, WORKER_STARTS)
             await pilot.press("c")
+            assert "stopping" in title(screen)
+            await pilot.press("c")  # impatient: still one clean stop, not an interrupted clean-up
             await until(pilot, lambda: not screen.running, WORKER_STARTS)
             assert worker.process is not None and worker.process.returncode == 130  # the CLI's Ctrl-C
             assert any("Backfill cancelled" in text for text in app.notified), app.notified
