@@ -278,18 +278,18 @@ class BackfillProcess:
         run = f"run #{self.run_id}" if self.run_id is not None else "the run"
         if code == EXIT_INTERRUPTED:
             who = "on request" if self.stop_requested else "by a signal from outside the console"
-            raise WorkerStopped(f"the backfill worker (pid {self.pid}) stopped {who}: {run} stays open, "
+            raise WorkerStopped(f"The backfill worker (pid {self.pid}) stopped {who}: {run} stays open, "
                                 "its chunks pending with their cursors; shift+r resumes it",
                                 pid=self.pid, run_id=self.run_id, requested=self.stop_requested)
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
             held = len(self.held_chunks)
             raise WorkerKilled(
-                f"the backfill worker (pid {self.pid}) was killed ({name}) before it could give its chunks "
+                f"The backfill worker (pid {self.pid}) was killed ({name}) before it could give its chunks "
                 f"back: {held} chunk(s) of {run} still read 'running'. A resume takes them over once PostgreSQL "
                 f"has closed the dead worker's session, at the latest when their {LEASE_SECONDS:.0f} s lease "
                 "runs out; shift+r resumes", pid=self.pid, run_id=self.run_id, held_chunks=held)
-        raise WorkerFailed(f"the backfill worker (pid {self.pid}) failed: {reason or f'exit code {code}'}",
+        raise WorkerFailed(f"The backfill worker (pid {self.pid}) failed: {reason or f'exit code {code}'}",
                            pid=self.pid, run_id=self.run_id, exit_code=code)
 
     def _last_error(self) -> str:

@@ -217,7 +217,7 @@ class ConsoleEngine:
     async def _backfill_in_worker(self, command: BackfillCommand, requests_per_second: float | None) -> BackfillResult:
         async def run(sync: StripeSync) -> BackfillResult:
             if self.backfill_worker is not None:
-                raise WorkerBusy(f"the backfill worker pid {self.backfill_worker.pid} still runs: cancel it first")
+                raise WorkerBusy(f"The backfill worker (pid {self.backfill_worker.pid}) still runs: c cancels it first")
             database_url = sync.database.url if sync.is_open else self.config.database_url  # embedded: resolved
             worker = BackfillProcess(command, self.config.with_overrides(
                 database_url=database_url, max_requests_per_second=requests_per_second))
