@@ -42,6 +42,40 @@ def test_bad_settings_are_clear_errors(tmp_path: Path):
         SyncConfig(initial_retry_delay_ms=10, max_retry_delay_ms=1)
 
 
+def test_a_child_process_loads_exactly_the_settings_it_is_given(tmp_path: Path):
+    """`child_environment` (how the console hands its settings to a backfill worker): every setting, in
+    one variable, over the config file; the single-setting variables of the parent dropped so they
+    cannot override; a flag given to the child still wins."""
+    config_file = tmp_path / "config.toml"
+    config_file.write_text('max_retries = 9\nstripe_api_base = "http://file.test"\n')
+    config = SyncConfig(database_url="postgresql://user:pw@db.test/app", stripe_secret_key="sk_test_child1234",
+                        stripe_api_base="http://127.0.0.1:1234", max_retries=0, max_requests_per_second=0,
+                        revalidate_objects_via_stripe_api=("customers",), listener_port=0)
+    parent = {"PATH": os.environ.get("PATH", ""), "STRIPE_SYNC_CONFIG": str(config_file),
+              "DATABASE_URL": "postgresql://parent/db", "STRIPE_API_KEY": "sk_test_parent9999"}
+    environment = config.child_environment(parent)
+
+    assert "DATABASE_URL" not in environment and "STRIPE_API_KEY" not in environment
+    assert environment["PATH"] == parent["PATH"]
+    assert [name for name, value in environment.items() if "sk_test_child1234" in value] == ["STRIPE_SYNC_SETTINGS"]
+    assert load_config({}, environ=environment) == config
+    assert load_config({"database_url": "postgresql://flag/db"}, environ=environment).database_url \
+        == "postgresql://flag/db"
+
+    shown = subprocess.run(
+        [sys.executable, "-c", "from stripe_sync_core.config import load_config; c = load_config(); "
+         "print(c.stripe_secret_key, c.stripe_api_base, c.max_retries, c.max_requests_per_second, c.database_url)"],
+        env=environment, capture_output=True, text=True, check=True).stdout.split()
+    assert shown == ["sk_test_child1234", "http://127.0.0.1:1234", "0", "0", "postgresql://user:pw@db.test/app"]
+
+
+def test_a_malformed_settings_variable_is_a_clear_error():
+    with pytest.raises(ConfigError, match="STRIPE_SYNC_SETTINGS is not JSON"):
+        load_config({}, environ={"STRIPE_SYNC_SETTINGS": "{"})
+    with pytest.raises(ConfigError, match="unknown: colour"):
+        load_config({}, environ={"STRIPE_SYNC_SETTINGS": '{"colour": "red"}'})
+
+
 def test_secrets_keep_only_their_last_four_characters():
     assert mask_secret("sk_test_51HabcdefghijklmnopWXYZ") == "sk_test_...WXYZ"
     assert mask_secret("whsec_abcdefghijklmnop1234") == "whsec_...1234"

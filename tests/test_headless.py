@@ -176,6 +176,31 @@ async def test_refusals_exit_2_and_name_the_way_forward(settings, clean_db, emul
     assert "Traceback" not in refused.stderr
 
 
+def test_one_run_covers_several_types_and_the_stream_counts_429s_and_retries(clean_db, tmp_path):
+    """`backfill customers,products`: one run, one summary per type; the live `request_rate` records
+    carry the process's request totals, 429s and retries (what the console shows per run)."""
+    emu = StripeEmulator(seed=7, customers=30, start=START, end=END, rate_limit=4).start()
+    config = tmp_path / "config.toml"  # no budget of its own: Stripe's (the emulator's) 429s pace it
+    config.write_text("max_requests_per_second = 0\nmax_retries = 20\ninitial_retry_delay_ms = 20\n"
+                      "max_retry_delay_ms = 200\n")
+    try:
+        result = _run("--headless", "--json", "backfill", "customers,products", "--chunk", "month",
+                      "--database-url", clean_db, "--stripe-key", emu.secret_key, "--stripe-api-base", emu.api_base,
+                      env={"STRIPE_SYNC_CONFIG": str(config)})
+        assert result.returncode == 0, result.stderr
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        started = [r for r in records if r["kind"] == "run_started"]
+        assert len(started) == 1 and started[0]["objects"] == ["customers", "products"]
+        stored = {r["object"]: r["stored"] for r in records if r["kind"] == "backfill"}
+        assert stored == {"customers": len(emu.objects("customers")), "products": len(emu.objects("products"))}
+        rates = [r for r in records if r["kind"] == "request_rate"]
+        assert rates, "a run paced by 429s lasts more than one report period"
+        assert {"requests", "rate_limited", "retries"} <= set(rates[-1])
+        assert rates[-1]["rate_limited"] >= 1 and rates[-1]["retries"] >= rates[-1]["rate_limited"]
+    finally:
+        emu.close()
+
+
 def test_unreachable_database_exits_1_without_traceback(emulator):
     result = _run("--headless", "status", "--database-url", "postgresql://u:pw@127.0.0.1:1/x",
                   "--stripe-key", emulator.secret_key)

@@ -7,6 +7,7 @@ progress into messages; `actions.py` is the one key registry; each screen module
 from __future__ import annotations
 
 import os
+import sys
 import time
 import tomllib
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from stripe_sync_core.config import SyncConfig, default_config_path
 from stripe_sync_core.masking import mask_database_url
 
 from . import actions
+from .backfill_process import BackfillProcess
 from .clock import Clock, SystemClock
 from .engine import ConsoleEngine
 from .messages import ConnectionFailed, EngineConnected, EngineReported, HealthChecked, OperationFailed
@@ -30,6 +32,7 @@ from .problems import Problem, problem_from
 from .screens.backfill import BackfillScreen
 from .screens.base import ConsoleScreen
 from .screens.deletion import DeletionScreen
+from .screens.dialogs import QuitChoice, QuitDialog
 from .screens.help import HelpScreen
 from .screens.listener import ListenerScreen
 from .screens.problem import ProblemScreen
@@ -85,6 +88,8 @@ class ConsoleApp(App[int]):
         self.account: dict | None = None
         self.problem: Problem | None = None
         self._stripe_checked_at = 0.0
+        self.detached_worker: BackfillProcess | None = None
+        """A backfill worker the operator chose to leave running when quitting."""
         self.database_display = self.settings.database_label or (
             mask_database_url(config.database_url) if config.database_url else "embedded PostgreSQL")
         self.set_reactive(ConsoleApp.connection, ConnectionState(
@@ -113,6 +118,44 @@ class ConsoleApp(App[int]):
 
     def key_for(self, entry: actions.ConsoleAction) -> str:
         return self.keymap.get(entry.id, entry.key).split(",")[0]
+
+    # -- quitting: a backfill worker started here is stopped cleanly or detached, never just orphaned --
+
+    async def action_quit(self) -> None:
+        self.confirm_quit()
+
+    def action_help_quit(self) -> None:
+        """ctrl+c quits too (as in k9s and lazygit), through the same question."""
+        self.confirm_quit()
+
+    def confirm_quit(self) -> None:
+        worker = self.engine.backfill_worker if self.engine is not None else None
+        if worker is None:
+            self.exit()
+            return
+        if isinstance(self.screen, QuitDialog):
+            return
+        run = f"Run #{worker.run_id}" if worker.run_id is not None else "A run being planned"
+        self.push_screen(QuitDialog(f"{run} · worker process pid {worker.pid}", self.livemode), self._quit_chosen)
+
+    def _quit_chosen(self, choice: QuitChoice | None) -> None:
+        if choice == "detach":
+            assert self.engine is not None
+            self.detached_worker = self.engine.detach_backfill()
+            self.exit()
+        elif choice == "stop":
+            self.stop_backfill_and_quit()
+
+    @work(exclusive=True, group="quit", exit_on_error=False)
+    async def stop_backfill_and_quit(self) -> None:
+        assert self.engine is not None
+        self.notify("Stopping the backfill worker: its chunks go back to pending.", title="Quitting")
+        self.engine.stop_backfill()
+        if await self.engine.backfill_stopped(timeout=60):
+            self.exit()
+        else:
+            self.notify("The backfill worker has not stopped after 60 s: q asks again (detach leaves it).",
+                        title="Quitting", severity="error")
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -251,4 +294,9 @@ def run_console(config: SyncConfig, *, read_only: bool = False, demo: bool = Fal
 def _run(config: SyncConfig, read_only: bool) -> int:
     app = ConsoleApp(config, read_only=read_only, keymap=load_keymap())
     result = app.run()
+    worker = app.detached_worker
+    if worker is not None and worker.running:
+        run = f"run #{worker.run_id}" if worker.run_id is not None else "its run"
+        print(f"The backfill worker (pid {worker.pid}) keeps working {run}; its progress: {worker.progress_path}. "
+              f"`kill -INT {worker.pid}` stops it cleanly.", file=sys.stderr)
     return result or 0

@@ -1,7 +1,8 @@
 """The engine's home inside the console: its own asyncio loop in its own thread.
 
-The `StripeSync` (its pool, its Stripe client, a backfill or the listener) lives on that loop, so
-engine work never competes with key handling on the UI loop except for the GIL. Screens reach it
+The `StripeSync` (its pool, its Stripe client, the listener) lives on that loop, so engine work never
+competes with key handling on the UI loop except for the GIL. Bulk work does not run here at all: a
+backfill runs in a worker process (`backfill_process.py`), followed from this loop. Screens reach it
 only through the named, typed methods below (awaited inside their workers): each runs on the engine's
 loop and returns plain data (the core's result dataclasses, or a view copied there), so a renamed
 engine method is a type error here and nowhere else.
@@ -13,10 +14,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from stripe_sync_core import status
 from stripe_sync_core.config import SyncConfig
+from stripe_sync_core.errors import Refused
 from stripe_sync_core.listener import WebhookListener
 from stripe_sync_core.loop_thread import LoopThread
 from stripe_sync_core.managed_webhooks import ManagedWebhook
@@ -34,6 +36,8 @@ from stripe_sync_core.status import (
 )
 from stripe_sync_core.stripe_api import stripe_request_budget
 from stripe_sync_core.sync import StripeSync
+
+from .backfill_process import BackfillCommand, BackfillProcess
 
 T = TypeVar("T")
 
@@ -101,6 +105,10 @@ def listener_view(listener: WebhookListener | None) -> ListenerView:
                   ("5xx", state.server_errors)),
     )
 
+class WorkerBusy(Refused):
+    """A backfill worker this console started still runs."""
+
+
 class ConsoleEngine:
     """One `StripeSync` for the console's lifetime, and the listener when it runs."""
 
@@ -110,6 +118,8 @@ class ConsoleEngine:
         self.thread = LoopThread(name="stripe-sync-console-engine")
         self.sync = StripeSync(config, progress=sink)
         self.listener: WebhookListener | None = None
+        self.worker: BackfillProcess | None = None
+        """The last backfill worker process started from this console."""
 
     @property
     def database_display(self) -> str:
@@ -189,19 +199,56 @@ class ConsoleEngine:
 
         await self._on_engine_loop(change)
 
-    async def backfill(self, objects: Sequence[str], **arguments: Any) -> BackfillResult:
-        """`process_until_done` for each of `objects` in turn (one run each); the results merged."""
+    # -- backfills: in a worker process (backfill_process.py), followed from the engine loop ---------
 
+    async def backfill(self, objects: Sequence[str], *, created_gte: int | None = None,
+                       created_lte: int | None = None, chunk: str | int | None = None,
+                       concurrency: int | None = None, requests_per_second: float | None = None) -> BackfillResult:
+        """Backfill `objects` (one run covers them all) in a worker process; its summary once done.
+        `requests_per_second` is the worker's request budget (None: the settings', 0: unlimited)."""
+        command = BackfillCommand(tuple(objects), created_gte, created_lte, chunk, concurrency)
+        return await self._backfill_in_worker(command, requests_per_second)
+
+    async def join_open_run(self, concurrency: int | None = None, *,
+                            requests_per_second: float | None = None) -> BackfillResult:
+        """A worker process joins the open run (`backfill --join`): a resume, at `concurrency` chunks at once."""
+        return await self._backfill_in_worker(BackfillCommand(None, concurrency=concurrency), requests_per_second)
+
+    async def _backfill_in_worker(self, command: BackfillCommand, requests_per_second: float | None) -> BackfillResult:
         async def run(sync: StripeSync) -> BackfillResult:
-            results: BackfillResult = {}
-            for name in objects:
-                results.update(await sync.process_until_done(name, **arguments))
-            return results
+            if self.backfill_worker is not None:
+                raise WorkerBusy(f"The backfill worker (pid {self.backfill_worker.pid}) still runs: c cancels it first")
+            database_url = sync.database.url if sync.is_open else self.config.database_url  # embedded: resolved
+            worker = BackfillProcess(command, self.config.with_overrides(
+                database_url=database_url, max_requests_per_second=requests_per_second))
+            self.worker = worker
+            worker.start()
+            return await worker.follow(self.sink)
 
         return await self._on_engine_loop(run)
 
-    async def join_open_run(self) -> BackfillResult:
-        return await self._on_engine_loop(lambda sync: sync.join_open_run())
+    @property
+    def backfill_worker(self) -> BackfillProcess | None:
+        """The worker process this console started, while it runs."""
+        worker = self.worker
+        return worker if worker is not None and worker.running else None
+
+    def stop_backfill(self) -> bool:
+        """Ask the running worker to stop cleanly (its follower then ends with `WorkerStopped`); False if none runs."""
+        worker = self.backfill_worker
+        return worker.stop() if worker is not None else False
+
+    async def backfill_stopped(self, timeout: float | None = None) -> bool:
+        """Until the worker has ended (True), or `timeout` seconds have passed (False)."""
+        worker = self.worker
+        return True if worker is None else await self.thread.run(worker.wait(timeout))
+
+    def detach_backfill(self) -> BackfillProcess | None:
+        """Leave the running worker running when the console exits; the worker, or None if none runs."""
+        worker = self.backfill_worker
+        if worker is not None:
+            worker.detach()
+        return worker
 
     async def create_managed_webhook(self, url: str, enabled_events: list[str] | None) -> ManagedWebhook:
         return await self._on_engine_loop(lambda sync: sync.create_managed_webhook(url, enabled_events))

@@ -47,7 +47,8 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
     command("accounts", "the key's account and every account with synced data")
 
     backfill = command("backfill", "copy existing Stripe objects into PostgreSQL (resumable)")
-    backfill.add_argument("object", help="an object type (customers, invoices, ...) or 'all'")
+    backfill.add_argument("object", help="an object type (customers, invoices, ...), several separated by "
+                                         "commas (one run covers them all), or 'all'")
     backfill.add_argument("--since", metavar="DATE", help="only objects created on or after (YYYY-MM-DD)")
     backfill.add_argument("--until", metavar="DATE", help="only objects created on or before (YYYY-MM-DD)")
     backfill.add_argument("--chunk", default=None, metavar="SIZE",
@@ -216,10 +217,15 @@ async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output
 
 
 async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    objects: str | list[str] = "all"
     if args.object != "all":
         from stripe_sync_core.registry import object_type
 
-        object_type(args.object)
+        objects = [name.strip() for name in args.object.split(",") if name.strip()]
+        for name in objects:
+            object_type(name)
+        if len(objects) == 1:
+            objects = objects[0]
     from stripe_sync_core.chunking import parse_created_bound
 
     created_gte, created_lte = parse_created_bound(args.since), parse_created_bound(args.until, end=True)
@@ -237,11 +243,12 @@ async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output
     async def body(sync: StripeSync) -> int:
         from stripe_sync_core.gc_tuning import fewer_collections
 
+        progress.api_stats = sync.stripe.stats  # its 429s and retries ride on the request_rate records
         with fewer_collections():  # this process does nothing else meanwhile
             if args.join:
                 summary = await sync.join_open_run(args.concurrency)
             else:
-                summary = await sync.process_until_done(args.object, created_gte=created_gte,
+                summary = await sync.process_until_done(objects, created_gte=created_gte,
                                                         created_lte=created_lte, chunk=chunk,
                                                         concurrency=args.concurrency)
         progress.finish()

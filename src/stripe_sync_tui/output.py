@@ -6,10 +6,13 @@ import json
 import sys
 import time
 from datetime import date, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from stripe_sync_core.masking import mask_secrets_in
 from stripe_sync_core.progress import ProgressSink
+
+if TYPE_CHECKING:
+    from stripe_sync_core.stripe_api import ApiStats
 
 
 def _default(value: Any) -> Any:
@@ -76,6 +79,8 @@ class HeadlessProgress(ProgressSink):
         self.chunks_done = 0
         self.started = time.monotonic()
         self._last_draw = 0.0
+        self.api_stats: ApiStats | None = None
+        """The Stripe client's counters, once the engine is open: 429s and retries for the JSON stream."""
 
     def run_started(self, run_id: int, objects: list[str], chunks: int) -> None:
         self.chunks_total = chunks
@@ -105,7 +110,11 @@ class HeadlessProgress(ProgressSink):
 
     def request_rate(self, requests_per_second: float) -> None:
         if self.output.json_mode:
-            self.output.data({"kind": "request_rate", "requests_per_second": requests_per_second})
+            record: dict[str, Any] = {"kind": "request_rate", "requests_per_second": requests_per_second}
+            if self.api_stats is not None:  # this process's totals so far
+                record.update(requests=self.api_stats.requests, rate_limited=self.api_stats.rate_limited,
+                              retries=self.api_stats.retries, server_errors=self.api_stats.server_errors)
+            self.output.data(record)
 
     def chunk_done(self, run_id: int, object_name: str, chunk_id: int, status: str, processed: int,
                    error: str | None = None) -> None:

@@ -146,6 +146,15 @@ def test_backfill_interrupted_run(snap, populated):
     assert snap(keys("3", screen_loads=True), resumable)
 
 
+def test_quit_with_a_backfill_worker_running(snap, populated):
+    from stripe_sync_tui.screens.dialogs import QuitDialog
+
+    async def ask(pilot: Any) -> None:
+        await pilot.app.push_screen(QuitDialog("Run #3 · worker process pid 4242", livemode=False))
+
+    assert snap(keys("3", screen_loads=True), ask)
+
+
 # -- 4 delete account data ----------------------------------------------------------------------
 
 

@@ -1,4 +1,8 @@
-"""3 · Backfill: choose objects, a range, chunking, concurrency and budget; plan, start, watch, cancel, resume."""
+"""3 · Backfill: choose objects, a range, chunking, concurrency and budget; plan, start, watch, cancel, resume.
+
+The backfill itself runs in a worker process (`backfill_process.py`); this screen follows it through the
+messages its stream becomes and the database, and stops it with `c`.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from stripe_sync_core.status import RunSummary
 
 from .. import actions
 from .. import format as fmt
+from ..backfill_process import WorkerKilled, WorkerStopped
 from ..engine import BackfillView
 from ..messages import BackfillStopped, ChunkCompleted, ChunkStarted, OperationFailed, RunFinished, RunStarted
 from ..problems import problem_from
@@ -66,6 +71,9 @@ class BackfillScreen(ConsoleScreen):
     def __init__(self) -> None:
         super().__init__()
         self.running = False
+        self.stopping = False
+        self.worker_lost: str | None = None
+        """Why the last worker ended without finishing (killed), shown until the next start."""
         self.run_id: int | None = None
         self.resumable: RunSummary | None = None
         self.plan: list[PlannedChunk] = []
@@ -120,13 +128,18 @@ class BackfillScreen(ConsoleScreen):
             raise FormError("'to' is before 'from'")
         pressed = self.query_one("#chunk", RadioSet).pressed_button
         chunk = str(pressed.label) if pressed else "auto"
+        concurrency, budget = self._pace()
+        return BackfillRequest(objects, gte, lte, chunk, concurrency, budget)
+
+    def _pace(self) -> tuple[int | None, float | None]:
+        """The form's concurrency and request budget (a start and a resume both use them)."""
         concurrency = _parse_number(self.query_one("#concurrency", Input).value, "concurrency", int)
         budget = _parse_number(self.query_one("#budget", Input).value, "request budget", float)
         if concurrency is not None and concurrency < 1:
             raise FormError("concurrency must be 1 or more")
         if budget is not None and budget < 0:
             raise FormError("the request budget must be 0 (unlimited) or more")
-        return BackfillRequest(objects, gte, lte, chunk, concurrency, budget)
+        return concurrency, budget
 
     @on(Button.Pressed, ".presets Button")
     def preset(self, event: Button.Pressed) -> None:
@@ -168,24 +181,26 @@ class BackfillScreen(ConsoleScreen):
         if not self.plan:
             self.action_plan_backfill()
         self._launch(request.object_argument, dict(created_gte=request.created_gte,
-                                                   created_lte=request.created_lte, chunk=request.chunk,
-                                                   concurrency=request.concurrency),
-                     request.requests_per_second)
+                                                   created_lte=request.created_lte, chunk=request.chunk),
+                     request.concurrency, request.requests_per_second)
 
-    def _launch(self, objects: list[str] | None, arguments: dict[str, Any], budget: float | None) -> None:
-        """Backfill `objects` (one engine call each), or join the open run when `objects` is None."""
+    def _launch(self, objects: list[str] | None, arguments: dict[str, Any], concurrency: int | None,
+                budget: float | None) -> None:
+        """Backfill `objects` in a worker process, or join the open run when `objects` is None; the form's
+        concurrency and request budget go to the worker."""
         engine = self.console.engine
         assert engine is not None
         self.running = True
+        self.stopping = False
+        self.worker_lost = None
         self._buttons()
 
         async def backfill() -> RunFinished | None:
-            if budget is not None:
-                await engine.set_request_budget(budget)
             if objects is None:
-                summary = await engine.join_open_run()
+                summary = await engine.join_open_run(concurrency, requests_per_second=budget)
             else:
-                summary = await engine.backfill(objects, **arguments)
+                summary = await engine.backfill(objects, **arguments, concurrency=concurrency,
+                                                requests_per_second=budget)
             return RunFinished(self.run_id or 0, summary)
 
         async def work() -> None:
@@ -207,7 +222,11 @@ class BackfillScreen(ConsoleScreen):
         if not self.running:
             self.notify("No backfill is running here.")
             return
-        self.workers.cancel_group(self, "backfill")
+        assert self.console.engine is not None
+        self.stopping = True
+        if not self.console.engine.stop_backfill():  # its worker not started yet: stop following it
+            self.workers.cancel_group(self, "backfill")
+        self._title()
 
     def action_resume_backfill(self) -> None:
         run = self.resumable
@@ -217,8 +236,13 @@ class BackfillScreen(ConsoleScreen):
         if self.running:
             self.notify("A backfill is already running.", severity="warning")
             return
+        try:
+            concurrency, budget = self._pace()
+        except FormError as error:
+            self.notify(str(error), title="Backfill form", severity="error")
+            return
         self.run_id = run.run_id
-        self._launch(None, {}, None)
+        self._launch(None, {}, concurrency, budget)
 
     def on_run_started(self, message: RunStarted) -> None:
         self.run_id = message.run_id
@@ -243,12 +267,19 @@ class BackfillScreen(ConsoleScreen):
 
     def on_backfill_stopped(self, message: BackfillStopped) -> None:
         self.running = False
+        self.stopping = False
         self._buttons()
-        if isinstance(message.error, Exception):
-            self.console.report_failure(OperationFailed("backfill", problem_from(message.error)))
-        else:
+        error = message.error
+        if isinstance(error, WorkerKilled):
+            self.worker_lost = f"worker killed: {error.held_chunks} chunk(s) still read running"
+            self.notify(str(error), title="Backfill worker killed", severity="error", timeout=15)
+        elif isinstance(error, WorkerStopped) and not error.requested:
+            self.notify(str(error), title="Backfill worker stopped", severity="warning", timeout=10)
+        elif isinstance(error, WorkerStopped) or not isinstance(error, Exception):
             self.notify("Backfill cancelled: the run stays open; shift+r resumes it.", title="Backfill",
                         severity="warning")
+        else:
+            self.console.report_failure(OperationFailed("backfill", problem_from(error)))
         self.action_refresh_now()
 
     # -- live view --------------------------------------------------------------------------------
@@ -280,15 +311,18 @@ class BackfillScreen(ConsoleScreen):
             counts = self.query_one(ChunkGrid).counts()
             done, total = counts.get("complete", 0), sum(counts.values())
             label = f"Run #{self.run_id}" if self.run_id else "Starting"
-            title.update(Content.assemble((label, "bold"), "  ", ("running", "$primary"),
-                                          f"  {done:,}/{total:,} chunks  ", ("c cancels", "$text-muted")))
+            state = ("stopping", "$warning") if self.stopping else ("running", "$primary")
+            title.update(Content.assemble((label, "bold"), "  ", state, f"  {done:,}/{total:,} chunks  ",
+                                          *self._worker_figures(),
+                                          ("" if self.stopping else "c cancels", "$text-muted")))
         elif self.resumable is not None and run is not None:
             done = sum(p.chunks_done for p in view.progress) if view else 0
             total = sum(p.chunks_total for p in view.progress) if view else 0
             title.update(Content.assemble(
                 (f"Run #{run.run_id}", "bold"), "  ", ("interrupted", "$warning"),
-                f"  {done:,}/{total:,} chunks done  ", ("shift+r resumes (unless another process runs it)",
-                                                        "$text-muted")))
+                f"  {done:,}/{total:,} chunks done  ",
+                *((self.worker_lost, "$error"), "  ") if self.worker_lost else (),
+                ("shift+r resumes (unless another process runs it)", "$text-muted")))
         elif self.plan and self.run_id is None:
             title.update(Content.assemble(("Plan", "bold"), f"  {len(self.plan):,} chunks  ",
                                           ("s starts", "$text-muted")))
@@ -296,6 +330,20 @@ class BackfillScreen(ConsoleScreen):
             title.update(Content.assemble((f"Run #{self.run_id}", "bold"), "  finished"))
         else:
             title.update(Content.styled("Choose what to backfill, then p plans and s starts.", "$text-muted"))
+
+    def _worker_figures(self) -> tuple[str | tuple[str, str], ...]:
+        """The worker's pid and its requests: rate, 429s and retries (from its stream)."""
+        engine = self.console.engine
+        worker = engine.backfill_worker if engine is not None else None
+        if worker is None:
+            return ()
+        stats = worker.stats
+        if stats is None:
+            return (f"worker pid {worker.pid}  ",)
+        return (f"{stats.requests_per_second:,.1f} req/s  ",
+                (f"429s {stats.rate_limited:,}", "$warning" if stats.rate_limited else ""), "  ",
+                (f"retries {stats.retries:,}", "$warning" if stats.retries else ""), "  ",
+                (f"pid {worker.pid}  ", "$text-muted"))
 
     def _buttons(self) -> None:
         self.query_one("#start", Button).disabled = self.running

@@ -1,8 +1,9 @@
-"""Dialogs: the destructive-action confirmation and the webhook creation form."""
+"""Dialogs: the destructive-action confirmation, the webhook creation form, and quitting with a worker running."""
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from textual import on
 from textual.app import ComposeResult
@@ -103,6 +104,57 @@ class CreateWebhookDialog(ModalScreen[tuple[str, list[str] | None] | None]):
             error.update(Content.styled("Select at least one event type.", "$error"))
             return
         self.dismiss((url, None if len(events) == len(self.supported) else sorted(events)))
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+QuitChoice = Literal["stop", "detach"]
+
+
+class QuitDialog(ModalScreen[QuitChoice | None]):
+    """Quitting while a backfill worker started here runs: stop it cleanly, leave it running, or stay.
+
+    Dismisses with "stop", "detach" or None (stay); Cancel has the focus.
+    """
+
+    DEFAULT_CSS = """
+    QuitDialog .dialog-buttons Button { min-width: 10; }
+    """
+    BINDINGS = [("escape", "cancel", "Cancel")]
+
+    def __init__(self, target: str, livemode: bool | None) -> None:
+        super().__init__(classes="dialog")
+        self.target = target
+        self.livemode = livemode
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog-box destructive"):
+            yield Label(Content.styled("A backfill is running", "bold $error"), classes="dialog-title")
+            yield Static(Content(self.target), classes="dialog-target")
+            yield Static(Content.assemble("Mode: ", mode_content(self.livemode)), classes="dialog-mode")
+            yield Static(Content.assemble(
+                ("Stop: ", "bold"), "the worker stops cleanly; its chunks go back to pending with their "
+                "cursors, and shift+r resumes the run later."))
+            yield Static(Content.assemble(
+                ("Detach: ", "bold"), "the worker keeps running after the console exits; join the run later "
+                "(shift+r, or --headless backfill all --join)."))
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Detach", id="detach", variant="warning", compact=True)
+                yield Button("Stop the backfill and quit", id="stop", variant="error", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    @on(Button.Pressed, "#stop")
+    def stop(self) -> None:
+        self.dismiss("stop")
+
+    @on(Button.Pressed, "#detach")
+    def detach(self) -> None:
+        self.dismiss("detach")
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
