@@ -279,7 +279,7 @@ async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) 
     from stripe_sync_core.listener import ready_banner
 
     async def body(sync: StripeSync) -> int:
-        listener = sync.listener(host=args.host, port=args.port or config.listener_port,
+        listener = sync.listener(host=args.host, port=config.listener_port if args.port is None else args.port,
                                  remove_webhook_on_exit=args.remove_webhook_on_exit)
         state = await listener.start()
         out.data({"kind": "listening", "local_url": state.local_url, "public_url": state.public_url,
