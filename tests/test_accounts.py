@@ -4,8 +4,10 @@ thread."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -225,3 +227,58 @@ async def test_blocking_facade_from_a_plain_thread(db, clean_db, two_accounts):
     assert not thread.is_alive()
     assert results["accounts"] == [ACCOUNT_A, ACCOUNT_B]
     assert results["preview"].deleted_record_counts["customers"] == 2
+
+
+# -- the listener whose managed webhook a deletion removes ------------------------------------------
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Wait for something another task does (a guard against hanging, not a timing assertion)."""
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_a_deletion_makes_the_running_listener_re_register_its_webhook(engine, emulator):
+    own = await engine.own_account_id()
+    async with engine.listener(port=0, manage_webhook=True, catch_up=False, webhook_check_seconds=None) as listener:
+        old = listener.state.webhook_id
+        report = await engine.dangerously_delete_synced_account_data(own, dry_run=False)
+        assert [hook.id for hook in report.managed_webhooks] == [old]
+        assert report.webhooks_removed_from_stripe == [old]
+
+        new = listener.state.webhook_id
+        assert listener.state.running and new and new != old
+        assert listener.state.notice == f"managed webhook {old} was deleted; re-registered {new} for " \
+                                        f"{listener.state.webhook_url}"
+        assert ("warning", listener.state.notice) in [args for name, args in engine.progress.calls
+                                                      if name == "message"]
+        endpoints = (await engine.stripe.get("/v1/webhook_endpoints"))["data"]
+        assert [(e["id"], e["url"]) for e in endpoints] == [(new, listener.state.webhook_url)]
+        # Its feed is alive again: Stripe delivers to the new webhook.
+        emulator.create("customers", {"email": "after-deletion@example.test"})
+        await until(lambda: listener.state.ok > 0)
+
+
+async def test_the_listener_stops_when_its_webhook_is_gone_and_cannot_be_re_registered(engine, emulator,
+                                                                                      clean_db):
+    own = await engine.own_account_id()
+    listener = engine.listener(port=0, manage_webhook=True, catch_up=False, webhook_check_seconds=0.05)
+    await listener.start()
+    try:
+        old = listener.state.webhook_id
+        emulator.set_error_rate(1.0)  # Stripe fails every call from now on
+        # Another process deletes the account's data: the listener's watch notices.
+        async with StripeSync(engine.config) as other:
+            report = await other.dangerously_delete_synced_account_data(own, dry_run=False)
+        assert any(f"{old} was not removed from Stripe" in w for w in report.warnings)
+        await until(lambda: not listener.state.running)
+        assert listener.state.webhook_id is None
+        assert listener.state.notice.startswith(f"the listener stopped: its managed webhook {old} was deleted")
+        assert ("error", listener.state.notice) in [args for name, args in engine.progress.calls
+                                                    if name == "message"]
+    finally:
+        emulator.set_error_rate(0)
+        await listener.stop()
