@@ -158,8 +158,27 @@ async def test_refusals_exit_2_and_name_the_way_forward(settings, clean_db, emul
         account = await sync.own_account_id()
     refused = _run("--headless", "delete-account", account, "--yes", *settings)
     assert refused.returncode == 2, refused.stderr
-    assert "refused" in refused.stderr and "force" in refused.stderr and "unexpected" not in refused.stderr
+    assert "refused" in refused.stderr and "--abandon-runs" in refused.stderr and "unexpected" not in refused.stderr
     assert "Traceback" not in refused.stderr
+    assert "open_run" not in refused.stdout and "interrupted" in refused.stdout  # the run it refused for
+
+    async with StripeSync(config) as sync:  # a live worker holds a chunk of the run: abandoning is refused
+        from stripe_sync_core.runs import WorkerLease
+
+        [run] = await sync.open_runs(account)
+        async with WorkerLease(sync.backfill.ledger, 60, sync.context.log) as lease:
+            assert await sync.backfill.ledger.claim(run.run_id, lease.key, lease.worker_id) is not None
+            held = _run("--headless", "delete-account", account, "--abandon-runs", "--yes", *settings)
+            assert held.returncode == 2, held.stderr
+            assert "live worker" in held.stderr and "force" in held.stderr and "Traceback" not in held.stderr
+            assert [r.run_id for r in await sync.open_runs(account)] == [run.run_id]  # nothing changed
+
+    deleted = _run("--headless", "--json", "delete-account", account, "--abandon-runs", "--yes", *settings)
+    assert deleted.returncode == 0, deleted.stderr
+    kinds = [json.loads(line)["kind"] for line in deleted.stdout.splitlines()]
+    assert kinds == ["open_run", "run_abandoned", "account_deletion", "account_deletion"]
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT count(*) FROM stripe._sync_runs").fetchone() == (0,)
 
 
 def test_unreachable_database_exits_1_without_traceback(emulator):
