@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .errors import Refused
 from .event_writer import is_connection_error
 from .masking import mask_secrets_in
 from .webhooks import WebhookError, WebhookProcessor
@@ -87,7 +88,7 @@ def ready_banner(local_url: str | None, public_url: str | None, webhook_url: str
     return text
 
 
-class ManagedWebhookGone(RuntimeError):
+class ManagedWebhookGone(Refused, RuntimeError):
     """The listener's managed webhook was deleted and may not be re-registered."""
 
 
