@@ -196,6 +196,7 @@ async def test_the_wizard_warns_about_the_listeners_webhook_which_then_re_regist
         await until(pilot, lambda: listener.state.state == "ready", timeout=20)
         old = listener.state.webhook_id
         assert old
+        assert ":8787/" not in listener.state.local_url  # port 0 in the tests' settings: a port the OS picks
 
         screen = await open_wizard(pilot)
         await pilot.press("enter")  # no open run: straight to the dry run

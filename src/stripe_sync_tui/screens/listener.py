@@ -135,8 +135,8 @@ class ListenerScreen(ConsoleScreen):
         self._render_state()
 
         async def start() -> ListenerChanged:
-            return ListenerChanged(await engine.start_listener(settings.listener_host,
-                                                               settings.listener_port or None))
+            # Port 0 is "any free port" (the tests' setting), not "the default".
+            return ListenerChanged(await engine.start_listener(settings.listener_host, settings.listener_port))
 
         self.call_engine("start listener", start)
 
