@@ -23,7 +23,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
@@ -86,6 +86,10 @@ def ready_banner(local_url: str | None, public_url: str | None, webhook_url: str
     if webhook_id:
         text += f" (webhook {webhook_id})"
     return text
+
+
+WebhookCheck = Literal["none", "present", "re-registered", "stopped"]
+"""What `WebhookListener.check_webhook` did."""
 
 
 class ManagedWebhookGone(Refused, RuntimeError):
@@ -214,7 +218,7 @@ class WebhookListener:
 
     # -- its managed webhook -------------------------------------------------------------------------
 
-    async def check_webhook(self) -> str:
+    async def check_webhook(self) -> WebhookCheck:
         """Make sure the managed webhook feeding this listener still exists; returns what was done:
         `none` (no managed webhook, or not running), `present`, `re-registered` or `stopped`.
 
@@ -225,7 +229,7 @@ class WebhookListener:
         async with self._checking:  # after a deletion and from the watch at once: one re-registration
             return await self._check_webhook()
 
-    async def _check_webhook(self) -> str:
+    async def _check_webhook(self) -> WebhookCheck:
         old = self.state.webhook_id
         if not self.state.running or not old or not self.state.webhook_url:
             return "none"
