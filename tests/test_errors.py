@@ -24,6 +24,7 @@ from stripe_sync_core import (
 )
 from stripe_sync_core.chunking import InvalidChunkSpec
 from stripe_sync_core.registry import UnknownObjectType
+from stripe_sync_core.runs import RunHeld
 from stripe_sync_core.status import SchemaMissing
 from stripe_sync_core.tunnel import TunnelError
 from stripe_sync_tui.headless import EXIT_CODES
@@ -49,6 +50,7 @@ def test_every_exception_of_the_core_descends_from_one_root():
     (AccountDeletionRefused("an open run"), "refused", 2),
     (BackfillInProgress("run 3 in progress"), "refused", 2),
     (NoOpenRun("no open backfill"), "refused", 2),
+    (RunHeld("run 3 is held by a live worker", []), "refused", 2),
     (ConfigError("bad setting"), "invalid_input", 2),
     (UnknownObjectType("widgets"), "invalid_input", 2),
     (InvalidChunkSpec("fortnight"), "invalid_input", 2),

@@ -119,13 +119,20 @@ def test_json_output_of_each_command_matches_golden(settings, emulator, clean_db
 
     preview = _run("--headless", "--json", "delete-account", emulator.account_id, *settings)
     assert preview.returncode == 2, "no terminal and no --yes: refused"
-    assert "pass --yes" in preview.stderr
+    assert "pass --yes" in preview.stderr and "--dry-run" in preview.stderr
     _check_golden("delete_account_dry_run", preview.stdout)
+    counts = _run("--headless", "--json", "delete-account", emulator.account_id, "--dry-run", *settings)
+    assert counts.returncode == 0, counts.stderr  # a script that wants the counts gets them, exit 0
+    assert counts.stdout == preview.stdout
     executed = _run("--headless", "--json", "delete-account", emulator.account_id, "--yes", *settings)
     assert executed.returncode == 0, executed.stderr
-    _check_golden("delete_account", executed.stdout)
+    [deletion] = _check_golden("delete_account", executed.stdout)  # the result once, not the preview too
+    assert deletion["dry_run"] is False
     with psycopg.connect(clean_db) as conn:
         assert conn.execute("SELECT count(*) FROM stripe.customers").fetchone() == (0,)
+    nothing = _run("--headless", "delete-account", "acct_1NothingHereAtAll", "--yes", *settings)
+    assert nothing.returncode == 2 and "nothing to delete" in nothing.stderr, nothing.stderr
+    assert nothing.stdout == ""
 
 
 def test_global_flags_work_on_either_side_of_the_command_and_usage_names_headless(settings):
@@ -172,8 +179,27 @@ async def test_refusals_exit_2_and_name_the_way_forward(settings, clean_db, emul
         account = await sync.own_account_id()
     refused = _run("--headless", "delete-account", account, "--yes", *settings)
     assert refused.returncode == 2, refused.stderr
-    assert "refused" in refused.stderr and "force" in refused.stderr and "unexpected" not in refused.stderr
+    assert "refused" in refused.stderr and "--abandon-runs" in refused.stderr and "unexpected" not in refused.stderr
     assert "Traceback" not in refused.stderr
+    assert "open_run" not in refused.stdout and "interrupted" in refused.stdout  # the run it refused for
+
+    async with StripeSync(config) as sync:  # a live worker holds a chunk of the run: abandoning is refused
+        from stripe_sync_core.runs import WorkerLease
+
+        [run] = await sync.open_runs(account)
+        async with WorkerLease(sync.backfill.ledger, 60, sync.context.log) as lease:
+            assert await sync.backfill.ledger.claim(run.run_id, lease.key, lease.worker_id) is not None
+            held = _run("--headless", "delete-account", account, "--abandon-runs", "--yes", *settings)
+            assert held.returncode == 2, held.stderr
+            assert "live worker" in held.stderr and "force" in held.stderr and "Traceback" not in held.stderr
+            assert [r.run_id for r in await sync.open_runs(account)] == [run.run_id]  # nothing changed
+
+    deleted = _run("--headless", "--json", "delete-account", account, "--abandon-runs", "--yes", *settings)
+    assert deleted.returncode == 0, deleted.stderr
+    kinds = [json.loads(line)["kind"] for line in deleted.stdout.splitlines()]
+    assert kinds == ["open_run", "run_abandoned", "account_deletion"]  # --yes: the result, not the preview too
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT count(*) FROM stripe._sync_runs").fetchone() == (0,)
 
 
 def test_one_run_covers_several_types_and_the_stream_counts_429s_and_retries(clean_db, tmp_path):

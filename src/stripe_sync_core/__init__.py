@@ -22,9 +22,11 @@ from .results import (
     DeletionReport,
     ManagedWebhookRef,
     ObjectBackfillResult,
+    OpenRun,
     SingleSyncResult,
     WebhookOutcome,
 )
+from .runs import RunHeld
 from .stripe_api import ObjectNotFound, StripeApiError, StripeKeyMissing
 from .sync import EngineNotOpen, StripeSync
 from .webhooks import InvalidSignature, MalformedEvent, WebhookError, WebhookOptions
@@ -63,10 +65,12 @@ __all__ = [
     "NoOpenRun",
     "NotConfigured",
     "ObjectBackfillResult",
+    "OpenRun",
     "ObjectNotFound",
     "ObjectType",
     "ProgressSink",
     "Refused",
+    "RunHeld",
     "SingleSyncResult",
     "StripeApiError",
     "StripeKeyMissing",

@@ -17,11 +17,16 @@ if TYPE_CHECKING:
 
 
 class AccountDeletionRefused(Refused, RuntimeError):
-    """The deletion was refused (an open sync run, an unknown account); nothing was deleted."""
+    """The deletion was refused (an open sync run); nothing was deleted. `open_run_ids` names the runs."""
+
+    def __init__(self, message: str, open_run_ids: list[int] | None = None) -> None:
+        super().__init__(message)
+        self.open_run_ids = open_run_ids or []
 
 
 # Bookkeeping tables, deleted after the object tables; `_sync_obj_runs` goes with its runs (ON DELETE CASCADE).
-_INTERNAL = (("_events", "account_id"), ("_managed_webhooks", "account_id"), ("_sync_runs", "account_id"))
+_INTERNAL = (("_events", "account_id"), ("_dead_letters", "account_id"), ("_managed_webhooks", "account_id"),
+             ("_sync_runs", "account_id"))
 
 
 async def delete_synced_account_data(ctx: EngineContext, account_id: str, *, dry_run: bool = True,
@@ -41,11 +46,13 @@ async def delete_synced_account_data(ctx: EngineContext, account_id: str, *, dry
             if not known:
                 warnings.append(f"no account {account_id} in the database")
             if open_runs:
-                message = (f"{len(open_runs)} sync run(s) of {account_id} are open "
-                           f"(run {', '.join(str(r['id']) for r in open_runs)})")
+                ids = [r["id"] for r in open_runs]
+                message = f"{len(open_runs)} sync run(s) of {account_id} are open (run {', '.join(map(str, ids))})"
                 if not force:
-                    raise AccountDeletionRefused(f"refused: {message}; wait for them, cancel them, or force")
-                warnings.append(f"{message}: deleted anyway (forced)")
+                    raise AccountDeletionRefused(
+                        f"refused: {message}; abandon them first (abandon_open_runs: they are closed, their "
+                        "stored rows stay until the deletion), let them finish, or force", ids)
+                warnings.append(f"{message}: {'would be ' if dry_run else ''}deleted anyway (forced)")
             await cursor.execute(
                 "SELECT id, url FROM stripe._managed_webhooks WHERE account_id = %s ORDER BY id", (account_id,))
             webhooks = await cursor.fetchall()

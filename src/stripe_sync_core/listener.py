@@ -9,6 +9,11 @@ With an ngrok auth token the listener opens a tunnel (tunnel.py, in a worker thr
 managed webhook for `<public URL>/webhooks`. On start it catches up on events missed while it was down
 (`/v1/events` since the last logged event, for the key's account and each connected account seen;
 Stripe keeps 30 days, beyond which a backfill is advised).
+
+Its managed webhook can disappear under it (an account data deletion removes the account's managed
+webhooks, in this process or another): `check_webhook`, run after such a deletion and every
+`webhook_check_seconds`, re-registers a webhook for the same URL while the account is still the key's
+own, and otherwise stops the listener; either way it says so (a message, `state.notice`).
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ import ipaddress
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 
+from .errors import Refused
 from .event_writer import is_connection_error
 from .masking import mask_secrets_in
 from .webhooks import WebhookError, WebhookProcessor, claimed_identity
@@ -64,6 +70,8 @@ class ListenerState:
     client_errors: int = 0
     server_errors: int = 0
     catch_up: CatchUp = field(default_factory=CatchUp)
+    notice: str | None = None
+    """What happened to its managed webhook since it started (re-registered), or why it stopped by itself."""
 
 
 def ready_banner(local_url: str | None, public_url: str | None, webhook_url: str | None,
@@ -80,6 +88,14 @@ def ready_banner(local_url: str | None, public_url: str | None, webhook_url: str
     return text
 
 
+WebhookCheck = Literal["none", "present", "re-registered", "stopped"]
+"""What `WebhookListener.check_webhook` did."""
+
+
+class ManagedWebhookGone(Refused, RuntimeError):
+    """The listener's managed webhook was deleted and may not be re-registered."""
+
+
 class WebhookListener:
     """Receives Stripe webhooks and writes them to the engine's database (make one with
     `StripeSync.listener(...)`)."""
@@ -89,7 +105,8 @@ class WebhookListener:
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, path: str = "/webhooks",
                  ngrok_auth_token: str | None = None, ngrok_path: str | None = None,
                  manage_webhook: bool | None = None, remove_webhook_on_exit: bool = False,
-                 catch_up: bool = True, db_timeout: float = 5.0) -> None:
+                 catch_up: bool = True, db_timeout: float = 5.0,
+                 webhook_check_seconds: float | None = 30.0) -> None:
         self.ctx = ctx
         self.webhooks = webhooks
         self.managed_webhooks = managed_webhooks
@@ -104,10 +121,15 @@ class WebhookListener:
         self.remove_webhook_on_exit = remove_webhook_on_exit
         self.catch_up_on_start = catch_up
         self.db_timeout = db_timeout
+        self.webhook_check_seconds = webhook_check_seconds
+        """How often to check that its managed webhook is still recorded (None: only when asked)."""
         self.state = ListenerState()
         self._runner: web.AppRunner | None = None
         self._tunnel: Tunnel | None = None
         self._catch_up_task: asyncio.Task | None = None
+        self._watch_task: asyncio.Task | None = None
+        self._webhook_account: str | None = None
+        self._checking = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -148,11 +170,13 @@ class WebhookListener:
                                       else self.state.local_url)
             if self.manage_webhook:
                 webhook = await self.managed_webhooks.find_or_create(self.state.webhook_url)
-                self.state.webhook_id = webhook["id"]
+                self.state.webhook_id, self._webhook_account = webhook["id"], webhook["account_id"]
         except BaseException:
             await self.stop()
             raise
         self._message("info", self._banner())
+        if self.state.webhook_id and self.webhook_check_seconds:
+            self._watch_task = asyncio.create_task(self._watch_webhook(self.webhook_check_seconds))
         if self.catch_up_on_start:
             self._catch_up_task = asyncio.create_task(self.catch_up())
             if wait_for_catch_up:
@@ -163,6 +187,10 @@ class WebhookListener:
 
     async def stop(self) -> None:
         """Stop serving (in-flight deliveries finish), close the tunnel, remove the webhook if asked."""
+        watch, self._watch_task = self._watch_task, None
+        if watch is not None and watch is not asyncio.current_task():
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         if self._catch_up_task is not None:
             self._catch_up_task.cancel()
             await asyncio.gather(self._catch_up_task, return_exceptions=True)
@@ -187,6 +215,56 @@ class WebhookListener:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    # -- its managed webhook -------------------------------------------------------------------------
+
+    async def check_webhook(self) -> WebhookCheck:
+        """Make sure the managed webhook feeding this listener still exists; returns what was done:
+        `none` (no managed webhook, or not running), `present`, `re-registered` or `stopped`.
+
+        Gone (its account's data was deleted, or someone deleted it): while its account is still the
+        key's own, a new managed webhook is registered for the same URL; otherwise, or when that fails,
+        the listener stops rather than stay up with a silent feed. Either way a message says so.
+        """
+        async with self._checking:  # after a deletion and from the watch at once: one re-registration
+            return await self._check_webhook()
+
+    async def _check_webhook(self) -> WebhookCheck:
+        old = self.state.webhook_id
+        if not self.state.running or not old or not self.state.webhook_url:
+            return "none"
+        if await self.managed_webhooks.get(old) is not None:
+            return "present"
+        try:
+            own = await self.ctx.account.own_id()
+            if self._webhook_account is not None and self._webhook_account != own:
+                raise ManagedWebhookGone(f"its account {self._webhook_account} is not the key's own ({own})")
+            webhook = await self.managed_webhooks.find_or_create(self.state.webhook_url)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            notice = mask_secrets_in(f"the listener stopped: its managed webhook {old} was deleted and no new one "
+                                     f"could be registered ({error})")
+            self.state.webhook_id, self.state.notice = None, notice  # gone: nothing to remove on stop
+            self._message("error", notice)
+            await self.stop()
+            return "stopped"
+        self.state.webhook_id, self._webhook_account = webhook["id"], webhook["account_id"]
+        self.state.notice = (f"managed webhook {old} was deleted; re-registered {webhook['id']} "
+                             f"for {self.state.webhook_url}")
+        self._message("warning", self.state.notice)
+        return "re-registered"
+
+    async def _watch_webhook(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                if await self.check_webhook() == "stopped":
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the database may be down a while: look again next time
+                self.ctx.log.warning("cannot check the listener's managed webhook: %s", error)
 
     def _banner(self) -> str:
         state = self.state

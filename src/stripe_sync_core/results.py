@@ -5,6 +5,7 @@ shape the CLI prints with `--json`."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 WebhookOutcomeKind = Literal["stored", "deleted", "stale", "duplicate", "ignored"]
@@ -76,6 +77,38 @@ class SingleSyncResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRun:
+    """`open_runs` / `abandon_open_runs`: a run not closed yet, how far it got, and who works on it now.
+
+    A run is *held* while a live worker (one whose advisory lock and heartbeat say it is alive) has a
+    chunk of it; otherwise it is *interrupted*: nobody works on it and it waits for a resume.
+    """
+
+    run_id: int
+    account_id: str
+    trigger: str
+    objects: tuple[str, ...]
+    started_at: datetime
+    chunks_done: int
+    chunks_left: int
+    """Pending or running: what a resume would still fetch."""
+    chunks_failed: int
+    workers: tuple[str, ...]
+    """The live workers holding a chunk now (`host:pid:key`); empty when the run is interrupted."""
+
+    @property
+    def held(self) -> bool:
+        return bool(self.workers)
+
+    @property
+    def state(self) -> Literal["running", "interrupted"]:
+        return "running" if self.workers else "interrupted"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "state": self.state}
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 
 from .database import Database
 from .errors import Refused
+from .results import OpenRun
 
 EVENTS_CHUNK = "_events"
 """The `object` of the chunk that applies /v1/events since the previous run (incremental runs)."""
@@ -114,6 +115,36 @@ class ClaimLost(Refused, RuntimeError):
     """Another worker took over this chunk (this one was presumed dead): stop working on it."""
 
 
+class RunHeld(Refused, RuntimeError):
+    """A run to abandon is being worked on by a live worker; nothing changed (stop it, or force)."""
+
+    def __init__(self, message: str, runs: list[OpenRun]) -> None:
+        super().__init__(message)
+        self.runs = runs
+
+
+ABANDONED = "abandoned by the operator"
+"""The error message of an abandoned run, and the start of its chunks' (the chunks nobody will fetch)."""
+
+_OPEN_RUNS = f"""
+    SELECT r.id, r.account_id, r.trigger, r.objects, r.started_at,
+           count(c.id) FILTER (WHERE c.status = 'complete') AS done,
+           count(c.id) FILTER (WHERE c.status IN ('pending', 'running')) AS left_,
+           count(c.id) FILTER (WHERE c.status = 'error') AS failed,
+           COALESCE(array_agg(DISTINCT COALESCE(c.worker_id, 'worker ' || c.worker_key))
+                    FILTER (WHERE c.status = 'running' AND NOT {_WORKER_DEAD}), '{{}}') AS workers
+    FROM stripe._sync_runs r LEFT JOIN stripe._sync_obj_runs c ON c.run_id = r.id
+    WHERE r.account_id = %(account)s AND r.closed_at IS NULL
+    GROUP BY r.id ORDER BY r.id
+"""
+
+
+def _open_run(row: dict) -> OpenRun:
+    return OpenRun(run_id=row["id"], account_id=row["account_id"], trigger=row["trigger"],
+                   objects=tuple(row["objects"] or ()), started_at=row["started_at"], chunks_done=row["done"],
+                   chunks_left=row["left_"], chunks_failed=row["failed"], workers=tuple(sorted(row["workers"])))
+
+
 class RunLedger:
     """Statements over `_sync_runs` / `_sync_obj_runs`; `lease_seconds` is how long a silent worker keeps its claims."""
 
@@ -171,6 +202,44 @@ class RunLedger:
             f"AND c.status = 'running' AND NOT {_WORKER_DEAD}",
             {"run": run_id, "lease": self.lease_seconds})
         return row["n"] if row else 0
+
+    async def open_runs(self, account_id: str) -> list[OpenRun]:
+        """The account's runs not closed yet (any trigger), oldest first, with who holds them now."""
+        rows = await self.db.fetch_all(_OPEN_RUNS, {"account": account_id, "lease": self.lease_seconds})
+        return [_open_run(row) for row in rows]
+
+    async def abandon_open_runs(self, account_id: str, *, force: bool = False) -> list[OpenRun]:
+        """Close every open run of the account as abandoned, in one transaction; returns them as they were.
+
+        Their pending and running chunks become `error` ("abandoned ..."): no worker claims them again,
+        and a worker still on one loses its claim at its next page (`ClaimLost`) and stops. Refused
+        (`RunHeld`, nothing changed) while a live worker holds a chunk, unless `force`.
+        """
+        async with self.db.pool.connection() as conn, conn.transaction():
+            cursor = conn.cursor(row_factory=dict_row)
+            # Lock the runs first: no run opens, closes or is abandoned twice while we decide.
+            await cursor.execute("SELECT id FROM stripe._sync_runs WHERE account_id = %s AND closed_at IS NULL "
+                                 "ORDER BY id FOR UPDATE", (account_id,))
+            if not await cursor.fetchall():
+                return []
+            await cursor.execute(_OPEN_RUNS, {"account": account_id, "lease": self.lease_seconds})
+            runs = [_open_run(row) for row in await cursor.fetchall()]
+            held = [run for run in runs if run.held]
+            if held and not force:
+                described = "; ".join(f"run {run.run_id} by {', '.join(run.workers)}" for run in held)
+                raise RunHeld(f"refused: {len(held)} run(s) of {account_id} are being worked on by a live "
+                              f"worker ({described}): stop or cancel that backfill (the run becomes interrupted), "
+                              "or abandon with force (the worker stops at its next page)", held)
+            ids = [run.run_id for run in runs]
+            await cursor.execute(
+                "UPDATE stripe._sync_obj_runs SET status = 'error', completed_at = now(), heartbeat_at = NULL, "
+                "error_message = %(message)s || ' (run ' || run_id || ' closed)' "
+                "WHERE run_id = ANY(%(ids)s) AND status IN ('pending', 'running')",
+                {"ids": ids, "message": ABANDONED})
+            await cursor.executemany(
+                "UPDATE stripe._sync_runs SET closed_at = now(), error_message = %s WHERE id = %s",
+                [(f"{ABANDONED}: {run.chunks_left} chunk(s) left unfetched", run.run_id) for run in runs])
+            return runs
 
     async def supersede(self, run_id: int, reason: str) -> None:
         await self.db.execute(

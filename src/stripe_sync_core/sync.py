@@ -7,6 +7,7 @@ delegates to the part responsible. The facade depends on its parts, never the re
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from .listener import WebhookListener
 from .log_filters import STRIPE_SDK_SECRETS
 from .managed_webhooks import ManagedWebhook, ManagedWebhooks
 from .progress import ProgressSink
-from .results import BackfillResult, BackfillStep, DeletionReport, SingleSyncResult, WebhookOutcome
+from .results import BackfillResult, BackfillStep, DeletionReport, OpenRun, SingleSyncResult, WebhookOutcome
 from .stripe_api import StripeApi
 from .webhooks import WebhookOptions, WebhookProcessor
 
@@ -56,6 +57,7 @@ class StripeSync:
         self._webhooks: WebhookProcessor | None = None
         self._managed_webhooks: ManagedWebhooks | None = None
         self._backfill: Backfill | None = None
+        self._listeners: weakref.WeakSet[WebhookListener] = weakref.WeakSet()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -149,10 +151,37 @@ class StripeSync:
 
         Returns a `DeletionReport`: `deleted_record_counts` per table, the `managed_webhooks` and number
         of `sync_runs` concerned, and `warnings`. The deletion is one transaction: it all happens or nothing does.
-        Managed webhooks are then removed from Stripe too (a warning says when one could not be).
-        Refused (`AccountDeletionRefused`) while a sync run of the account is open, unless `force`.
+        Managed webhooks are then removed from Stripe too (a warning says when one could not be); a
+        running listener of this engine fed by one of them re-registers or stops (`check_webhook`).
+        Refused (`AccountDeletionRefused`) while a sync run of the account is open, unless `force`:
+        `open_runs` lists them and `abandon_open_runs` closes them.
         """
-        return await accounts.delete_synced_account_data(self.context, account_id, dry_run=dry_run, force=force)
+        report = await accounts.delete_synced_account_data(self.context, account_id, dry_run=dry_run, force=force)
+        deleted = {hook.id for hook in report.managed_webhooks}
+        for listener in list(self._listeners) if not dry_run else []:
+            if listener.state.webhook_id in deleted:
+                await listener.check_webhook()
+        return report
+
+    async def open_runs(self, account_id: str | None = None) -> list[OpenRun]:
+        """The account's runs not closed yet (default: the key's own account), each `running` while a live
+        worker holds one of its chunks and `interrupted` otherwise, with its chunks done and left."""
+        account = account_id or await self.own_account_id()
+        return await self.backfill.ledger.open_runs(account)
+
+    async def abandon_open_runs(self, account_id: str | None = None, *, force: bool = False) -> list[OpenRun]:
+        """Close the account's open runs as abandoned (one transaction) and return them as they were.
+
+        The rows they stored stay (until a deletion removes them); nothing resumes them: a later backfill
+        opens a new run. Refused (`RunHeld`, nothing changed) while a live worker holds a chunk of one,
+        unless `force` (that worker then stops at its next page).
+        """
+        account = account_id or await self.own_account_id()
+        runs = await self.backfill.ledger.abandon_open_runs(account, force=force)
+        for run in runs:
+            self.context.log.warning("abandoned sync run %s of %s (%s chunk(s) left%s)", run.run_id, account,
+                                     run.chunks_left, f", held by {', '.join(run.workers)}" if run.held else "")
+        return runs
 
     # -- webhooks (webhooks.py, managed_webhooks.py, listener.py) -------------------------------
 
@@ -185,8 +214,10 @@ class StripeSync:
 
         `port` defaults to the configured `listener_port`; see `WebhookListener` for the options.
         """
-        return WebhookListener(self.context, self.webhooks, self.managed_webhooks, host,
-                               self.config.listener_port if port is None else port, **options)
+        listener = WebhookListener(self.context, self.webhooks, self.managed_webhooks, host,
+                                   self.config.listener_port if port is None else port, **options)
+        self._listeners.add(listener)  # told when a deletion removes the webhook that feeds it
+        return listener
 
     # -- backfill (backfill.py) ------------------------------------------------------------------
 

@@ -42,6 +42,8 @@ examples:
   stripe-sync-tui --headless migrate --database-url postgresql://localhost/app
   stripe-sync-tui --headless backfill all --since 2024-01-01 --chunk week --concurrency 8
   stripe-sync-tui --headless --json status
+  stripe-sync-tui --headless delete-account acct_123 --abandon-runs --yes
+                                                            close its open runs, then delete its data
 """
 
 

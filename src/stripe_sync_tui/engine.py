@@ -24,7 +24,7 @@ from stripe_sync_core.loop_thread import LoopThread
 from stripe_sync_core.managed_webhooks import ManagedWebhook
 from stripe_sync_core.masking import mask_database_url, mask_secrets_in
 from stripe_sync_core.progress import ProgressSink
-from stripe_sync_core.results import BackfillResult, DeletionReport
+from stripe_sync_core.results import BackfillResult, DeletionReport, OpenRun
 from stripe_sync_core.status import (
     ChunkRow,
     EventRow,
@@ -80,6 +80,8 @@ class ListenerView:
     catch_up: str | None = None
     counters: tuple[tuple[str, int], ...] = ()
     error: str | None = None
+    notice: str | None = None
+    """What happened to its managed webhook (re-registered after a deletion), or why it stopped by itself."""
 
 
 def listener_view(listener: WebhookListener | None) -> ListenerView:
@@ -103,6 +105,7 @@ def listener_view(listener: WebhookListener | None) -> ListenerView:
         webhook_id=state.webhook_id, catch_up=catch_text,
         counters=(("received", state.received), ("2xx", state.ok), ("4xx", state.client_errors),
                   ("5xx", state.server_errors)),
+        notice=state.notice,
     )
 
 class WorkerBusy(Refused):
@@ -256,6 +259,12 @@ class ConsoleEngine:
     async def delete_managed_webhook(self, webhook_id: str) -> None:
         await self._on_engine_loop(lambda sync: sync.delete_managed_webhook(webhook_id))
 
+    async def open_runs(self, account_id: str) -> list[OpenRun]:
+        return await self._on_engine_loop(lambda sync: sync.open_runs(account_id))
+
+    async def abandon_open_runs(self, account_id: str, *, force: bool = False) -> list[OpenRun]:
+        return await self._on_engine_loop(lambda sync: sync.abandon_open_runs(account_id, force=force))
+
     async def preview_account_deletion(self, account_id: str) -> DeletionReport:
         return await self._on_engine_loop(
             lambda sync: sync.dangerously_delete_synced_account_data(account_id, dry_run=True))
@@ -268,7 +277,7 @@ class ConsoleEngine:
         """Start the listener (its tunnel and managed webhook); catch-up continues in the background."""
 
         async def start(sync: StripeSync) -> ListenerView:
-            if self.listener is not None:
+            if self.listener_running:
                 return listener_view(self.listener)
             listener = sync.listener(host, port)
             self.listener = listener
@@ -280,6 +289,11 @@ class ConsoleEngine:
             return listener_view(listener)
 
         return await self._on_engine_loop(start)
+
+    @property
+    def listener_running(self) -> bool:
+        """Started and not stopped (by the operator, or by itself when its webhook went and could not come back)."""
+        return self.listener is not None and self.listener.state.running
 
     async def stop_listener(self) -> ListenerView:
         async def stop(sync: StripeSync) -> ListenerView:

@@ -21,7 +21,7 @@ from .format import mode_label
 from .output import HeadlessProgress, Output
 
 if TYPE_CHECKING:
-    from stripe_sync_core import DeletionReport, StripeSync
+    from stripe_sync_core import DeletionReport, OpenRun, StripeSync
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -74,10 +74,19 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
     delete = webhook_commands.add_parser("delete", help="delete a managed endpoint", parents=parents)
     delete.add_argument("id")
 
-    delete_account = command("delete-account", "delete all synced data of an account (dry run unless --yes)")
+    delete_account = command("delete-account", "delete all synced data of an account (dry run unless --yes); "
+                             "refused while a backfill run of the account is open: --abandon-runs closes them first")
     delete_account.add_argument("account_id")
     delete_account.add_argument("--yes", action="store_true", help="execute the deletion")
-    delete_account.add_argument("--force", action="store_true", help="even while a run of that account is open")
+    delete_account.add_argument("--dry-run", action="store_true",
+                                help="print what would be deleted and exit 0 (for scripts; changes nothing)")
+    delete_account.add_argument("--abandon-runs", action="store_true",
+                                help="first close the account's open and interrupted runs as abandoned: their stored "
+                                     "rows stay until the deletion, and a later backfill starts a new run (refused "
+                                     "while a live worker holds one, unless --force)")
+    delete_account.add_argument("--force", action="store_true",
+                                help="delete even while a run of that account is open; with --abandon-runs, abandon "
+                                     "runs a live worker holds too (it stops at its next page)")
 
     emulator = command("emulator", "run the local Stripe API emulator (127.0.0.1 only)")
     try:
@@ -336,25 +345,50 @@ async def cmd_delete_account(args: argparse.Namespace, config: SyncConfig, out: 
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
 
     async def body(sync: StripeSync) -> int:
+        runs = await sync.open_runs(args.account_id)
+        if runs:
+            out.table([_open_run_row(run) for run in runs], list(_open_run_row(runs[0])), kind="open_run")
+        if args.dry_run:  # counts only, changes nothing (no run abandoned): exit 0 for scripts
+            preview = await sync.dangerously_delete_synced_account_data(args.account_id, dry_run=True, force=True)
+            _print_deletion(out, preview, dry_run=True)
+            return EXIT_OK
+        if runs:
+            if args.abandon_runs:
+                abandoned = await sync.abandon_open_runs(args.account_id, force=args.force)
+                for run in abandoned:
+                    out.data({"kind": "run_abandoned", "run_id": run.run_id, "chunks_left": run.chunks_left},
+                             text=f"abandoned run {run.run_id}: closed, its {run.chunks_left:,} chunk(s) left "
+                                  "will not be fetched; its stored rows go with the deletion")
+            elif not args.force:
+                out.log(f"refused: {len(runs)} backfill run(s) of {args.account_id} are open (listed above): "
+                        "pass --abandon-runs to close them as abandoned first, or let them finish")
+                return EXIT_USAGE
         preview = await sync.dangerously_delete_synced_account_data(args.account_id, dry_run=True,
                                                                     force=args.force)
-        _print_deletion(out, preview, dry_run=True)
-        execute = args.yes
-        if not execute:
+        if preview.total_rows == 0:
+            out.log(f"nothing to delete: no synced data of {args.account_id}")
+            return EXIT_USAGE
+        if not args.yes:
+            _print_deletion(out, preview, dry_run=True)
             if not interactive:
-                out.log("refused: this was a dry run; pass --yes to delete (no terminal to confirm on)")
+                out.log("refused: this was a dry run; pass --yes to delete, or --dry-run for the counts "
+                        "alone (no terminal to confirm on)")
                 return EXIT_USAGE
             answer = input(f"Type the account id ({args.account_id}) to delete its data: ").strip()
             if answer != args.account_id:
                 out.log("cancelled: nothing deleted")
                 return EXIT_USAGE
-            execute = True
         result = await sync.dangerously_delete_synced_account_data(args.account_id, dry_run=False,
                                                                    force=args.force)
         _print_deletion(out, result, dry_run=False)
         return EXIT_OK
 
     return await _with_engine(config, out, body)
+
+
+def _open_run_row(run: OpenRun) -> dict[str, Any]:
+    return {"run_id": run.run_id, "state": run.state, "objects": run.objects, "started_at": run.started_at,
+            "chunks_done": run.chunks_done, "chunks_left": run.chunks_left, "workers": run.workers}
 
 
 def _print_deletion(out: Output, result: DeletionReport, *, dry_run: bool) -> None:

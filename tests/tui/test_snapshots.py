@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from stripe_sync_tui import engine as console_engine
+from stripe_sync_tui.sink import ConsoleSink
 from stripe_sync_tui.widgets.table import FilterableTable
 
 from .conftest import SIZE, loaded, until
@@ -170,12 +171,13 @@ def _to_preview(pilot: Any) -> Awaitable[None]:
     return step(pilot)
 
 
-def test_deletion_refused_while_a_run_is_open(snap, populated):
-    async def refused(pilot: Any) -> None:
+def test_deletion_lists_an_interrupted_run(snap, populated):
+    """The deletion refuses while a run is open: the wizard lists it and offers to abandon it."""
+    async def listed(pilot: Any) -> None:
         await pilot.press("enter")
-        await until(pilot, lambda: "refused" in str(pilot.app.screen.query_one("#preview-title").render()))
+        await until(pilot, lambda: pilot.app.screen.open_runs is not None)
 
-    assert snap(keys("4", screen_loads=True), refused)
+    assert snap(keys("4", screen_loads=True), listed)
 
 
 def test_deletion_preview(snap, finished):
@@ -239,17 +241,25 @@ def test_error_stripe_unreachable(snap):
 
 
 
-def test_listener_running(snap, clean_db, stripe_server, monkeypatch):
-    seed_account(clean_db, stripe_server.account_id)
-    # The listener binds a port the OS picks; the picture shows it as :8787 so that it stays the same.
+@pytest.fixture
+def pinned_listener_port(monkeypatch):
+    """The listener binds a port the OS picks; pictures show it as :8787 so that they stay the same (in
+    the screen's view and in the listener's messages: the ready banner, a re-registered webhook)."""
+    pin = lambda text: re.sub(r"127\.0\.0\.1:\d+/", "127.0.0.1:8787/", text) if text else text  # noqa: E731
     real_view = console_engine.listener_view
 
-    def pinned_port(listener: Any) -> Any:
+    def pinned_view(listener: Any) -> Any:
         view = real_view(listener)
-        pin = lambda url: re.sub(r":\d+/", ":8787/", url) if url else url  # noqa: E731
-        return replace(view, local_url=pin(view.local_url), webhook_url=pin(view.webhook_url))
+        return replace(view, local_url=pin(view.local_url), webhook_url=pin(view.webhook_url),
+                       notice=pin(view.notice))
 
-    monkeypatch.setattr(console_engine, "listener_view", pinned_port)
+    monkeypatch.setattr(console_engine, "listener_view", pinned_view)
+    real_message = ConsoleSink.message
+    monkeypatch.setattr(ConsoleSink, "message", lambda sink, level, text: real_message(sink, level, pin(text)))
+
+
+def test_listener_running(snap, clean_db, stripe_server, pinned_listener_port):
+    seed_account(clean_db, stripe_server.account_id)
 
     async def start(pilot: Any) -> None:
         screen = pilot.app.screen
@@ -258,3 +268,19 @@ def test_listener_running(snap, clean_db, stripe_server, monkeypatch):
                     .startswith(("pending", "running")), timeout=20)
 
     assert snap(keys("5", screen_loads=True), start)
+
+
+def test_listener_re_registered_after_a_deletion(snap, clean_db, stripe_server, pinned_listener_port):
+    """A deletion removed the webhook feeding the listener: screen 5 says it registered a new one."""
+    seed_account(clean_db, stripe_server.account_id)
+
+    async def start_then_delete(pilot: Any) -> None:
+        screen = pilot.app.screen
+        await pilot.press("s")
+        await until(pilot, lambda: screen.state.state == "ready" and not (screen.state.catch_up or "pending")
+                    .startswith(("pending", "running")), timeout=20)
+        await pilot.app.engine.delete_account_data(stripe_server.account_id)
+        await until(pilot, lambda: screen.state.notice is not None, timeout=20)
+        await until(pilot, lambda: pilot.app.sink.events_waiting == 0)
+
+    assert snap(keys("5", screen_loads=True), start_then_delete)

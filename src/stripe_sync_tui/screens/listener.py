@@ -100,6 +100,8 @@ class ListenerScreen(ConsoleScreen):
         lines.append(Content.assemble("Public URL   ", state.public_url or "– (no ngrok token: local only)"))
         lines.append(Content.assemble("Webhook      ", state.webhook_id or "– (none registered)"))
         lines.append(Content.assemble("Catch-up     ", state.catch_up or "–"))
+        if state.notice:  # its webhook was deleted under it: re-registered, or why it stopped
+            lines.append(Content.styled(f"⚠ {fmt.clip(state.notice, 110)}", "$warning"))
         if state.error:
             lines.append(Content.styled(fmt.clip(state.error, 100), "$error"))
         self.query_one("#listener-main", Static).update(Content("\n").join(lines))
@@ -125,7 +127,7 @@ class ListenerScreen(ConsoleScreen):
     def action_start_listener(self) -> None:
         engine = self.console.engine
         assert engine is not None
-        if engine.listener is not None:
+        if engine.listener_running:
             self.notify("The listener is already running: x stops it.")
             return
         settings = self.console.settings
@@ -133,8 +135,8 @@ class ListenerScreen(ConsoleScreen):
         self._render_state()
 
         async def start() -> ListenerChanged:
-            return ListenerChanged(await engine.start_listener(settings.listener_host,
-                                                               settings.listener_port or None))
+            # Port 0 is "any free port" (the tests' setting), not "the default".
+            return ListenerChanged(await engine.start_listener(settings.listener_host, settings.listener_port))
 
         self.call_engine("start listener", start)
 
