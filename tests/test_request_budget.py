@@ -10,12 +10,10 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import psycopg
 import pytest
-from aiohttp import web
-from backfill_support import FaultProxy, engine
+from backfill_support import RecordingProxy, engine
 
 from stripe_sync_core import StripeSync
 from stripe_sync_core.backfill import BackfillOptions
@@ -69,17 +67,6 @@ async def test_two_budgets_of_their_own_would_exceed_it(clean_db, limited_emulat
         await asyncio.gather(_calls(first, 3 * RATE, "bulk"), _calls(second, 3 * RATE, "bulk"),
                              return_exceptions=True)
     assert emu.stats()["rate_limited"] > 0
-
-
-@dataclass
-class RecordingProxy(FaultProxy):
-    """The fault proxy, noting each request's method and path in the order it arrived."""
-
-    seen: list[str] = field(default_factory=list)
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.seen.append(f"{request.method} {request.path}")
-        return await super()._handle(request)
 
 
 WEBHOOKS = "/v1/webhook_endpoints"
