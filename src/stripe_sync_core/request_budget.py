@@ -21,6 +21,7 @@ import hashlib
 import heapq
 import itertools
 import logging
+import random
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -355,7 +356,10 @@ class SharedRequestBudget:
                         if not turn.done():
                             turn.set_result(False)
                 if sum(granted) < sum(len(turns) for turns in batch.values()):
-                    await asyncio.sleep(min(max(wait, MIN_PAUSE), MAX_PAUSE))
+                    # Not before two tokens' worth (fewer statements, each granting more), jittered so
+                    # that the pumps of several processes do not all ask at the same instant.
+                    pause = max(wait, MIN_PAUSE, 2 / self.rate) * random.uniform(1.0, 1.25)
+                    await asyncio.sleep(min(pause, MAX_PAUSE))
         except asyncio.CancelledError:
             raise
         except Exception:  # never leave a waiter hanging
