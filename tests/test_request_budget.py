@@ -56,6 +56,20 @@ async def test_two_engines_of_one_account_never_exceed_its_budget_together(clean
     assert stats["rate_limited"] == 0  # 150 requests at twice what one budget allows would be ~75 answered 429
 
 
+async def test_two_engines_keep_stripes_limit_per_endpoint_together(clean_db):
+    """At the live preset (100/s, 25/s per endpoint) both engines calling one endpoint share its 25/s."""
+    with StripeEmulator(seed=3, customers=5, rate_limit="live") as emu:
+        async with engine(clean_db, emu, max_requests_per_second=100, max_retries=0) as first, \
+                engine(clean_db, emu, max_requests_per_second=100, max_retries=0) as second:
+            assert first.stripe.budget.endpoint_rate == 25
+            await first.own_account_id()
+            await second.own_account_id()
+            emu.reset_stats()
+            await asyncio.gather(_calls(first, 2 * RATE, "bulk"), _calls(second, 2 * RATE, "mixed"))
+        stats = emu.stats()
+    assert stats["requests"] == 4 * RATE and stats["rate_limited"] == 0
+
+
 async def test_two_budgets_of_their_own_would_exceed_it(clean_db, limited_emulator):
     """The check above can fail: two clients pacing themselves alone (no database) go over the limit."""
     emu = limited_emulator
