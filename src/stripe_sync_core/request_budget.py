@@ -356,9 +356,10 @@ class SharedRequestBudget:
                         if not turn.done():
                             turn.set_result(False)
                 if sum(granted) < sum(len(turns) for turns in batch.values()):
-                    # Not before two tokens' worth (fewer statements, each granting more), jittered so
-                    # that the pumps of several processes do not all ask at the same instant.
-                    pause = max(wait, MIN_PAUSE, 2 / self.rate) * random.uniform(1.0, 1.25)
+                    # Not before two tokens' worth (fewer statements, each granting more; at most 50 ms:
+                    # a slow budget's bucket may not hold two for bulk), jittered so that the pumps of
+                    # several processes do not all ask at the same instant.
+                    pause = max(wait, MIN_PAUSE, min(2 / self.rate, 0.05)) * random.uniform(1.0, 1.25)
                     await asyncio.sleep(min(pause, MAX_PAUSE))
         except asyncio.CancelledError:
             raise
