@@ -17,6 +17,7 @@ from backfill_support import RecordingProxy, engine
 
 from stripe_sync_core import StripeSync
 from stripe_sync_core.backfill import BackfillOptions
+from stripe_sync_core.migrate import downgrade_migrations, run_migrations
 from stripe_sync_core.request_budget import RequestBudget, SharedRequestBudget, account_scope, lane
 from stripe_sync_core.stripe_api import StripeApi
 from stripe_sync_emulator import StripeEmulator
@@ -87,7 +88,7 @@ WEBHOOKS = "/v1/webhook_endpoints"
 SLOW = BackfillOptions(idle_poll_seconds=0.05, heartbeat_seconds=0.5, lease_seconds=30.0, concurrency=8)
 
 
-@pytest.mark.parametrize("where", ["same engine", "another engine"])
+@pytest.mark.parametrize("where", ["same engine", "another engine", "a listener starting"])
 async def test_a_webhook_is_created_ahead_of_a_saturating_backfill(clean_db, where):
     """The observed defect: with a budget-limited backfill running, creating a webhook waited behind every
     queued backfill request. Now it goes in the interactive lane: at most the requests already granted
@@ -102,14 +103,20 @@ async def test_a_webhook_is_created_ahead_of_a_saturating_backfill(clean_db, whe
             while sum(not p.startswith("GET /v1/account") for p in proxy.seen) < 6:  # bulk calls queue up
                 await asyncio.sleep(0.05)
             start = len(proxy.seen)
-            webhook = await console.create_managed_webhook("https://example.test/hook")
+            if where == "a listener starting":  # its registration stayed "(none registered)" for 35 s+
+                listener = console.listener(port=0, manage_webhook=True)
+                state = await listener.start()  # registration, then the catch-up (both interactive)
+                webhook_id = state.webhook_id
+                await listener.stop()
+            else:
+                webhook_id = (await console.create_managed_webhook("https://example.test/hook")).id
             end = len(proxy.seen)
             still_running = not backfill.done()
             backfill.cancel()
             await asyncio.gather(backfill, return_exceptions=True)
-    assert webhook.id and still_running
+    assert webhook_id and still_running
     during = proxy.seen[start:end]
-    ours = [p for p in during if p.startswith(f"POST {WEBHOOKS}") or p.startswith(f"GET {WEBHOOKS}")]
+    ours = [p for p in during if p.startswith((f"POST {WEBHOOKS}", f"GET {WEBHOOKS}", "GET /v1/events"))]
     bulk = [p for p in during if p not in ours]
     assert ours, during
     # Eight chunk workers wait for the budget at any time: in one queue, the webhook's calls would go after
@@ -183,6 +190,18 @@ async def test_a_hung_process_holding_the_budget_delays_others_only_briefly(clea
             holder.wait()
         budget = sync.stripe.budget
         assert isinstance(budget, SharedRequestBudget) and budget.fallback.granted == 2
+
+
+async def test_a_schema_without_the_budget_table_paces_alone_and_says_why(clean_db, emulator, caplog):
+    downgrade_migrations(clean_db, revision="0003")
+    try:
+        async with engine(clean_db, emulator, max_requests_per_second=RATE) as sync:
+            await sync.stripe.get("/v1/customers", {"limit": 1})
+            budget = sync.stripe.budget
+            assert isinstance(budget, SharedRequestBudget) and budget.fallback.granted == 1
+    finally:
+        run_migrations(clean_db)
+    assert "stripe-sync-tui --headless migrate" in caplog.text
 
 
 async def test_a_client_without_a_database_paces_itself(emulator):

@@ -29,6 +29,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar
 
 import psycopg
+import psycopg.errors
 import psycopg_pool
 
 if TYPE_CHECKING:
@@ -300,10 +301,13 @@ class SharedRequestBudget:
                 row = await cursor.fetchone()
         except (psycopg.Error, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed, OSError) as error:
             self._degraded_until = time.monotonic() + DEGRADED_SECONDS
+            if isinstance(error, (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable)):
+                reason = "the schema predates it: run `stripe-sync-tui --headless migrate`"
+            else:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             log.warning("the shared request budget cannot be asked (%s); this process paces itself alone for "
-                        "%g s", str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
-                        DEGRADED_SECONDS)
-            raise BudgetUnavailable(str(error)) from None
+                        "%g s", reason, DEGRADED_SECONDS)
+            raise BudgetUnavailable(reason) from None
         self.statements += 1
         assert row is not None
         return list(row[0]), float(row[1])
