@@ -238,6 +238,10 @@ class SharedRequestBudget:
     says; bulk calls queue here by priority and one task (the pump) asks for a batch of tokens for the
     first of them at a time, taking only what lies above the interactive reserve. When the database
     cannot be asked, the process paces itself with `fallback` (its own `RequestBudget`).
+
+    Each grant refills by the asking process's own rate and capacity: processes of an account normally
+    share one rate (Stripe's preset); one given a lower rate (an operator's budget for a backfill) waits
+    by its own rate and caps the bucket to its own burst, so it takes about that rate and no more.
     """
 
     def __init__(self, database: Database, scope: str, rate: float, *, endpoint_rate: float | None = None,
