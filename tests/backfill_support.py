@@ -152,3 +152,14 @@ class FaultProxy:
     def share_rate_limited(self) -> float:
         total = sum(self.answered.values())
         return self.answered.get(429, 0) / total if total else 0.0
+
+
+@dataclass
+class RecordingProxy(FaultProxy):
+    """The fault proxy noting each request's method and path (`GET /v1/customers`) in arrival order."""
+
+    seen: list[str] = field(default_factory=list)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.seen.append(f"{request.method} {request.path}")
+        return await super()._handle(request)

@@ -31,6 +31,7 @@ from .registry import (
     object_type,
     object_type_for_id,
 )
+from .request_budget import in_lane
 from .results import BackfillResult, BackfillStep, ObjectBackfillResult, SingleSyncResult
 from .runs import EVENTS_CHUNK, ObjectTotals, PlannedChunk, Run, RunLedger, WorkerLease
 from .stripe_api import ObjectNotFound, StripeApiError
@@ -131,6 +132,7 @@ class Backfill:
 
     # -- public ------------------------------------------------------------------------------------
 
+    @in_lane("bulk")
     async def process_until_done(self, object: str | Sequence[str] = ALL, created_gte: int | None = None,
                                  created_lte: int | None = None, chunk: str | int | None = None,
                                  concurrency: int | None = None, *, join: bool = False, full: bool = False,
@@ -148,6 +150,7 @@ class Backfill:
         run = await self._open(account, tables, created_gte, created_lte, spec, full=full, join=join)
         return await self._work(run, concurrency)
 
+    @in_lane("bulk")
     async def join_open_run(self, concurrency: int | None = None, *, account_id: str | None = None) -> BackfillResult:
         """Add this process as a worker to the account's open backfill; returns its summary when done."""
         account = account_id or await self.ctx.account.own_id()
@@ -156,6 +159,7 @@ class Backfill:
             raise NoOpenRun(f"no open backfill for {account} to join")
         return await self._work(run, concurrency)
 
+    @in_lane("bulk")
     async def process_next(self, object: str | Sequence[str], *, account_id: str | None = None) -> BackfillStep:
         """Process one page of `object`'s open backfill (opening one if needed), for callers that step.
 
@@ -179,6 +183,7 @@ class Backfill:
             await self._close(run)
         return BackfillStep(run_id=run.id, done=done, **worked)
 
+    @in_lane("interactive")
     async def sync_single_entity(self, object_id: str, *, account_id: str | None = None) -> SingleSyncResult:
         """Fetch one object by id (its type from the id prefix) and store it, or record its deletion."""
         entry = object_type_for_id(object_id)

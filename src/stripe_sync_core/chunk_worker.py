@@ -24,8 +24,8 @@ from .chunking import SplitLimits, estimate_remaining, plan_split
 from .listing import PAGE_SIZE, Listing, complete_embedded, embedded_items, gather_or_cancel, list_per_parent
 from .masking import mask_secrets_in
 from .registry import ObjectType
+from .request_budget import request_lane, request_priority
 from .runs import EVENTS_CHUNK, Chunk, ClaimLost, PlannedChunk, Run, RunLedger, WorkerLease
-from .stripe_api import request_priority
 
 if TYPE_CHECKING:
     from .context import EngineContext
@@ -89,6 +89,7 @@ class ChunkWorker:
         outcome = ChunkOutcome()
         priorities = self.run_ctx.priorities
         weighed = request_priority.set(lambda: priorities.get(chunk.object, math.inf))
+        bulk = request_lane.set("bulk")  # its calls leave the interactive reserve alone
         try:
             if chunk.object == EVENTS_CHUNK:
                 await self._catch_up(chunk, outcome, max_pages)
@@ -107,6 +108,7 @@ class ChunkWorker:
             if outcome.status == "pending":
                 await self.ledger.release(chunk, key)
         finally:
+            request_lane.reset(bulk)
             request_priority.reset(weighed)
         progress.chunk_done(run_id, chunk.object, chunk.id, outcome.status, chunk.processed, outcome.error)
         return outcome

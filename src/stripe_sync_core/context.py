@@ -71,6 +71,7 @@ class AccountIdentity:
             else:
                 raise
         self._own_id = account["id"]
+        self._stripe.account_known(account["id"])  # the request budget is the account's from now on
         return account
 
 

@@ -30,6 +30,7 @@ from aiohttp import web
 from .errors import Refused
 from .event_writer import is_connection_error
 from .masking import mask_secrets_in
+from .request_budget import in_lane
 from .webhooks import WebhookError, WebhookProcessor, claimed_identity
 
 if TYPE_CHECKING:
@@ -340,6 +341,7 @@ class WebhookListener:
 
     # -- catching up -------------------------------------------------------------------------------
 
+    @in_lane("interactive")  # a backfill's chunks never hold it up
     async def catch_up(self) -> CatchUp:
         """Apply `/v1/events` since the newest logged event, for the key's own account and for each
         connected account whose events were logged (Stripe lists a connected account's events only

@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 from .errors import Refused
 from .masking import mask_secret
 from .registry import EVENT_TYPES
+from .request_budget import in_lane
 from .stripe_api import ObjectNotFound
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ class ManagedWebhooks:
 
     # -- public operations -------------------------------------------------------------------------
 
+    @in_lane("interactive")
     async def find_or_create(self, url: str, enabled_events: builtins.list[str] | None = None) -> ManagedWebhook:
         """Reuse this deployment's enabled endpoint for `url`, else create one (after removing orphans)."""
         wanted = sorted(set(enabled_events or default_enabled_events()))
@@ -129,6 +131,7 @@ class ManagedWebhooks:
             await self._cleanup(conn, account, deployment)
             return await self._create(conn, url, wanted, account, deployment)
 
+    @in_lane("interactive")
     async def create(self, url: str, enabled_events: builtins.list[str] | None = None) -> ManagedWebhook:
         """Create a new managed endpoint for `url` (refused when one is already recorded for it)."""
         wanted = sorted(set(enabled_events or default_enabled_events()))
@@ -151,6 +154,7 @@ class ManagedWebhooks:
             f"SELECT {_COLUMNS} FROM stripe._managed_webhooks WHERE id = %s", (webhook_id,))
         return ManagedWebhook(row) if row else None
 
+    @in_lane("interactive")
     async def delete(self, webhook_id: str) -> None:
         """Delete a managed endpoint in Stripe and in the table; refuses endpoints that are not ours."""
         account = await self.ctx.account.own_id()
@@ -171,6 +175,7 @@ class ManagedWebhooks:
             await conn.execute("DELETE FROM stripe._managed_webhooks WHERE id = %s", (webhook_id,))
         self.log.info("deleted managed webhook %s", webhook_id)
 
+    @in_lane("interactive")
     async def cleanup_orphans(self) -> builtins.list[str]:
         """Delete this deployment's endpoints that are not recorded (and rows whose endpoint is gone)."""
         account = await self.ctx.account.own_id()

@@ -8,15 +8,11 @@ caller (webhooks, backfill, single-object sync) gets the same behaviour and the 
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import random
 import re
-import time
-from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import stripe
 
@@ -24,6 +20,19 @@ from .config import SyncConfig
 from .database import parse_json
 from .errors import ErrorKind, StripeSyncError
 from .masking import mask_secrets_in
+from .request_budget import (
+    Budget,
+    RequestBudget,
+    SharedRequestBudget,
+    account_scope,
+    key_scope,
+    lane,
+)
+from .request_budget import request_lane as request_lane  # re-exported: where callers found them first
+from .request_budget import request_priority as request_priority
+
+if TYPE_CHECKING:
+    from .database import Database
 
 # Stripe's documented default read limits per second (live, test), and the default limit of each API
 # endpoint (one method and route, e.g. GET /v1/customers/{id}), which counts against the global one too.
@@ -70,94 +79,6 @@ class ObjectNotFound(StripeApiError):
     """Stripe answered 404 for an object."""
 
 
-request_priority: ContextVar[Callable[[], float] | None] = ContextVar("request_priority", default=None)
-"""Who is asking, for a budget that cannot serve everyone at once: the higher, the sooner. The
-backfill sets it to how much work is left behind the requesting endpoint; tasks inherit it."""
-
-
-class RequestBudget:
-    """A token bucket shared by every request of one engine: `rate` requests per second, bursts of `burst`.
-
-    With `endpoint_rate` below `rate`, each endpoint also gets a bucket of its own, so that many
-    requests to one endpoint wait their turn here instead of being answered 429 by Stripe.
-    Requests that have to wait for the shared bucket are served highest `request_priority` first
-    (then in arrival order): while endpoints compete for the global limit, the ones with the most
-    work left keep their own limit's pace and no endpoint is left working alone at the end.
-    """
-
-    def __init__(self, rate: float, burst: float | None = None, *, endpoint_rate: float | None = None) -> None:
-        self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate / 4)
-        self._tokens = self.capacity
-        self._updated = time.monotonic()
-        self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._arrivals = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.granted = 0
-        self.endpoint_rate = endpoint_rate if endpoint_rate and 0 < endpoint_rate < rate else None
-        self._endpoints: dict[str, RequestBudget] = {}
-
-    @property
-    def unlimited(self) -> bool:
-        return self.rate <= 0
-
-    async def acquire(self, endpoint: str | None = None) -> None:
-        if self.unlimited:
-            self.granted += 1
-            return
-        if endpoint is not None and self.endpoint_rate is not None:
-            bucket = self._endpoints.get(endpoint)
-            if bucket is None:
-                bucket = self._endpoints[endpoint] = RequestBudget(self.endpoint_rate)
-            await bucket.acquire()
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new event loop (the old one's waiters and timer died with it)
-            self._loop, self._waiting, self._timer = loop, [], None
-        self._refill()
-        if not self._waiting and self._tokens >= 1:
-            self._tokens -= 1
-            self.granted += 1
-            return
-        priority = request_priority.get()
-        turn: asyncio.Future[None] = loop.create_future()
-        heapq.heappush(self._waiting, (-(priority() if priority else 0.0), next(self._arrivals), turn))
-        self._schedule()
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():  # granted as it was cancelled: give the token back
-                self._tokens += 1
-                self.granted -= 1
-                self._schedule()
-            raise
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
-
-    def _schedule(self) -> None:
-        if self._timer is None and self._waiting:
-            delay = max(0.0, (1 - self._tokens) / self.rate)
-            assert self._loop is not None
-            self._timer = self._loop.call_later(delay, self._grant)
-
-    def _grant(self) -> None:
-        self._timer = None
-        self._refill()
-        while self._waiting and self._tokens >= 1:
-            _, _, turn = heapq.heappop(self._waiting)
-            if turn.done():  # its request was cancelled while waiting
-                continue
-            self._tokens -= 1
-            self.granted += 1
-            turn.set_result(None)
-        while self._waiting and self._waiting[0][2].done():
-            heapq.heappop(self._waiting)
-        self._schedule()
-
-
 @dataclass
 class ApiStats:
     requests: int = 0
@@ -166,10 +87,16 @@ class ApiStats:
     server_errors: int = 0
 
 
-def stripe_request_budget(requests_per_second: float) -> RequestBudget:
+def stripe_request_budget(requests_per_second: float, database: Database | None = None,
+                          scope: str | None = None) -> Budget:
     """The budget the engine keeps for `requests_per_second` (0 is unlimited): Stripe's limit per
-    endpoint applies below it, whatever the global rate."""
-    return RequestBudget(requests_per_second, endpoint_rate=ENDPOINT_REQUESTS_PER_SECOND)
+    endpoint applies below it, whatever the global rate. With a database (and the account's `scope`)
+    it is the account's budget shared by every process; without one, this process's own."""
+    own = RequestBudget(requests_per_second, endpoint_rate=ENDPOINT_REQUESTS_PER_SECOND)
+    if database is None or scope is None:
+        return own
+    return SharedRequestBudget(database, scope, requests_per_second, endpoint_rate=ENDPOINT_REQUESTS_PER_SECOND,
+                               fallback=own)
 
 
 def default_request_rate(config: SyncConfig) -> float:
@@ -191,14 +118,31 @@ def endpoint_of(method: str, path: str) -> str:
 class StripeApi:
     """The engine's Stripe client: `get`, `post`, `delete`, `list_page` and `iterate` over list pages."""
 
-    def __init__(self, config: SyncConfig, *, budget: RequestBudget | None = None) -> None:
+    def __init__(self, config: SyncConfig, *, budget: Budget | None = None, database: Database | None = None) -> None:
+        """`database` makes the request budget the account's, shared with every process using it;
+        without it (or with an explicit `budget`) the budget is this client's own."""
         if not config.stripe_secret_key:
             raise StripeKeyMissing()
         self.config = config
+        self.database = database
+        self.budget_scope = (account_scope(config.stripe_account_id, config.livemode) if config.stripe_account_id
+                             else key_scope(config.stripe_secret_key))
         self._http, self.client = self._new_client()
-        self.budget = budget or stripe_request_budget(default_request_rate(config))
+        self.budget = budget or stripe_request_budget(default_request_rate(config), database, self.budget_scope)
         self.stats = ApiStats()
         self._sleep = asyncio.sleep
+
+    def set_request_rate(self, requests_per_second: float) -> None:
+        """Replace the budget by one of `requests_per_second` (0 is unlimited), shared as the current one was."""
+        shared = isinstance(self.budget, SharedRequestBudget)
+        self.budget = stripe_request_budget(requests_per_second, self.database if shared else None,
+                                            self.budget_scope)
+
+    def account_known(self, account_id: str) -> None:
+        """The key's account is `account_id`: from now on the budget is that account's (any key of it)."""
+        self.budget_scope = account_scope(account_id, self.config.livemode)
+        if isinstance(self.budget, SharedRequestBudget):
+            self.budget.scope = self.budget_scope
 
     def _new_client(self) -> tuple[stripe.AIOHTTPClient, stripe.StripeClient]:
         config = self.config
@@ -220,6 +164,7 @@ class StripeApi:
 
     async def close(self) -> None:
         """Close the HTTP session (it belongs to the event loop that used it); usable again afterwards."""
+        await self.budget.close()
         await self._http.close_async()
         self._http, self.client = self._new_client()
 
@@ -251,6 +196,21 @@ class StripeApi:
             attempt += 1
             self.stats.retries += 1
             await self._sleep(delay)
+
+    async def probe(self, path: str = "/v1/account", *, timeout: float) -> dict:
+        """One GET in the interactive lane, answered within `timeout` once sent, never retried: does Stripe
+        answer now? Waiting for a token of our own budget is not Stripe failing, so it is not timed."""
+        with lane("interactive"):
+            await self.budget.acquire(endpoint_of("get", path))
+        self.stats.requests += 1
+        try:
+            return await asyncio.wait_for(self._send("get", path, {}, {}), timeout)
+        except TimeoutError:
+            raise StripeApiError(f"Stripe did not answer GET {path} within {timeout:g} s") from None
+        except stripe.StripeError as error:
+            raise StripeApiError(f"Stripe answered {error.http_status or 'no response'} to GET {path}: "
+                                 f"{error.user_message or error}", http_status=error.http_status,
+                                 code=error.code) from None
 
     async def _send(self, method: str, path: str, params: dict[str, Any], options: dict[str, Any]) -> dict:
         """One HTTP request through the SDK's requestor (headers, form encoding, connection reuse).

@@ -68,7 +68,8 @@ class StripeSync:
             return self
         database = Database(resolve_database_url(self.config.database_url), max_size=self.config.pool_max_size)
         await database.open()
-        stripe = StripeApi(self.config) if self.config.stripe_secret_key else None
+        # The request budget is the account's, in the database, shared with every process that syncs it.
+        stripe = StripeApi(self.config, database=database) if self.config.stripe_secret_key else None
         ctx = EngineContext.build(self.config, database, stripe, self.progress, self.clock)
         webhooks = WebhookProcessor(ctx, self.webhook_options)
         self._webhooks = webhooks

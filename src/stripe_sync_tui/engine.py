@@ -34,7 +34,6 @@ from stripe_sync_core.status import (
     SchemaMissing,
     WebhookEndpointRow,
 )
-from stripe_sync_core.stripe_api import stripe_request_budget
 from stripe_sync_core.sync import StripeSync
 
 from .backfill_process import BackfillCommand, BackfillProcess
@@ -194,11 +193,11 @@ class ConsoleEngine:
     # -- actions ------------------------------------------------------------------------------------
 
     async def set_request_budget(self, requests_per_second: float) -> None:
-        """Change the engine's shared request budget (0 is unlimited) for the calls that follow; the same
-        budget the CLI builds, per-endpoint limit included."""
+        """Change the engine's request budget (0 is unlimited) for the calls that follow; the same
+        budget the CLI builds (the account's, shared through the database), per-endpoint limit included."""
 
         async def change(sync: StripeSync) -> None:
-            sync.stripe.budget = stripe_request_budget(requests_per_second)
+            sync.stripe.set_request_rate(requests_per_second)
 
         await self._on_engine_loop(change)
 
@@ -333,10 +332,12 @@ class ConsoleEngine:
             stripe_ok: bool | None = None
             detail = health.error or ""
             if stripe and sync.config.stripe_secret_key:
+                # The interactive lane: a backfill saturating the budget does not hold the probe up, and
+                # only Stripe's answer is timed (waiting for our own budget says nothing about Stripe).
                 try:
-                    await asyncio.wait_for(sync.stripe.get("/v1/account"), STRIPE_PROBE_TIMEOUT)
+                    await sync.stripe.probe("/v1/account", timeout=STRIPE_PROBE_TIMEOUT)
                     stripe_ok = True
-                except Exception as error:  # noqa: BLE001 - any failure means "not answering"
+                except Exception as error:  # noqa: BLE001 - Stripe's error, or no answer in time
                     stripe_ok = False
                     detail = detail or str(error) or "Stripe did not answer in time"
             return health.ok, stripe_ok, detail
