@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from backfill_support import EMULATOR_TYPE
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from stripe_sync_emulator import StripeEmulator
 
@@ -263,6 +263,45 @@ def test_a_wrong_key_is_a_clear_error_that_exits_2(clean_db):
     assert result.returncode == 2, result.stderr
     assert "Stripe answered 401" in result.stderr and "Invalid API Key" in result.stderr
     assert "wrongwrong" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_stripe_out_of_reach_fails_fast_naming_the_base_url_and_migrates_nothing(clean_db):
+    """A server that accepts and never answers, then a port nobody listens on: the command says which
+    base URL it could not reach and what to check (not 'contact support@stripe.com'), shows its retries,
+    exits 1, and has not touched the database (the check comes before the migration)."""
+    import socket
+
+    parts = conninfo_to_dict(clean_db)
+    fresh = f"{parts['dbname']}_unmigrated"
+    with psycopg.connect(clean_db, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{fresh}"')
+    fresh_url = make_conninfo(clean_db, dbname=fresh)
+    silent = socket.socket()
+    try:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes connections; nothing ever answers
+        base = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = _run("--headless", "backfill", "customers", "--database-url", fresh_url,
+                      "--stripe-key", "sk_test_abcdefghijkl1234", "--stripe-api-base", base, timeout=60)
+        with psycopg.connect(fresh_url) as conn:
+            assert conn.execute("SELECT to_regnamespace('stripe')").fetchone() == (None,)  # not migrated
+    finally:
+        silent.close()
+        with psycopg.connect(clean_db, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{fresh}"')
+    assert result.returncode == 1, result.stderr
+    assert f"cannot reach the Stripe API at {base} (no answer within" in result.stderr
+    assert "check --stripe-api-base" in result.stderr and "support@stripe.com" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    refused = _run("--headless", "sync", "cus_123", "--database-url", clean_db,
+                   "--stripe-key", "sk_test_abcdefghijkl1234", "--stripe-api-base", closed, timeout=60)
+    assert refused.returncode == 1, refused.stderr
+    assert f"Stripe at {closed} is not answering (connection refused, try 1); retrying" in refused.stderr
+    assert f"cannot reach the Stripe API at {closed} (connection refused)" in refused.stderr
 
 
 def test_demo_backfill_all_end_to_end(clean_db):

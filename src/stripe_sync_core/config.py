@@ -67,6 +67,8 @@ class SyncConfig:
     max_retries: int = 5
     initial_retry_delay_ms: int = 1000
     max_retry_delay_ms: int = 60000
+    request_timeout_seconds: float = 30.0
+    """How long one Stripe request may take before it counts as a network failure (and is retried)."""
     enable_sigma: bool = False
     auto_expand_lists: bool = False
     backfill_related_entities: bool = False
@@ -83,6 +85,8 @@ class SyncConfig:
     def __post_init__(self) -> None:
         if self.max_retries < 0:
             raise ConfigError("max_retries must be 0 or more")
+        if not self.request_timeout_seconds > 0:
+            raise ConfigError("request_timeout_seconds must be more than 0")
         if self.initial_retry_delay_ms < 0 or self.max_retry_delay_ms < self.initial_retry_delay_ms:
             raise ConfigError("retry delays must satisfy 0 <= initial_retry_delay_ms <= max_retry_delay_ms")
         if self.stripe_secret_key is not None and not re.match(r"^(sk|rk)_(test|live)_\S+$",

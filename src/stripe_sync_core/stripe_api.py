@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,22 @@ class StripeApiError(StripeSyncError, RuntimeError):
         if status in (401, 403):
             return "not_configured"
         return "invalid_input"
+
+
+STRIPE_API_BASE = "https://api.stripe.com"
+REACH_TIMEOUT_SECONDS = 8.0
+"""How long a command's first contact with Stripe may try before it says Stripe cannot be reached (the
+whole command, process start included, then ends within 10 s)."""
+
+_NETWORK_REASON = re.compile(r"\(Network error: ([^)]*)\)")
+
+
+class StripeUnreachable(StripeApiError):
+    """No answer from the Stripe API at its base URL (refused, reset, timed out): `unavailable`."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StripeKeyMissing(StripeApiError):
@@ -132,6 +148,76 @@ class StripeApi:
         self.stats = ApiStats()
         self._sleep = asyncio.sleep
 
+    @property
+    def base_url(self) -> str:
+        return self.config.stripe_api_base or STRIPE_API_BASE
+
+    def _unreachable(self, method: str, path: str, error: BaseException,
+                     waited: float | None = None) -> StripeUnreachable:
+        """What to say when no answer came: the base URL asked and what to check, not the SDK's
+        'contact support@stripe.com' (wrong for a mistyped --stripe-api-base or a local emulator)."""
+        reason = self._network_reason(error, waited)
+        return StripeUnreachable(
+            f"cannot reach the Stripe API at {self.base_url} ({reason}) for {method.upper()} {path}: check "
+            "--stripe-api-base / STRIPE_API_BASE and the network", reason=reason)
+
+    def _network_reason(self, error: BaseException, waited: float | None = None) -> str:
+        """`connection refused`, `no answer within 30 s`, a name that does not resolve ...: the cause the
+        SDK wraps (it says only 'A ClientConnectorError was raised')."""
+        if isinstance(error, TimeoutError):
+            return f"no answer within {waited or self.config.request_timeout_seconds:g} s"
+        cause: BaseException | None = error.__cause__ or error.__context__
+        while cause is not None and (cause.__cause__ or cause.__context__) is not None \
+                and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        cause = getattr(cause, "os_error", None) or cause  # aiohttp's connector error wraps the socket's
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__:
+            return f"no answer within {waited or self.config.request_timeout_seconds:g} s"
+        if cause is not None:
+            text = str(getattr(cause, "os_error", None) or cause).strip()
+            return text.splitlines()[0] if text else type(cause).__name__
+        found = _NETWORK_REASON.search(str(error))
+        return found.group(1) if found else type(error).__name__
+
+    async def check_reachable(self, path: str = "/v1/account", *, timeout: float = REACH_TIMEOUT_SECONDS,
+                              on_retry: Callable[[int, str, float], None] | None = None) -> dict:
+        """A command's first contact: GET `path`, retrying network failures, 429 and 5xx only while
+        `timeout` lasts (then `StripeUnreachable`, naming the base URL), telling `on_retry(attempt,
+        reason, seconds left)` before each retry. A 401/403 fails at once (the key)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        attempt = 0
+        while True:
+            left = deadline - loop.time()
+            with lane("interactive"):
+                await self.budget.acquire(endpoint_of("get", path))
+            self.stats.requests += 1
+            try:
+                return await asyncio.wait_for(self._send("get", path, {}, {}), max(0.1, left))
+            except TimeoutError as error:
+                failure: StripeApiError = self._unreachable("get", path, error, waited=max(0.1, left))
+            except stripe.StripeError as error:
+                status = error.http_status
+                if status is None:
+                    failure = self._unreachable("get", path, error)
+                elif status == 429 or status >= 500:
+                    failure = StripeApiError(f"Stripe answered {status} to GET {path}: {error.user_message or error}",
+                                             http_status=status, code=error.code)
+                else:
+                    raise StripeApiError(f"Stripe answered {status} to GET {path}: {error.user_message or error}",
+                                         http_status=status, code=error.code) from None
+            attempt += 1
+            left = deadline - loop.time()
+            delay = min(self.config.initial_retry_delay_ms / 1000 * 2 ** (attempt - 1), 2.0)
+            if left <= delay:
+                raise failure
+            if on_retry is not None:
+                on_retry(attempt, failure.reason if isinstance(failure, StripeUnreachable) else str(failure), left)
+            self.stats.retries += 1
+            await self._sleep(delay)
+
     def set_request_rate(self, requests_per_second: float) -> None:
         """Replace the budget by one of `requests_per_second` (0 is unlimited), shared as the current one was."""
         shared = isinstance(self.budget, SharedRequestBudget)
@@ -152,7 +238,7 @@ class StripeApi:
                               "files": config.stripe_api_base}
         # aiohttp rather than the SDK's default httpx: about a fifth of the CPU per request, which
         # decides how fast a backfill of many small lists (one per customer) can go.
-        http = stripe.AIOHTTPClient()
+        http = stripe.AIOHTTPClient(timeout=config.request_timeout_seconds)
         client = stripe.StripeClient(
             config.stripe_secret_key or "",
             stripe_version=config.stripe_api_version,
@@ -189,8 +275,10 @@ class StripeApi:
                                          http_status=404, code=error.code) from None
                 delay = self._retry_delay(error, attempt)
                 if delay is None:
+                    if status is None:
+                        raise self._unreachable(method, path, error) from None
                     raise StripeApiError(
-                        f"Stripe answered {status or 'no response'} to {method.upper()} {path}: "
+                        f"Stripe answered {status} to {method.upper()} {path}: "
                         f"{error.user_message or error}", http_status=status, code=error.code,
                     ) from None
             attempt += 1

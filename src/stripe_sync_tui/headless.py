@@ -161,16 +161,32 @@ def open_console(args: argparse.Namespace) -> int:
 
 
 async def _with_engine(config: SyncConfig, out: Output, body: Callable[[StripeSync], Awaitable[int]],
-                       progress: ProgressSink | None = None) -> int:
+                       progress: ProgressSink | None = None, *, needs_stripe: bool = False) -> int:
     from stripe_sync_core import StripeSync, run_migrations
     from stripe_sync_core.embedded import resolve_database_url
 
+    if needs_stripe:  # the key and the API base first: a wrong one must not cost a migration
+        await _check_stripe(config, out)
     url = await asyncio.to_thread(resolve_database_url, config.database_url)
     before, after = await asyncio.to_thread(run_migrations, url)
     if before != after:
         out.log(f"migrated the stripe schema to revision {after}")
     async with StripeSync(config.with_overrides(database_url=url), progress=progress) as sync:
         return await body(sync)
+
+
+async def _check_stripe(config: SyncConfig, out: Output) -> None:
+    """Reach Stripe with the key before anything else: within 10 s, saying so while it retries."""
+    from stripe_sync_core.stripe_api import StripeApi, StripeKeyMissing
+
+    if not config.stripe_secret_key:
+        raise StripeKeyMissing()
+    api = StripeApi(config)
+    try:
+        await api.check_reachable(on_retry=lambda attempt, reason, left: out.log(
+            f"Stripe at {api.base_url} is not answering ({reason}, try {attempt}); retrying for {left:.0f} s more"))
+    finally:
+        await api.close()
 
 
 async def cmd_migrate(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
@@ -222,7 +238,7 @@ async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output
         out.table(rows, ["id", "email", "country", "own", "synced_at"], kind="account")
         return EXIT_OK
 
-    return await _with_engine(config, out, body)
+    return await _with_engine(config, out, body, needs_stripe=bool(config.stripe_secret_key))
 
 
 async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
@@ -268,7 +284,7 @@ async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output
                      text=f"{name:<28} stored {result.stored:>9,}  errors {result.errors}  {result.duration:.1f}s")
         return EXIT_PARTIAL if errors else EXIT_OK
 
-    return await _with_engine(config, out, body, progress=progress)
+    return await _with_engine(config, out, body, progress=progress, needs_stripe=True)
 
 
 async def cmd_sync(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
@@ -281,7 +297,7 @@ async def cmd_sync(args: argparse.Namespace, config: SyncConfig, out: Output) ->
         out.data({"kind": "sync", **result.to_dict()})
         return EXIT_OK
 
-    return await _with_engine(config, out, body)
+    return await _with_engine(config, out, body, needs_stripe=True)
 
 
 async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
@@ -301,7 +317,7 @@ async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) 
             await listener.stop()
         return EXIT_OK
 
-    return await _with_engine(config, out, body, progress=_ListenProgress(out))
+    return await _with_engine(config, out, body, progress=_ListenProgress(out), needs_stripe=True)
 
 
 class _ListenProgress(HeadlessProgress):
@@ -330,7 +346,7 @@ async def cmd_webhooks(args: argparse.Namespace, config: SyncConfig, out: Output
             out.data({"kind": "webhook_deleted", "id": args.id}, text=f"deleted {args.id}")
         return EXIT_OK
 
-    return await _with_engine(config, out, body)
+    return await _with_engine(config, out, body, needs_stripe=True)
 
 
 def _webhook_row(webhook: dict) -> dict:
