@@ -7,6 +7,7 @@ from __future__ import annotations
 import psycopg
 from backfill_support import assert_same_ids, chunk_rows, engine, list_requests, run_rows, stored_rows
 
+from stripe_sync_core.backfill import EVENTS_RESULT
 from stripe_sync_core.runs import EVENTS_CHUNK
 from stripe_sync_emulator import StripeEmulator
 
@@ -31,7 +32,8 @@ async def test_a_second_run_picks_up_an_updated_old_object_through_events(clean_
         first, second = run_rows(clean_db)
         assert second["params"]["mode"] == "incremental" and second["params"]["base_run"] == first["id"]
         assert first["params"]["events_cursor_id"] == emu.events()[seen - 1]["id"]
-        assert summary[EVENTS_CHUNK].stored == len(emu.events()) - seen >= 4  # exactly the new ones
+        assert summary[EVENTS_RESULT].stored == len(emu.events()) - seen >= 4  # exactly the new ones
+        assert EVENTS_CHUNK not in summary  # the internal chunk's name is not an object of the result
         assert second["status"] == "complete"
         customers = stored_rows(clean_db, "customers")
         assert customers[oldest["id"]]["name"] == "Renamed Long Ago"

@@ -69,6 +69,10 @@ class BackfillOptions:
         return SplitLimits(self.target_chunk_objects, self.max_split)
 
 
+EVENTS_RESULT = "events"
+"""The key of an incremental run's result for the events it applied (its internal chunk is `_events`)."""
+
+
 class BackfillInProgress(Refused, RuntimeError):
     """Another backfill of this account is open and being worked on, for other objects or bounds."""
 
@@ -214,12 +218,13 @@ class Backfill:
         return SingleSyncResult(object_id, entry.table, "stored" if written.count else "unchanged")
 
     async def summary(self, run_id: int) -> BackfillResult:
-        """Per requested object (plus `_events` for an incremental run): stored, errors, duration..."""
+        """Per requested object (plus `events` for an incremental run: those applied since the previous
+        run, from `/v1/events`): stored, errors, duration..."""
         run = await self.ledger.get_run(run_id)
         totals = await self.ledger.totals(run_id)
         result: BackfillResult = {}
         if EVENTS_CHUNK in totals:
-            result[EVENTS_CHUNK] = _object_summary(run, totals[EVENTS_CHUNK], totals[EVENTS_CHUNK].processed)
+            result[EVENTS_RESULT] = _object_summary(run, totals[EVENTS_CHUNK], totals[EVENTS_CHUNK].processed)
         for listing in plan_listings(run.objects):
             chunks = totals.get(listing.root.table, ObjectTotals())
             if listing.root.table in run.objects:

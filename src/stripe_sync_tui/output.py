@@ -58,6 +58,12 @@ class Output:
         self.stderr.flush()
 
 
+def _shown(object_name: str) -> str:
+    """An object as people read it: an incremental run's internal `_events` chunk is the events since
+    the previous run (its result says `events`)."""
+    return "events since the previous run" if object_name == "_events" else object_name
+
+
 def _plain(value: Any) -> str:
     if value is None:
         return "-"
@@ -124,9 +130,9 @@ class HeadlessProgress(ProgressSink):
                               "status": status, "processed": processed, "error": error})
         elif status == "error":
             self._clear()
-            self.output.log(f"chunk {chunk_id} of {object_name} failed: {error}")
+            self.output.log(f"chunk {chunk_id} of {_shown(object_name)} failed: {error}")
         elif not self.interactive:
-            self.output.log(f"{object_name}: chunk {chunk_id} {status}, {processed} object(s) "
+            self.output.log(f"{_shown(object_name)}: chunk {chunk_id} {status}, {processed} object(s) "
                             f"[{self.chunks_done}/{self.chunks_total}]")
         self._draw(force=True)
 
