@@ -122,6 +122,8 @@ class FilterableTable(Vertical):
         self._order: list[str] = []
         self._batches = 0
         """Bumped by every change of what is shown: a pending batch of an older state stops."""
+        self._offers: tuple[bool, frozenset[str]] | None = None
+        """What the screen's footer depends on here: any row shown, the statuses shown."""
 
     def compose(self) -> ComposeResult:
         yield FilterInput(placeholder="filter: type to narrow, esc to clear", compact=True,
@@ -318,6 +320,20 @@ class FilterableTable(Vertical):
             if at is not None:
                 table.move_cursor(row=at, animate=False)
         self._caption(len(matching))
+        self._offers_changed()
+
+    def _offers_changed(self) -> None:
+        """Ask the screen to re-check its actions (`y` needs a row, jumps a running or failed chunk) when
+        what they depend on changed; not on every refresh, which would rebuild the footer each time."""
+        statuses: frozenset[str] = frozenset()
+        if "status" in self.column_keys:
+            index = self.column_keys.index("status")
+            statuses = frozenset(cells[index].plain for _, cells in self._target)
+        offers = (bool(self._target), statuses)
+        if offers != self._offers:
+            self._offers = offers
+            if self.is_attached:
+                self.screen.refresh_bindings()
 
     def _add_from(self, start: int, *, until: int | None = None) -> None:
         """Add the rows of `_target` from `start`: one batch (through `until`) now, the rest later."""
