@@ -249,6 +249,16 @@ async def _runs(db: Database, where: str, params: dict) -> list[RunSummary]:
     ) for row in rows]
 
 
+async def last_backfill_started(db: Database, account_id: str) -> tuple[int, datetime] | None:
+    """(run id, start) of the account's newest run that stored a chunk: a listener with no logged event
+    to catch up from catches up from there (what changed after it started may be missing)."""
+    row = await db.fetch_one(
+        "SELECT r.id, r.started_at FROM stripe._sync_runs r WHERE r.account_id = %s AND EXISTS ("
+        "SELECT 1 FROM stripe._sync_obj_runs o WHERE o.run_id = r.id AND o.status = 'complete') "
+        "ORDER BY r.started_at DESC, r.id DESC LIMIT 1", (account_id,))
+    return (row["id"], row["started_at"]) if row else None
+
+
 async def run_history(db: Database, *, account_id: str | None = None,
                       limit: int = RUN_HISTORY_LIMIT) -> list[RunSummary]:
     """Runs newest first (from the `stripe.sync_runs` view), at most `limit`."""
