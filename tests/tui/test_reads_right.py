@@ -346,3 +346,22 @@ async def test_layouts_from_80x24_to_250x70(make_app, clean_db, stripe_server):
             table = app.screen.query_one("#chunks", FilterableTable)
             note = table.table.columns["note"]  # type: ignore[index]
             assert note.width >= 24
+
+
+async def test_a_live_refresh_reuses_unchanged_rows_and_sees_a_colour_change():
+    """A refresh of 20,000 chunks each second must not rebuild every cell (the chunk view's cost)."""
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+
+    class OneTable(App):
+        def compose(self) -> ComposeResult:
+            yield FilterableTable([("a", "a", 5), ("s", "status", 8)], id="t")
+
+    async with OneTable().run_test() as pilot:
+        table = pilot.app.query_one(FilterableTable)
+        table.set_rows([("1", ("x", Text("ok", style="green")))])
+        first = table._shown["1"]
+        table.set_rows([("1", ("x", Text("ok", style="green")))])
+        assert table._shown["1"] is first
+        table.set_rows([("1", ("x", Text("ok", style="red")))])
+        assert str(table.table.get_cell("1", "s").style) == "red"

@@ -48,6 +48,12 @@ def _same(a: Text, b: Text) -> bool:
     return a.plain == b.plain and a.style == b.style and a.spans == b.spans
 
 
+def _unchanged(old: tuple[Cell, ...], new: tuple[Cell, ...]) -> bool:
+    # `==` compares a Text's characters and spans, not its base style (a status may change colour alone).
+    return old == new and all(not isinstance(a, Text) or a.style == b.style  # type: ignore[union-attr]
+                              for a, b in zip(old, new, strict=True))
+
+
 def sort_key(text: str) -> tuple[int, float, str]:
     """Numbers (`1,750`, `#3`, `12.5/s`, `2/4`) by value, before text; blanks and dashes last."""
     text = text.strip()
@@ -119,6 +125,7 @@ class FilterableTable(Vertical):
         self._target: list[tuple[str, tuple[Text, ...]]] = []
         """What the table shows, filtered and sorted; its first `len(_order)` rows are in the DataTable."""
         self._shown: dict[str, tuple[Text, ...]] = {}
+        self._converted: dict[str, tuple[tuple[Cell, ...], tuple[Text, ...]]] = {}
         self._order: list[str] = []
         self._batches = 0
         """Bumped by every change of what is shown: a pending batch of an older state stops."""
@@ -202,7 +209,7 @@ class FilterableTable(Vertical):
         table.clear(columns=True)
         self._add_columns(table)
         self._fill_width()
-        self._order, self._shown, self._target, self._rows = [], {}, [], []
+        self._order, self._shown, self._target, self._rows, self._converted = [], {}, [], [], {}
 
     # -- filter -----------------------------------------------------------------------------------
 
@@ -291,7 +298,7 @@ class FilterableTable(Vertical):
 
     def _apply(self, *, rebuild: bool) -> None:
         table = self.table
-        matching = [(key, tuple(_as_text(c) for c in cells)) for key, cells in self._rows if self._matches(cells)]
+        matching = [(key, texts) for key, texts in self._texts() if self._matches(texts)]
         if self.sort_column is not None:
             index = [key for key, _, _ in self.columns].index(self.sort_column)
             matching.sort(key=lambda row: sort_key(row[1][index].plain), reverse=self.sort_reverse)
@@ -303,6 +310,8 @@ class FilterableTable(Vertical):
             # The same rows first: rewrite the cells that changed, then add the new rows after them.
             for key, cells in matching[:added]:
                 old = self._shown.get(key)
+                if old is cells:
+                    continue  # the same cells as last time (`_texts` kept them)
                 for index, cell in enumerate(cells):
                     if old is None or not _same(old[index], cell):
                         table.update_cell(key, column_keys[index], cell)
@@ -334,6 +343,23 @@ class FilterableTable(Vertical):
             self._offers = offers
             if self.is_attached:
                 self.screen.refresh_bindings()
+
+    def _texts(self) -> list[tuple[str, tuple[Text, ...]]]:
+        """Each row's cells as Text, reusing last refresh's for a row whose cells did not change: a live
+        refresh of 20,000 chunks then costs comparisons, not 160,000 new Text objects."""
+        previous, converted = self._converted, {}
+        rows = []
+        for key, cells in self._rows:
+            raw = tuple(cells)
+            seen = previous.get(key)
+            if seen is not None and _unchanged(seen[0], raw):
+                texts = seen[1]
+            else:
+                texts = tuple(_as_text(c) for c in raw)
+            converted[key] = (raw, texts)
+            rows.append((key, texts))
+        self._converted = converted
+        return rows
 
     def _add_from(self, start: int, *, until: int | None = None) -> None:
         """Add the rows of `_target` from `start`: one batch (through `until`) now, the rest later."""
