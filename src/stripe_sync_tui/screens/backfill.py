@@ -28,7 +28,7 @@ from ..widgets.grid import ChunkGrid
 from ..widgets.inputs import ConsoleInput
 from ..widgets.table import FilterableTable
 from .base import ConsoleScreen
-from .runs import CHUNK_COLUMNS, ChunkJumps, chunk_rows
+from .runs import CHUNK_COLUMNS, ChunkJumps, ChunkRows
 
 if TYPE_CHECKING:
     pass
@@ -73,6 +73,7 @@ class BackfillScreen(ChunkJumps, ConsoleScreen):
         self.resumable: RunSummary | None = None
         self.plan: list[PlannedChunk] = []
         self.plan_chunk = "auto"
+        self.chunk_rows = ChunkRows()
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="backfill"):
@@ -272,7 +273,7 @@ class BackfillScreen(ChunkJumps, ConsoleScreen):
             self.query_one(ChunkGrid).set_chunks([(c.object, c.chunk_id, c.status) for c in view.chunks])
             table = self.query_one("#chunks", FilterableTable)
             table.set_columns(CHUNK_COLUMNS, fill="error")
-            table.set_rows(chunk_rows(app, view.chunks))
+            table.set_rows(self.chunk_rows(app, view.chunks))
         self._title(view)
         self._buttons()
 
