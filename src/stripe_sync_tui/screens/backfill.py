@@ -74,6 +74,7 @@ class BackfillScreen(ChunkJumps, ConsoleScreen):
         self.plan: list[PlannedChunk] = []
         self.plan_chunk = "auto"
         self.chunk_rows = ChunkRows()
+        self._offers: tuple[bool, bool] | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="backfill"):
@@ -313,7 +314,10 @@ class BackfillScreen(ChunkJumps, ConsoleScreen):
     def _buttons(self) -> None:
         self.query_one("#start", Button).disabled = self.running
         self.query_one("#cancel", Button).disabled = not self.running
-        self.refresh_bindings()
+        offers = (self.running, self.resumable is not None)
+        if offers != self._offers:  # the footer is rebuilt only when what it offers changed
+            self._offers = offers
+            self.refresh_bindings()
 
     def unmet(self, need: str) -> str | None:
         if need == "idle" and self.running:

@@ -47,6 +47,7 @@ class ListenerScreen(ConsoleScreen):
         super().__init__()
         self.state = ListenerView()
         self.history_loaded = False
+        self._offered_for: str | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="listener-status"):
@@ -106,7 +107,9 @@ class ListenerScreen(ConsoleScreen):
         feed = self.query_one(EventFeed)
         feed.forward_to = state.local_url or ""
         self._render_counters()
-        self.refresh_bindings()
+        if state.state != self._offered_for:  # the footer is rebuilt only when the state changed
+            self._offered_for = state.state
+            self.refresh_bindings()
 
     def unmet(self, need: str) -> str | None:
         if need == "listener_stopped" and self.state.state != "stopped" and self.state.state != "error":
