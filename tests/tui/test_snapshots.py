@@ -226,6 +226,10 @@ def test_listener_stopped_with_history(snap, populated):
     assert snap(keys("5", screen_loads=True))
 
 
+def test_listener_stopped_80x24(snap, populated):
+    assert snap(keys("5", screen_loads=True), size=(80, 24))
+
+
 def test_listener_feed(snap, populated):
     async def deliveries(pilot: Any) -> None:
         sink = pilot.app.sink

@@ -42,6 +42,8 @@ class ListenerChanged(Message):
 class ListenerScreen(ConsoleScreen):
     screen_name = "listener"
     BINDINGS = actions.bindings_for("listener")
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    """Under 100 columns the counters go under the status (console.tcss)."""
 
     def __init__(self) -> None:
         super().__init__()
