@@ -31,6 +31,7 @@ from .errors import Refused
 from .event_writer import is_connection_error
 from .masking import mask_secrets_in
 from .request_budget import in_lane
+from .status import last_backfill_started
 from .webhooks import WebhookError, WebhookProcessor, claimed_identity
 
 if TYPE_CHECKING:
@@ -353,11 +354,18 @@ class WebhookListener:
                 "SELECT account_id, max(event_created) AS last FROM stripe._events "
                 "WHERE account_id IS NOT NULL GROUP BY account_id")
             last_seen = {row["account_id"]: row["last"] for row in rows if row["last"] is not None}
+            origin = ""
             if own not in last_seen:
-                report.state, report.backfill_recommended = "skipped", True
-                report.message = "no events processed yet: run a backfill to load existing data"
-                self._message("warning", report.message)
-                return report
+                backfill = await last_backfill_started(self.ctx.database, own)
+                if backfill is None:
+                    report.state, report.backfill_recommended = "skipped", True
+                    report.message = ("nothing to catch up from: no event logged and no backfill run yet; "
+                                      "run a backfill to load existing data")
+                    self._message("warning", report.message)
+                    return report
+                # No event logged, but a backfill ran: what changed after it started may be missing.
+                run_id, last_seen[own] = backfill
+                origin = f" (the start of backfill run #{run_id})"
             horizon = self.ctx.now() - timedelta(days=EVENT_RETENTION_DAYS)
             failed: list[str] = []
             for account in [own, *sorted(a for a in last_seen if a != own)]:
@@ -379,7 +387,7 @@ class WebhookListener:
             accounts = f" across {len(last_seen)} accounts" if len(last_seen) > 1 else ""
             assert report.since is not None
             report.message = (f"caught up {report.applied} missed event(s){accounts} since "
-                              f"{report.since:%Y-%m-%d %H:%M:%S}")
+                              f"{report.since:%Y-%m-%d %H:%M:%S}{origin}")
             if report.backfill_recommended:
                 report.message += (f"; the last logged event is older than Stripe's {EVENT_RETENTION_DAYS}-day "
                                    "event history: run a backfill to recover what is older")

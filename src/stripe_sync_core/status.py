@@ -36,11 +36,15 @@ class ObjectProgress:
     chunks_failed: int
     chunks_running: int
     processed: int
+    """Objects of this type stored (the chunks' `processed_count`)."""
     started_at: datetime | None
     finished_at: datetime | None
     last_error: str | None
     objects_per_second: float | None
     eta_seconds: float | None
+    child_rows: int = 0
+    """Rows of child tables stored through these objects (subscription items, invoice lines...): not
+    objects of this type, so never added to `processed`."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class RunSummary:
     started_at: datetime
     closed_at: datetime | None
     total_processed: int
+    """Objects stored (children through their parents not included: see `child_rows`)."""
     complete_count: int
     error_count: int
     running_count: int
@@ -62,10 +67,27 @@ class RunSummary:
     error_message: str | None
     params: dict
     updated_at: datetime | None
+    child_rows: int = 0
+    """Rows of child tables stored through the run's objects."""
 
     @property
     def is_open(self) -> bool:
         return self.closed_at is None
+
+
+def overall_eta(progress: list[ObjectProgress], now: datetime) -> float | None:
+    """Seconds until every object of a running run is done: the chunks left at the run's own pace so
+    far (chunks done per second since its first chunk started), None until a chunk is done."""
+    running = [p for p in progress if p.status in ("running", "pending")]
+    if not running:
+        return None
+    started = [p.started_at for p in progress if p.started_at is not None]
+    done = sum(p.chunks_done for p in progress)
+    left = sum(p.chunks_total - p.chunks_done - p.chunks_failed for p in progress)
+    if not started or not done:
+        return None
+    elapsed = (now - min(started)).total_seconds()
+    return elapsed / done * left if elapsed > 0 else None
 
 
 @dataclass(frozen=True)
@@ -175,7 +197,9 @@ async def current_run_rows(db: Database, *, now: datetime, run_id: int | None = 
                min(started_at) AS started_at,
                max(completed_at) AS finished_at,
                (array_agg(error_message ORDER BY _updated_at DESC)
-                    FILTER (WHERE error_message IS NOT NULL))[1] AS last_error
+                    FILTER (WHERE error_message IS NOT NULL))[1] AS last_error,
+               COALESCE(sum((SELECT sum(value::bigint) FROM jsonb_each_text(children_processed))), 0)::bigint
+                    AS child_rows
         FROM stripe._sync_obj_runs WHERE run_id = %(run)s
         GROUP BY object ORDER BY min(id)
         """,
@@ -197,7 +221,7 @@ async def current_run_rows(db: Database, *, now: datetime, run_id: int | None = 
             chunks_done=row["done"], chunks_failed=row["failed"], chunks_running=row["running"],
             processed=row["processed"], started_at=started, finished_at=row["finished_at"],
             last_error=mask_secrets_in(row["last_error"]) if row["last_error"] else None,
-            objects_per_second=rate, eta_seconds=eta,
+            objects_per_second=rate, eta_seconds=eta, child_rows=row["child_rows"],
         ))
     return run, progress
 
@@ -205,7 +229,9 @@ async def current_run_rows(db: Database, *, now: datetime, run_id: int | None = 
 async def _runs(db: Database, where: str, params: dict) -> list[RunSummary]:
     rows = await db.fetch_all(
         f"""
-        SELECT v.*, r.objects, r.params, r.error_message, r._updated_at AS updated_at
+        SELECT v.*, r.objects, r.params, r.error_message, r._updated_at AS updated_at,
+               (SELECT COALESCE(sum(c.value::bigint), 0) FROM stripe._sync_obj_runs o,
+                       jsonb_each_text(o.children_processed) c WHERE o.run_id = v.run_id)::bigint AS child_rows
         FROM stripe.sync_runs v JOIN stripe._sync_runs r ON r.id = v.run_id
         {where}
         ORDER BY v.run_id DESC LIMIT %(limit)s
@@ -219,8 +245,18 @@ async def _runs(db: Database, where: str, params: dict) -> list[RunSummary]:
         error_count=row["error_count"], running_count=row["running_count"],
         pending_count=row["pending_count"],
         error_message=mask_secrets_in(row["error_message"]) if row["error_message"] else None,
-        params=row["params"] or {}, updated_at=row["updated_at"],
+        params=row["params"] or {}, updated_at=row["updated_at"], child_rows=row["child_rows"],
     ) for row in rows]
+
+
+async def last_backfill_started(db: Database, account_id: str) -> tuple[int, datetime] | None:
+    """(run id, start) of the account's newest run that stored a chunk: a listener with no logged event
+    to catch up from catches up from there (what changed after it started may be missing)."""
+    row = await db.fetch_one(
+        "SELECT r.id, r.started_at FROM stripe._sync_runs r WHERE r.account_id = %s AND EXISTS ("
+        "SELECT 1 FROM stripe._sync_obj_runs o WHERE o.run_id = r.id AND o.status = 'complete') "
+        "ORDER BY r.started_at DESC, r.id DESC LIMIT 1", (account_id,))
+    return (row["id"], row["started_at"]) if row else None
 
 
 async def run_history(db: Database, *, account_id: str | None = None,

@@ -1,8 +1,9 @@
 """The one action registry: bindings, the help screen, the command palette and keymap ids read it.
 
-Each action is declared once with its key, the screen it belongs to (None: everywhere) and whether it
-writes to Stripe or deletes data; `--read-only` disables those, and every place that lists an action
-says why it is disabled.
+Each action is declared once with its key, the screen it belongs to (None: everywhere), whether it
+writes to Stripe or deletes data, and what it needs of the screen's state (`needs`). `--read-only`
+disables the writes: they stay in the footer, dimmed, and say why. An action whose need is not met
+(cancel with nothing running, stop a stopped listener) leaves the footer; its key says why.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class ConsoleAction:
     key_display: str | None = None
     palette: bool = True
     priority: bool = False
+    needs: str | None = None
+    """A condition of the screen's state (`ConsoleScreen.unmet(needs)` says why it does not hold);
+    None: always applies."""
 
     def binding(self) -> Binding:
         tooltip = f"{self.title} (writes: hidden from --read-only)" if self.writes else self.title
@@ -53,7 +57,9 @@ def _switch(number: int, name: str) -> ConsoleAction:
 ACTIONS: tuple[ConsoleAction, ...] = (
     *(_switch(n, name) for n, name in enumerate(SCREENS, start=1)),
     ConsoleAction("console.help", "question_mark", "app.show_help", "Show every key", key_display="?"),
-    ConsoleAction("console.filter", "slash", "filter", "Filter the table", key_display="/"),
+    ConsoleAction("console.filter", "slash", "filter", "Filter the table", key_display="/", needs="table"),
+    ConsoleAction("console.sort", "o", "sort", "Sort", needs="table"),
+    ConsoleAction("console.copy", "y", "copy_id", "Copy id", needs="selection"),
     ConsoleAction("console.back", "escape", "back", "Back", key_display="esc", show=False, palette=False),
     ConsoleAction("console.refresh", "r", "refresh_now", "Refresh now", show=False),
     ConsoleAction("console.quit", "q", "app.quit", "Quit"),
@@ -61,22 +67,32 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("runs.open", "enter", "open_chunks", "Open the run's chunks", "runs"),
     # chunks of one run
     ConsoleAction("chunks.close", "escape", "back", "Back to runs", "chunks", show=False, palette=False),
+    ConsoleAction("chunks.running", "g", "jump_running", "Jump to the next running chunk", "chunks",
+                  needs="running_chunk"),
+    ConsoleAction("chunks.failed", "e", "jump_failed", "Jump to the next failed chunk", "chunks",
+                  needs="failed_chunk"),
     # 2. webhooks
     ConsoleAction("webhooks.create", "n", "create_webhook", "Create a managed webhook", "webhooks", writes=True),
     ConsoleAction("webhooks.delete", "d", "delete_webhook", "Delete the selected webhook", "webhooks",
                   writes=True),
     # 3. backfill
-    ConsoleAction("backfill.plan", "p", "plan_backfill", "Plan the chunks", "backfill"),
-    ConsoleAction("backfill.start", "s", "start_backfill", "Start the backfill", "backfill", writes=False),
-    ConsoleAction("backfill.cancel", "c", "cancel_backfill", "Cancel the backfill", "backfill"),
+    ConsoleAction("backfill.plan", "p", "plan_backfill", "Plan the chunks", "backfill", needs="idle"),
+    ConsoleAction("backfill.start", "s", "start_backfill", "Start the backfill", "backfill", writes=False,
+                  needs="idle"),
+    ConsoleAction("backfill.cancel", "c", "cancel_backfill", "Cancel the backfill", "backfill", needs="running"),
     ConsoleAction("backfill.resume", "R", "resume_backfill", "Resume an interrupted run", "backfill",
-                  key_display="shift+r"),
+                  key_display="shift+r", needs="resumable"),
+    ConsoleAction("backfill.running", "g", "jump_running", "Jump to the next running chunk", "backfill",
+                  needs="running_chunk"),
+    ConsoleAction("backfill.failed", "e", "jump_failed", "Jump to the next failed chunk", "backfill",
+                  needs="failed_chunk"),
     # 4. delete account data
     ConsoleAction("deletion.execute", "ctrl+d", "execute_deletion", "Delete the account's data (after the preview)",
                   "deletion", writes=True, priority=True),
     # 5. listener
-    ConsoleAction("listener.start", "s", "start_listener", "Start the listener", "listener", writes=True),
-    ConsoleAction("listener.stop", "x", "stop_listener", "Stop the listener", "listener"),
+    ConsoleAction("listener.start", "s", "start_listener", "Start the listener", "listener", writes=True,
+                  needs="listener_stopped"),
+    ConsoleAction("listener.stop", "x", "stop_listener", "Stop the listener", "listener", needs="listener_running"),
     ConsoleAction("listener.clear", "l", "clear_feed", "Clear the feed", "listener"),
 )
 

@@ -7,7 +7,9 @@ variables, so the console resolves them through `ConsoleApp.colour` at render ti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from stripe_sync_core.masking import mask_database_url, mask_secret, mask_secrets_in
 
@@ -99,3 +101,26 @@ def clip(text: str | None, width: int) -> str:
         return ""
     text = mask_secrets_in(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def stored(objects: int, child_rows: int) -> str:
+    """Objects and the child rows stored through them, never added together: a subscription item is a
+    row of its own table but not an object the run listed."""
+    text = f"{objects:,} objects"
+    return f"{text} + {child_rows:,} child rows" if child_rows else text
+
+
+def child_tables() -> frozenset[str]:
+    """Tables stored only through a parent (a backfill result counts their rows apart)."""
+    from stripe_sync_core.backfill import tables_for
+    from stripe_sync_core.listing import plan_listings
+
+    return frozenset(child for listing in plan_listings(tables_for("all")) for child in listing.child_tables)
+
+
+def stored_in(results: Mapping[str, Any]) -> str:
+    """What a backfill result stored: objects (roots and applied events) apart from child rows."""
+    children = child_tables()
+    objects = sum(r.stored for table, r in results.items() if table not in children)
+    child_rows = sum(r.stored for table, r in results.items() if table in children)
+    return stored(objects, child_rows)

@@ -34,7 +34,7 @@ def keys(*names: str, screen_loads: bool = False) -> Step:
 
 @pytest.fixture
 def snap(snap_compare, make_app):
-    def take(*steps: Step, app: Any = None, **app_options: Any) -> bool:
+    def take(*steps: Step, app: Any = None, size: tuple[int, int] = SIZE, **app_options: Any) -> bool:
         app = app or make_app(**app_options)
 
         async def run_before(pilot: Any) -> None:
@@ -43,7 +43,7 @@ def snap(snap_compare, make_app):
                 await step(pilot)
             await pilot.pause()
 
-        return snap_compare(app, terminal_size=SIZE, run_before=run_before)
+        return snap_compare(app, terminal_size=size, run_before=run_before)
 
     return take
 
@@ -82,6 +82,14 @@ def test_runs_populated(snap, populated):
 
 def test_runs_filtered(snap, populated):
     assert snap(keys("slash", "c", "h"))
+
+
+def test_runs_populated_80x24(snap, populated):
+    assert snap(size=(80, 24))
+
+
+def test_runs_populated_wide(snap, populated):
+    assert snap(size=(200, 50))
 
 
 def test_run_chunks(snap, populated):
@@ -138,6 +146,24 @@ def test_backfill_plan(snap):
         await pilot.press("p")
 
     assert snap(keys("3"), plan)
+
+
+def _plan_week(pilot: Any) -> Awaitable[None]:
+    async def plan(pilot: Any) -> None:  # set, not clicked: at 80x24 the form scrolls them out of sight
+        pilot.app.screen.query_one("#preset-30").press()
+        pilot.app.screen.query_one("#chunk-week").value = True
+        await pilot.pause()
+        await pilot.press("p")
+
+    return plan(pilot)
+
+
+def test_backfill_plan_80x24(snap):
+    assert snap(keys("3"), _plan_week, size=(80, 24))
+
+
+def test_backfill_plan_wide(snap):
+    assert snap(keys("3"), _plan_week, size=(200, 50))
 
 
 def test_backfill_interrupted_run(snap, populated):
@@ -209,6 +235,10 @@ def test_deletion_summary(snap, finished, stripe_server):
 
 def test_listener_stopped_with_history(snap, populated):
     assert snap(keys("5", screen_loads=True))
+
+
+def test_listener_stopped_80x24(snap, populated):
+    assert snap(keys("5", screen_loads=True), size=(80, 24))
 
 
 def test_listener_feed(snap, populated):

@@ -29,18 +29,19 @@ from ..backfill_process import WorkerKilled, WorkerStopped
 from ..engine import BackfillView
 from ..messages import BackfillStopped, ChunkCompleted, ChunkStarted, OperationFailed, RunFinished, RunStarted
 from ..problems import problem_from
-from ..theme import styled
 from ..widgets.grid import ChunkGrid
 from ..widgets.inputs import ConsoleInput
 from ..widgets.table import FilterableTable
 from .base import ConsoleScreen
-from .runs import CHUNK_COLUMNS
+from .runs import CHUNK_COLUMNS, ChunkJumps, ChunkRows
 
 if TYPE_CHECKING:
     pass
 
 
 PRESETS = {"7": 7, "30": 30, "365": 365, "all": None}
+PLAN_COLUMNS = [("chunk", "#", 6), ("object", "object", 20), ("from", "created from", 12),
+                ("to", "created to", 12), ("note", "plan note", 24)]
 CHUNK_SIZES = ("auto", "day", "week", "month")
 ALL_TABLES = tables_for("all")
 
@@ -64,9 +65,11 @@ class BackfillRequest:
         return ["all"] if set(self.objects) == set(ALL_TABLES) else list(self.objects)
 
 
-class BackfillScreen(ConsoleScreen):
+class BackfillScreen(ChunkJumps, ConsoleScreen):
     screen_name = "backfill"
     BINDINGS = actions.bindings_for("backfill")
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-medium"), (160, "-wide")]
+    """Under 100 columns the form stacks above the chunks; under 160 it is narrower (console.tcss)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,6 +80,9 @@ class BackfillScreen(ConsoleScreen):
         self.run_id: int | None = None
         self.resumable: RunSummary | None = None
         self.plan: list[PlannedChunk] = []
+        self.plan_chunk = "auto"
+        self.chunk_rows = ChunkRows()
+        self._offers: tuple[bool, bool] | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="backfill"):
@@ -90,7 +96,7 @@ class BackfillScreen(ConsoleScreen):
                 with Horizontal(classes="row presets"):
                     yield Button("7 days", id="preset-7", compact=True)
                     yield Button("30 days", id="preset-30", compact=True)
-                    yield Button("365 days", id="preset-365", compact=True)
+                    yield Button("1 year", id="preset-365", compact=True)
                     yield Button("all time", id="preset-all", compact=True)
                 yield Label("Chunk size")
                 with RadioSet(id="chunk"):
@@ -106,8 +112,9 @@ class BackfillScreen(ConsoleScreen):
                     yield Button("Cancel", id="cancel", variant="error", compact=True, disabled=True)
             with Vertical(id="backfill-progress"):
                 yield Static(id="backfill-title", classes="section-title")
+                yield Static(id="plan-note", classes="hint")
                 yield ChunkGrid(id="grid")
-                yield FilterableTable(CHUNK_COLUMNS, id="chunks", empty="p plans the chunks; s starts")
+                yield FilterableTable(CHUNK_COLUMNS, fill="error", id="chunks", empty="p plans the chunks; s starts")
 
     def on_mount(self) -> None:
         self.console.sink.subscribe(self)
@@ -157,11 +164,14 @@ class BackfillScreen(ConsoleScreen):
             return
         self.plan = preview_chunks(request.objects, request.created_gte, request.created_lte, request.chunk,
                                    int(self.console.clock.now().timestamp()))
+        self.plan_chunk = request.chunk
         self.run_id = None
         self.query_one(ChunkGrid).set_chunks([(c.object, i, "pending") for i, c in enumerate(self.plan)])
-        self.query_one("#chunks", FilterableTable).set_rows([
+        table = self.query_one("#chunks", FilterableTable)
+        table.set_columns(PLAN_COLUMNS, fill="note")
+        table.set_rows([
             (f"plan-{i}", (f"{i + 1}", c.object, fmt.day(c.created_gte), fmt.day(c.created_lte),
-                           styled(self.app, "planned", "text-muted"), "", "", c.note))
+                           c.note))
             for i, c in enumerate(self.plan)
         ])
         self._title()
@@ -260,8 +270,7 @@ class BackfillScreen(ConsoleScreen):
         if not self.running:
             return
         self.running = False
-        stored = sum(result.stored for result in message.summary.values())
-        self.notify(f"Backfill finished: {stored:,} objects stored.", title="Backfill")
+        self.notify(f"Backfill finished: {fmt.stored_in(message.summary)} stored.", title="Backfill")
         self._buttons()
         self.action_refresh_now()
 
@@ -294,19 +303,16 @@ class BackfillScreen(ConsoleScreen):
         if run is not None and (self.run_id == run.run_id or self.resumable is not None):
             app = self.app
             self.query_one(ChunkGrid).set_chunks([(c.object, c.chunk_id, c.status) for c in view.chunks])
-            self.query_one("#chunks", FilterableTable).set_rows([
-                (str(c.chunk_id), (
-                    str(c.chunk_id), c.object, fmt.day(c.created_gte), fmt.day(c.created_lte),
-                    styled(app, c.status, fmt.meaning_of_status(c.status)), fmt.count(c.processed),
-                    str(c.attempts), styled(app, fmt.clip(c.error, 28), "error"),
-                )) for c in view.chunks
-            ])
+            table = self.query_one("#chunks", FilterableTable)
+            table.set_columns(CHUNK_COLUMNS, fill="error")
+            table.set_rows(self.chunk_rows(app, view.chunks))
         self._title(view)
         self._buttons()
 
     def _title(self, view: BackfillView | None = None) -> None:
         title = self.query_one("#backfill-title", Static)
         run = view.run if view else None
+        note = ""
         if self.running:
             counts = self.query_one(ChunkGrid).counts()
             done, total = counts.get("complete", 0), sum(counts.values())
@@ -315,6 +321,7 @@ class BackfillScreen(ConsoleScreen):
             title.update(Content.assemble((label, "bold"), "  ", state, f"  {done:,}/{total:,} chunks  ",
                                           *self._worker_figures(),
                                           ("" if self.stopping else "c cancels", "$text-muted")))
+            note = versus_plan(len(self.plan), total, self.plan_chunk) if self.run_id else ""
         elif self.resumable is not None and run is not None:
             done = sum(p.chunks_done for p in view.progress) if view else 0
             total = sum(p.chunks_total for p in view.progress) if view else 0
@@ -326,10 +333,17 @@ class BackfillScreen(ConsoleScreen):
         elif self.plan and self.run_id is None:
             title.update(Content.assemble(("Plan", "bold"), f"  {len(self.plan):,} chunks  ",
                                           ("s starts", "$text-muted")))
+            note = plan_explanation(self.plan_chunk)
         elif self.run_id is not None:
-            title.update(Content.assemble((f"Run #{self.run_id}", "bold"), "  finished"))
+            total = sum(p.chunks_total for p in view.progress) if view else 0
+            title.update(Content.assemble((f"Run #{self.run_id}", "bold"), "  finished",
+                                          f"  {total:,} chunks" if total else ""))
+            note = versus_plan(len(self.plan), total, self.plan_chunk) if total else ""
         else:
             title.update(Content.styled("Choose what to backfill, then p plans and s starts.", "$text-muted"))
+        hint = self.query_one("#plan-note", Static)
+        hint.update(Content.styled(note, "$text-muted"))
+        hint.display = bool(note)
 
     def _worker_figures(self) -> tuple[str | tuple[str, str], ...]:
         """The worker's pid and its requests: rate, 429s and retries (from its stream)."""
@@ -348,6 +362,37 @@ class BackfillScreen(ConsoleScreen):
     def _buttons(self) -> None:
         self.query_one("#start", Button).disabled = self.running
         self.query_one("#cancel", Button).disabled = not self.running
+        offers = (self.running, self.resumable is not None)
+        if offers != self._offers:  # the footer is rebuilt only when what it offers changed
+            self._offers = offers
+            self.refresh_bindings()
+
+    def unmet(self, need: str) -> str | None:
+        if need == "idle" and self.running:
+            return "a backfill is already running: c cancels it"
+        if need == "running" and not self.running:
+            return "no backfill is running here"
+        if need == "resumable" and (self.resumable is None or self.running):
+            return "no interrupted run to resume"
+        return super().unmet(need)
+
+
+def plan_explanation(chunk: str) -> str:
+    """Why a run's chunks may not match its plan (`preview_chunks` plans without asking Stripe)."""
+    if chunk == "auto":
+        return ("auto: one chunk per listing; the run splits a dense range as it goes, so it may hold "
+                "more chunks than planned.")
+    return (f"{chunk}: every window of the range; the run drops the windows above the newest object and "
+            "marks a type with nothing to list done, so it may hold fewer chunks than planned.")
+
+
+def versus_plan(planned: int, actual: int, chunk: str) -> str:
+    """The run's chunk count against its plan's, and why they differ."""
+    if not planned or not actual or planned == actual:
+        return ""
+    why = ("empty windows above the newest object dropped" if actual < planned
+           else "dense ranges split into smaller chunks")
+    return f"{actual:,} chunks, {planned:,} planned: {why} ({chunk})."
 
 
 def _parse_day(text: str, name: str, *, end: bool) -> int | None:

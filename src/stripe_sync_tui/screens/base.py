@@ -143,17 +143,60 @@ class ConsoleScreen(Screen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         entry = actions.find(self.screen_name, action)
-        if entry is not None and actions.disabled_reason(entry, read_only=self.console.read_only):
+        if entry is None:
+            return True
+        if actions.disabled_reason(entry, read_only=self.console.read_only):
             return None  # shown dimmed in the footer; pressing it explains (on_key)
+        if entry.needs and self.unmet(entry.needs):
+            return False  # does not apply now: out of the footer; pressing it explains (on_key)
         return True
 
+    def unmet(self, need: str) -> str | None:
+        """Why `need` (an action's `needs` in the registry) does not hold now; None when it does."""
+        table = self.focused_table()
+        if need == "table":
+            return None if table is not None else "no table on this screen"
+        if need == "selection":
+            return None if table is not None and table.cursor_key else "no row selected"
+        if need in ("running_chunk", "failed_chunk"):
+            chunks = self.query("#chunks")
+            if not chunks or not isinstance(chunks.first(), FilterableTable):
+                return "no chunks on this screen"
+            status = "running" if need == "running_chunk" else "error"
+            if not chunks.first(FilterableTable).has_value("status", status):
+                return f"no {'running' if status == 'running' else 'failed'} chunk"
+        return None
+
     def on_key(self, event: events.Key) -> None:
-        for entry in actions.actions_for(self.screen_name):
-            reason = actions.disabled_reason(entry, read_only=self.console.read_only)
-            if reason and event.key == self.console.key_for(entry):
+        for entry in (*actions.actions_for(self.screen_name), *actions.actions_for(None)):
+            if event.key != self.console.key_for(entry):
+                continue
+            reason = actions.disabled_reason(entry, read_only=self.console.read_only) or (
+                self.unmet(entry.needs) if entry.needs else None)
+            if reason:
                 event.stop()
                 self.notify(f"{entry.title}: {reason}", severity="warning")
                 return
+
+    def action_sort(self) -> None:
+        table = self.focused_table()
+        if table is not None:
+            table.sort_next_column()
+
+    def action_copy_id(self) -> None:
+        """`y`: the selected row's id (its key: a run, chunk, webhook or account id, whole) to the clipboard."""
+        table = self.focused_table()
+        key = table.cursor_key if table is not None else None
+        if not key:
+            self.notify("No row selected to copy.")
+            return
+        text = self.copy_text(table, key)  # type: ignore[arg-type]
+        self.app.copy_to_clipboard(text)
+        self.notify(f"Copied {text}", title="Clipboard")
+
+    def copy_text(self, table: FilterableTable, key: str) -> str:
+        """What `y` copies for a row (its key unless the screen says otherwise)."""
+        return key
 
     def focused_table(self) -> FilterableTable | None:
         focused = self.focused
@@ -166,10 +209,8 @@ class ConsoleScreen(Screen):
 
     def action_filter(self) -> None:
         table = self.focused_table()
-        if table is None:
-            self.notify("Nothing to filter on this screen.")
-            return
-        table.open_filter()
+        if table is not None:
+            table.open_filter()
 
     def action_back(self) -> None:
         table = self.focused_table()

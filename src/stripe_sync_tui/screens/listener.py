@@ -42,11 +42,14 @@ class ListenerChanged(Message):
 class ListenerScreen(ConsoleScreen):
     screen_name = "listener"
     BINDINGS = actions.bindings_for("listener")
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    """Under 100 columns the counters go under the status (console.tcss)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.state = ListenerView()
         self.history_loaded = False
+        self._offered_for: str | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="listener-status"):
@@ -108,18 +111,38 @@ class ListenerScreen(ConsoleScreen):
         feed = self.query_one(EventFeed)
         feed.forward_to = state.local_url or ""
         self._render_counters()
+        if state.state != self._offered_for:  # the footer is rebuilt only when the state changed
+            self._offered_for = state.state
+            self.refresh_bindings()
+
+    def unmet(self, need: str) -> str | None:
+        if need == "listener_stopped" and self.state.state != "stopped" and self.state.state != "error":
+            return f"the listener is {self.state.state}: x stops it"
+        if need == "listener_running" and self.state.state in ("stopped", "error"):
+            return "the listener is not running: s starts it"
+        return super().unmet(need)
 
     def _render_counters(self) -> None:
+        """Two counts that mean different things, each named: the events this console saw (answered
+        deliveries by status class, and events catch-up applied, which no delivery carried), and the
+        HTTP requests the listener received (one still being answered is in flight)."""
         sink = self.console.sink
         by_class = sink.events_by_class
+        answered = sum(by_class.values())
+        applied = sink.events_received - answered
         lines = [
-            Content.assemble(("Events ", "bold"), f"{sink.events_received:,} this session"),
+            Content.assemble(("Events ", "bold"), f"{_many(answered, 'delivery', 'deliveries')} answered",
+                             f" · {applied:,} applied by catch-up" if applied else ""),
             Content.assemble("  2xx ", (f"{by_class['2xx']:,}", "$success"), "  4xx ",
                              (f"{by_class['4xx']:,}", "$warning"), "  5xx ", (f"{by_class['5xx']:,}", "$error")),
         ]
-        if self.state.counters:
-            lines.append(Content.assemble(("Listener ", "bold"), "  ".join(
-                f"{name} {value:,}" for name, value in self.state.counters)))
+        counters = dict(self.state.counters)
+        if counters:
+            received = counters.get("received", 0)
+            replied = counters.get("2xx", 0) + counters.get("4xx", 0) + counters.get("5xx", 0)
+            in_flight = max(0, received - replied)
+            lines.append(Content.assemble(("Listener ", "bold"), f"{_many(received, 'request', 'requests')} received",
+                                          f" · {in_flight:,} in flight" if in_flight else ""))
         self.query_one("#listener-counters", Static).update(Content("\n").join(lines))
 
     # -- start, stop -----------------------------------------------------------------------------
@@ -166,3 +189,7 @@ class ListenerScreen(ConsoleScreen):
 
     def action_clear_feed(self) -> None:
         self.query_one(EventFeed).clear()
+
+
+def _many(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"

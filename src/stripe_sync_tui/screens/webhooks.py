@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     pass
 
 
-COLUMNS = [("id", "id", 24), ("url", "URL", 27), ("status", "status", 8), ("events", "events", 6),
+# Ids whole (a webhook endpoint id is 27 characters; Stripe ids run to ~32); the URL takes what is left.
+COLUMNS = [("id", "id", 32), ("url", "URL", 19), ("status", "status", 8), ("events", "events", 6),
            ("listens", "listens to", 13), ("created", "created (UTC)", 19), ("owner", "owner", 9)]
 
 
@@ -51,7 +52,7 @@ class WebhooksScreen(ConsoleScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="webhooks-title", classes="section-title")
-        yield FilterableTable(COLUMNS, id="webhooks", empty="no webhook endpoints: n creates a managed one")
+        yield FilterableTable(COLUMNS, fill="url", id="webhooks", empty="no webhook endpoints: n creates a managed one")
 
     def on_mount(self) -> None:
         self.query_one(FilterableTable).focus_table()
@@ -71,7 +72,7 @@ class WebhooksScreen(ConsoleScreen):
             state = endpoint.status if endpoint else hook.status
             types = len(hook.enabled_events)
             rows.append((hook.webhook_id, (
-                hook.webhook_id, fmt.clip(hook.url, 27), styled(app, state, fmt.meaning_of_status(state)),
+                hook.webhook_id, fmt.clip(hook.url, 500), styled(app, state, fmt.meaning_of_status(state)),
                 fmt.count(hook.event_count),
                 "all supported" if types >= all_types or "*" in hook.enabled_events else f"{types} types",
                 fmt.timestamp(hook.created_at), styled(app, "managed", "primary"),
@@ -82,7 +83,7 @@ class WebhooksScreen(ConsoleScreen):
                 continue
             types = len(endpoint.enabled_events)
             rows.append((endpoint.webhook_id, (
-                endpoint.webhook_id, fmt.clip(endpoint.url, 27),
+                endpoint.webhook_id, fmt.clip(endpoint.url, 500),
                 styled(app, endpoint.status, fmt.meaning_of_status(endpoint.status)), "–",
                 "every event" if "*" in endpoint.enabled_events else f"{types} types",
                 fmt.timestamp(endpoint.created), styled(app, "read-only", "text-muted"),

@@ -1,7 +1,9 @@
 """`EventFeed`: the listener's log in the manner of `stripe listen`, bounded and virtualised.
 
 Only the last `max_lines` lines are kept and only the visible ones are rendered, so a feed of
-100,000 events costs what a screenful costs. While the view sits at the bottom it follows new lines.
+100,000 events costs what a screenful costs. It follows new lines until the operator scrolls up, and
+again once they are back at the bottom (End): whether it follows is remembered, not re-derived from
+the scroll position, which a resize or a screen switch moves under it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class EventFeed(ScrollView, can_focus=True):
         super().__init__(id=id)
         self.lines: deque[Text] = deque(maxlen=max_lines)
         self.forward_to = forward_to
+        self.following = True
         self._width = 0
 
     @property
@@ -58,16 +61,32 @@ class EventFeed(ScrollView, can_focus=True):
         self.add_lines(lines)
 
     def add_lines(self, lines: Iterable[Text]) -> None:
-        follow = self.scroll_offset.y >= self.max_scroll_y
         for line in lines:
             self.lines.append(line)
             self._width = max(self._width, line.cell_len)
         self.virtual_size = Size(self._width, len(self.lines))
-        if follow:  # after the refresh, when the new virtual size is laid out
-            self.call_after_refresh(self.scroll_end, animate=False)
+        self._follow()
         self.refresh()
 
+    def _follow(self) -> None:
+        if self.following:  # after the refresh, when the new virtual size is laid out
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if new_value >= self.max_scroll_y:  # at the bottom (End, or a clamp when the feed grew)
+            self.following = True
+        elif new_value < old_value:  # the operator scrolled up (lines only ever add below)
+            self.following = False
+
+    def on_resize(self) -> None:
+        self._follow()
+
+    def on_show(self) -> None:
+        self._follow()
+
     def clear(self) -> None:
+        self.following = True
         self.lines.clear()
         self._width = 0
         self.virtual_size = Size(0, 0)
