@@ -53,6 +53,8 @@ class ConsoleSettings:
     listener_host: str = "127.0.0.1"
     listener_port: int | None = None
     """None: the configured `listener_port`."""
+    working_notice_seconds: float | None = 0.3
+    """How long an action may take before the console says it is working (None: never, for pictures)."""
     database_label: str | None = None
     """What the header calls the database; None shows the URL with its password masked."""
 

@@ -22,6 +22,7 @@ os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
 SIZE = (120, 36)
 DATABASE_LABEL = "postgresql://postgres:****@127.0.0.1:5432/stripe"
 TEST_SETTINGS = ConsoleSettings(refresh_interval=0.2, health_interval=None, cursor_blink=False,
+                                working_notice_seconds=None,
                                 listener_port=0, database_label=DATABASE_LABEL)
 
 

@@ -116,6 +116,47 @@ async def test_create_and_delete_a_managed_webhook(make_app, clean_db, stripe_se
         assert webhook_id not in table.shown_keys
 
 
+async def test_an_action_stripe_is_slow_to_answer_says_it_is_working(make_app, clean_db, stripe_server):
+    """Stripe holds the webhook creation (a gate in front of the emulator, released only once the console
+    has said it is waiting): the key press is answered with a notice, then the result."""
+    import asyncio
+
+    from aiohttp import ClientSession, web
+
+    release = asyncio.Event()
+
+    async def gate(request: web.Request) -> web.Response:
+        if request.method == "POST" and request.path == "/v1/webhook_endpoints":
+            await release.wait()
+        async with ClientSession() as session, session.request(
+                request.method, stripe_server.api_base + request.path_qs, data=await request.read(),
+                headers={k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")},
+        ) as upstream:
+            return web.Response(body=await upstream.read(), status=upstream.status, content_type="application/json")
+
+    proxy = web.Application()
+    proxy.router.add_route("*", "/{tail:.*}", gate)
+    runner = web.AppRunner(proxy, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        app = make_app(api_base=f"http://127.0.0.1:{port}", working_notice_seconds=0.3)
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await pilot.press("2")
+            await loaded(pilot)
+            await pilot.press("n", *"https://hooks.console.test/slow", "enter")
+            await until(pilot, lambda: "Create webhook: in progress…" in app.notified)
+            assert not any(n.startswith("Created we_") for n in app.notified)
+            release.set()
+            await until(pilot, lambda: any(n.startswith("Created we_") for n in app.notified))
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
 async def test_endpoints_we_do_not_manage_are_listed_read_only(make_app, clean_db, stripe_server):
     import stripe
 

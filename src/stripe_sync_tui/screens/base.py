@@ -125,12 +125,21 @@ class ConsoleScreen(Screen):
     def call_engine(self, what: str, call: Callable[[], Awaitable[Message | None]]) -> None:
         """Run `call` in a worker; it returns the message to post (or None). Failures become messages."""
 
+        # An action that does not answer within a frame or so says that it is working (Stripe may be
+        # slow, or the account's request budget busy), so a key press never seems to do nothing.
+        after = self.console.settings.working_notice_seconds
+        working = None if after is None else self.set_timer(after, lambda: self.notify(
+            f"{what[:1].upper()}{what[1:]}: in progress…", title="Working", timeout=4))
+
         async def work() -> None:
             try:
                 message = await call()
             except Exception as error:  # noqa: BLE001
                 self.post_message(OperationFailed(what, problem_from(error, self.console.database_display)))
                 return
+            finally:
+                if working is not None:
+                    working.stop()
             if message is not None:
                 self.post_message(message)
 
