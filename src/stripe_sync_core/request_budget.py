@@ -32,6 +32,8 @@ import psycopg
 import psycopg.errors
 import psycopg_pool
 
+from .errors import Unavailable
+
 if TYPE_CHECKING:
     from .database import Database
 
@@ -224,7 +226,7 @@ DEGRADED_SECONDS = 5.0
 """After the database failed a grant, this process paces itself alone for so long before asking again."""
 
 
-class BudgetUnavailable(Exception):
+class BudgetUnavailable(Unavailable):
     """The shared budget could not be asked (database down, schema not migrated): pace alone for a while."""
 
 
