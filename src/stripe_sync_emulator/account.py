@@ -113,12 +113,14 @@ class AccountStore:
         obj = t.rows.get(seq)
         if obj is not None:
             out = dict(obj)
-            if name != "events":  # an event keeps the mode it was created in
+            if name != "events" and t.rt.livemode:  # an event keeps the mode it was created in
                 out["livemode"] = lm
             for f, typ in t.rt.hydrate.items():
                 v = out.get(f)
                 if isinstance(v, str):
                     out[f] = self.render_ref(typ, v, lm)
+            for f in t.rt.includable:
+                out.pop(f, None)
         elif seq < t.n_gen:
             out = RENDERERS[name](self, seq, lm)
         else:
@@ -218,7 +220,8 @@ class AccountStore:
             obj["created"] = created
         elif "created" in obj:
             del obj["created"]
-        obj["livemode"] = False
+        if t.rt.livemode:
+            obj["livemode"] = False
         for f in t.rt.embeds:
             obj.pop(f, None)
         if "metadata" in obj:

@@ -44,12 +44,46 @@ def _line_items(acc: AccountStore, obj: dict[str, Any], lm: bool) -> dict[str, A
     return acc.embedded_list(t, seq, obj["id"], emb, lm)
 
 
+def _stored_field(acc: AccountStore, name: str, ident: str, field: str, default: Any) -> Any:
+    """An includable field as stored with the row (rows created through the API), else ``default``."""
+    t = acc.tables[name]
+    seq = t.seq_of(ident)
+    row = t.rows.get(seq) if seq is not None else None
+    return default if row is None else row.get(field, default)
+
+
+def _tiers(acc: AccountStore, obj: dict[str, Any], lm: bool) -> Any:
+    return _stored_field(acc, "prices", obj["id"], "tiers", None)
+
+
+def _currency_options(acc: AccountStore, obj: dict[str, Any], lm: bool) -> Any:
+    own = {obj.get("currency") or "usd": {"custom_unit_amount": obj.get("custom_unit_amount"),
+                                         "tax_behavior": obj.get("tax_behavior"), "unit_amount": obj.get("unit_amount"),
+                                         "unit_amount_decimal": obj.get("unit_amount_decimal")}}
+    if obj.get("billing_scheme") == "tiered":
+        own[next(iter(own))]["tiers"] = _tiers(acc, obj, lm)
+    return {**own, **(_stored_field(acc, "prices", obj["id"], "currency_options", None) or {})}
+
+
+def _line_discounts(acc: AccountStore, obj: dict[str, Any], lm: bool) -> Any:
+    return _stored_field(acc, "checkout_line_items", obj["id"], "discounts", [])
+
+
+def _line_taxes(acc: AccountStore, obj: dict[str, Any], lm: bool) -> Any:
+    return _stored_field(acc, "checkout_line_items", obj["id"], "taxes", [])
+
+
 # Fields that only appear when expanded ("includable" in Stripe's docs).
 INCLUDABLE: dict[tuple[str, str], Callable[[AccountStore, dict[str, Any], bool], dict[str, Any]]] = {
     ("customer", "tax_ids"): _tax_ids,
     ("customer", "subscriptions"): _subscriptions,
     ("customer", "sources"): _sources,
     ("checkout.session", "line_items"): _line_items,
+    ("price", "tiers"): _tiers,
+    ("price", "currency_options"): _currency_options,
+    ("plan", "tiers"): _tiers,
+    ("item", "discounts"): _line_discounts,
+    ("item", "taxes"): _line_taxes,
 }
 
 
@@ -87,7 +121,7 @@ def _walk(acc: AccountStore, node: Any, parts: list[str], full: str, lm: bool) -
         return node
     inc = INCLUDABLE.get((node.get("object", ""), head))
     new = dict(node)
-    if inc is not None and not isinstance(node.get(head), dict):
+    if inc is not None and not isinstance(node.get(head), (dict, list)):
         val: Any = inc(acc, node, lm)
     elif head in node:
         val = node[head]
@@ -114,6 +148,10 @@ def _expand_value(acc: AccountStore, val: Any, lm: bool, field: str, full: str) 
 
 def _resolve(acc: AccountStore, ident: str, lm: bool, field: str | None, full: str) -> Any:
     obj = acc.render_by_id(ident, lm, field)
+    if obj is None and ident.startswith("ba_"):
+        from .families.balance import render_bank_account
+
+        obj = render_bank_account(acc, ident)
     if obj is None:
         if field == "destination" or ident.startswith(("ba_", "card_", "py_", "src_")):
             return ident  # external accounts / sources are not modelled: leave the id

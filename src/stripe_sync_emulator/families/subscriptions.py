@@ -101,7 +101,6 @@ def render_subscription_item(account: AccountStore, row: int, livemode: bool) ->
     price = account.render("prices", price_row, livemode)
     obj["id"] = table.codec.encode(row)
     obj["created"] = created
-    obj["livemode"] = livemode
     obj["price"] = price
     obj["plan"] = account.render_plan(price_row, livemode)
     obj["quantity"] = cols["qty"][row]
