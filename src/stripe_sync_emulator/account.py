@@ -19,6 +19,7 @@ from .registry import DEFAULT_FILTERS, FILTERS, RENDERERS
 from .resources import RESOURCES, Embed, type_for_id
 from .store import Matcher, Table, iterate, page
 from .templates import make
+from .versions import DEFAULT_API_VERSION
 
 CACHED_TYPES = ("prices", "products", "features", "tax_rates", "coupons")  # small and hot: rendered once
 
@@ -63,6 +64,7 @@ class AccountStore:
         self.webhook_secrets: dict[int, str] = {}  # endpoint seq -> whsec_ (never rendered after create)
         self.webhook_connect: dict[int, bool] = {}  # endpoint seq -> receives connected accounts' events
         self.ii_line: dict[int, int] = {}  # invoice item seq -> its line on a draft invoice
+        self.api_version = DEFAULT_API_VERSION  # the account's default version (events are rendered at it)
 
     # ---- lookups -----------------------------------------------------------------------------
     def table(self, name: str) -> Table:

@@ -313,7 +313,7 @@ def get_event(rq: Request, id: str) -> Any:
     account = rq.account
     t = account.tables["events"]
     seq = t.seq_of(id)
-    if seq is None or seq not in t.rows or t.created_of(seq) < rq.ctx.core.retention_floor():
+    if seq is None or not t.exists(seq) or t.created_of(seq) < rq.ctx.core.retention_floor():
         raise missing("event", id)
     return retrieve(rq, "events", id)
 

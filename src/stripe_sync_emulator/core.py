@@ -83,6 +83,8 @@ class EmulatorCore:
             account = AccountStore(seed=seed, account_id=acct_id, customers=per, start=start, end=end,
                                platform_id=self.platform_id)
             self._register_connected(account, start + (k + 1) * DAY if end - start > 30 * DAY else start, k + 1)
+        for account in self.accounts.values():
+            account.api_version = config.api_version
         self.build_seconds = time.perf_counter() - t0
         self.faults = Faults(error_rate=error_rate, latency_ms=latency_ms, webhook_drop_rate=webhook_drop_rate,
                              webhook_duplicate_rate=webhook_duplicate_rate, webhook_reorder_rate=webhook_reorder_rate,
@@ -121,6 +123,7 @@ class EmulatorCore:
         account = AccountStore(seed=self.config.seed, account_id=acct_id, customers=0, start=self.start,
                            end=self.end, platform_id=self.platform_id)
         self._register_connected(account, created, k)
+        account.api_version = self.config.api_version
         return account
 
     def store_for(self, stripe_account: str | None, key: str) -> AccountStore:
