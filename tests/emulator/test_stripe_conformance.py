@@ -120,3 +120,18 @@ def test_checkout_line_items_discounts_and_taxes(stripe_emulator):
     gen_item = _get(emu, f"/v1/checkout/sessions/{generated}/line_items",
                     **{"expand[]": ["data.discounts", "data.taxes"]})["data"][0]
     assert gen_item["discounts"] == [] and gen_item["taxes"] == []
+
+
+def test_fields_newer_than_the_fixtures(stripe_emulator):
+    emu = stripe_emulator
+    expected = {"products": {"tax_details"}, "disputes": {"intended_submission_method"},
+                "payment_intents": {"allowed_payment_method_types", "payment_record"},
+                "setup_intents": {"allowed_payment_method_types"}, "checkout_sessions": {"allowed_payment_method_types"},
+                "subscription_schedules": {"pause_schedules"}}
+    for name, fields in expected.items():
+        obj = emu.objects(name)[0]
+        assert fields <= set(obj), name
+    assert "current_trial" in emu.objects("subscriptions")[0]["items"]["data"][0]
+    assert "subscription" not in emu.objects("invoices")[0]  # gone since basil: parent.subscription_details
+    created = _post(emu, "/v1/payment_intents", {"amount": "500", "currency": "usd"})
+    assert created["allowed_payment_method_types"] is None and created["payment_record"] is None
