@@ -52,16 +52,22 @@ def _stored_field(acc: AccountStore, name: str, ident: str, field: str, default:
     return default if row is None else row.get(field, default)
 
 
+OMIT = object()
+"""An includable field this object does not have (`tiers` of a per-unit price): expanding it adds nothing."""
+
+
 def _tiers(acc: AccountStore, obj: dict[str, Any], lm: bool) -> Any:
-    return _stored_field(acc, "prices", obj["id"], "tiers", None)
+    tiers = _stored_field(acc, "prices", obj["id"], "tiers", None)
+    return OMIT if tiers is None else tiers
 
 
 def _currency_options(acc: AccountStore, obj: dict[str, Any], lm: bool) -> Any:
     own = {obj.get("currency") or "usd": {"custom_unit_amount": obj.get("custom_unit_amount"),
                                          "tax_behavior": obj.get("tax_behavior"), "unit_amount": obj.get("unit_amount"),
                                          "unit_amount_decimal": obj.get("unit_amount_decimal")}}
-    if obj.get("billing_scheme") == "tiered":
-        own[next(iter(own))]["tiers"] = _tiers(acc, obj, lm)
+    tiers = _tiers(acc, obj, lm)
+    if tiers is not OMIT:
+        own[next(iter(own))]["tiers"] = tiers
     return {**own, **(_stored_field(acc, "prices", obj["id"], "currency_options", None) or {})}
 
 
@@ -128,6 +134,8 @@ def _walk(acc: AccountStore, node: Any, parts: list[str], full: str, lm: bool) -
         val = _expand_value(acc, val, lm, head, full) if not rest else val
     else:
         raise invalid(f"This property cannot be expanded ({head}).", param="expand")
+    if val is OMIT:
+        return new
     if rest:
         if isinstance(val, str):
             val = _resolve(acc, val, lm, head, full)

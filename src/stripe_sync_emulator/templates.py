@@ -103,6 +103,14 @@ NEWER_FIELDS: dict[str, dict[str, Any]] = {
     "setup_intent": {"allowed_payment_method_types": None},
     "checkout.session": {"allowed_payment_method_types": None},
 }
+# The same, inside nested objects: (path to the holding object) -> fields.
+NEWER_NESTED_FIELDS: dict[str, dict[tuple[str, ...], dict[str, Any]]] = {
+    "account": {("business_profile",): {"specified_commercial_transactions_act_url": None}},
+    "charge": {("payment_method_details", "card"): {"electronic_commerce_indicator": None}},
+    "dispute": {("evidence_details",): {"submission_method": "not_submitted"}},
+    "subscription": {("cancellation_details",): {"feedback_option": None},
+                     ("trial_settings", "end_behavior"): {"billing_cycle_anchor": None}},
+}
 # Fields the fixtures still carry that Stripe no longer sends at the emulator's version.
 REMOVED_FIELDS: dict[str, tuple[str, ...]] = {
     "invoice": ("subscription",),  # since basil: parent.subscription_details.subscription
@@ -118,6 +126,12 @@ def _load() -> dict[str, dict[str, Any]]:
         obj.update(NEWER_FIELDS.get(key, {}))
         for name in REMOVED_FIELDS.get(key, ()):
             obj.pop(name, None)
+        for path, fields in NEWER_NESTED_FIELDS.get(key, {}).items():
+            holder = obj
+            for step in path:
+                holder[step] = dict(holder[step]) if isinstance(holder.get(step), dict) else {}
+                holder = holder[step]
+            holder.update(fields)
         out[key] = obj
     return out
 

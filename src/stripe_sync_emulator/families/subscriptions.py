@@ -81,7 +81,7 @@ def render_subscription(account: AccountStore, row: int, livemode: bool) -> dict
         ended = created + DAY + (row_hash >> 8) % span
         obj["canceled_at"] = ended
         obj["ended_at"] = ended
-        obj["cancellation_details"] = {"comment": None, "feedback": None,
+        obj["cancellation_details"] = {"comment": None, "feedback": None, "feedback_option": None,
                                        "reason": ("cancellation_requested", "payment_failed")[(row_hash >> 3) % 2]}
     elif status == "trialing":
         obj["trial_start"] = created
@@ -307,7 +307,7 @@ def cancel_subscription_now(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[
         cd = params.get("cancellation_details")
         o["cancellation_details"] = {"comment": (cd or {}).get("comment") if isinstance(cd, dict) else None,
                                      "feedback": (cd or {}).get("feedback") if isinstance(cd, dict) else None,
-                                     "reason": "cancellation_requested"}
+                                     "feedback_option": None, "reason": "cancellation_requested"}
 
     account = ctx.account
     account.tables["subscriptions"].put(seq, changed_copy(account, "subscriptions", seq, fn))
