@@ -11,7 +11,7 @@ from .errors import invalid
 if TYPE_CHECKING:  # pragma: no cover
     from .account import AccountStore
 
-MAX_DEPTH = 4
+MAX_DEPTH = 4  # levels, `data` included: Stripe's deepest on a charge list is data.invoice.subscription.default_source
 
 
 def _tax_ids(acc: AccountStore, obj: dict[str, Any], lm: bool) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def expand(acc: AccountStore, obj: Any, paths: list[str], lm: bool, *, is_list: 
         if is_list and parts[0] != "data":
             raise invalid(f"This property cannot be expanded ({path}). You may want to try expanding "
                           f"'data.{path}' instead.", param="expand")
-        if sum(1 for p in parts if p != "data") > MAX_DEPTH:
+        if len(parts) > MAX_DEPTH:
             raise invalid(f"You cannot expand more than {MAX_DEPTH} levels of a property. Property: {path}",
                           param="expand")
         obj = _walk(acc, obj, parts, path, lm)

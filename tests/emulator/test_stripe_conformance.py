@@ -135,3 +135,10 @@ def test_fields_newer_than_the_fixtures(stripe_emulator):
     assert "subscription" not in emu.objects("invoices")[0]  # gone since basil: parent.subscription_details
     created = _post(emu, "/v1/payment_intents", {"amount": "500", "currency": "usd"})
     assert created["allowed_payment_method_types"] is None and created["payment_record"] is None
+
+
+def test_expansions_deeper_than_four_levels_are_refused(stripe_emulator):
+    ok = _get(stripe_emulator, "/v1/subscriptions", limit=1, **{"expand[]": "data.items.data.price"})
+    assert ok["data"][0]["items"]["data"][0]["price"]["object"] == "price"
+    status, _, body = raw(stripe_emulator, "GET", "/v1/subscriptions?limit=1&expand[]=data.items.data.price.product")
+    assert status == 400 and "more than 4 levels" in body["error"]["message"]
