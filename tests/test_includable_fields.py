@@ -34,11 +34,13 @@ async def _catalog(sync) -> dict[str, dict]:
         "currency_options": {"eur": {"unit_amount": 450}}})
     flat = await api.post("/v1/prices", {"currency": "usd", "product": product["id"], "unit_amount": 1000})
     coupon = await api.post("/v1/coupons", {"percent_off": 10, "duration": "once"})
+    amount_off = await api.post("/v1/coupons", {"amount_off": 500, "currency": "usd", "duration": "once",
+                                                "currency_options": {"eur": {"amount_off": 450}}})
     rate = await api.post("/v1/tax_rates", {"display_name": "VAT", "percentage": 20, "inclusive": "false"})
     session = await api.post("/v1/checkout/sessions", {
         "mode": "payment", "success_url": "https://example.com/ok", "discounts": [{"coupon": coupon["id"]}],
         "line_items": [{"price": flat["id"], "quantity": 2, "tax_rates": [rate["id"]]}]})
-    return {"tiered": tiered, "coupon": coupon, "rate": rate, "session": session}
+    return {"tiered": tiered, "coupon": coupon, "amount_off": amount_off, "rate": rate, "session": session}
 
 
 def _line_items_of(url: str, session_id: str) -> list[dict]:
@@ -58,7 +60,8 @@ def _assert_discounted(items: list[dict], made: dict[str, dict]) -> None:
 async def test_backfill_stores_tiers_discounts_and_taxes(clean_db, emu):
     async with engine(clean_db, emu) as sync:
         made = await _catalog(sync)
-        await sync.process_until_done(["prices", "plans", "checkout_sessions", "checkout_session_line_items"])
+        await sync.process_until_done(["prices", "plans", "coupons", "checkout_sessions",
+                                       "checkout_session_line_items"])
     price = stored_rows(clean_db, "prices")[made["tiered"]["id"]]
     assert price["tiers"] == TIERS
     assert price["currency_options"]["eur"]["unit_amount"] == 450 and "usd" in price["currency_options"]
@@ -66,6 +69,10 @@ async def test_backfill_stores_tiers_discounts_and_taxes(clean_db, emu):
     others = [p for pid, p in stored_rows(clean_db, "prices").items() if pid != made["tiered"]["id"]]
     assert others and all("currency_options" in p and p.get("tiers") is None for p in others)
     _assert_discounted(_line_items_of(clean_db, made["session"]["id"]), made)
+    coupons = stored_rows(clean_db, "coupons")
+    assert coupons[made["amount_off"]["id"]]["currency_options"] == {"usd": {"amount_off": 500},
+                                                                     "eur": {"amount_off": 450}}
+    assert "currency_options" not in coupons[made["coupon"]["id"]]  # a percentage applies in every currency
 
 
 async def test_single_object_sync_stores_them(clean_db, emu):

@@ -115,7 +115,7 @@ _ENTRIES: tuple[ObjectType, ...] = (
            deleted_event_types=("plan.deleted",), aliases=("plan",), includable=("tiers",)),
     _entry("coupons", "coupon", [], "/v1/coupons", "/v1/coupons/{id}",
            event_types=("coupon.created", "coupon.updated", "coupon.deleted"),
-           deleted_event_types=("coupon.deleted",), aliases=("coupon",)),
+           deleted_event_types=("coupon.deleted",), aliases=("coupon",), includable=("currency_options",)),
     _entry("promotion_codes", "promotion_code", ["promo_"], "/v1/promotion_codes",
            "/v1/promotion_codes/{id}", list_filters=frozenset({"created", "customer", "active"}),
            event_types=("promotion_code.created", "promotion_code.updated"), aliases=("promotion_code",)),

@@ -71,6 +71,19 @@ def _currency_options(acc: AccountStore, obj: dict[str, Any], lm: bool) -> Any:
     return {**own, **(_stored_field(acc, "prices", obj["id"], "currency_options", None) or {})}
 
 
+def _coupon_currency_options(acc: AccountStore, obj: dict[str, Any], lm: bool) -> Any:
+    """An amount-off coupon's amounts per currency, its own currency included; none for a percentage."""
+    if obj.get("amount_off") is None:
+        return OMIT
+    t = acc.tables["coupons"]
+    seq = t.seq_of(obj["id"])
+    if seq is None:
+        seq = t.custom_ids.get(obj["id"])
+    row = t.rows.get(seq) if seq is not None else None
+    stored = (row or {}).get("currency_options") or {}
+    return {obj.get("currency") or "usd": {"amount_off": obj["amount_off"]}, **stored}
+
+
 def _line_discounts(acc: AccountStore, obj: dict[str, Any], lm: bool) -> Any:
     return _stored_field(acc, "checkout_line_items", obj["id"], "discounts", [])
 
@@ -85,6 +98,7 @@ INCLUDABLE: dict[tuple[str, str], Callable[[AccountStore, dict[str, Any], bool],
     ("customer", "subscriptions"): _subscriptions,
     ("customer", "sources"): _sources,
     ("checkout.session", "line_items"): _line_items,
+    ("coupon", "currency_options"): _coupon_currency_options,
     ("price", "tiers"): _tiers,
     ("price", "currency_options"): _currency_options,
     ("plan", "tiers"): _tiers,

@@ -142,3 +142,14 @@ def test_expansions_deeper_than_four_levels_are_refused(stripe_emulator):
     assert ok["data"][0]["items"]["data"][0]["price"]["object"] == "price"
     status, _, body = raw(stripe_emulator, "GET", "/v1/subscriptions?limit=1&expand[]=data.items.data.price.product")
     assert status == 400 and "more than 4 levels" in body["error"]["message"]
+
+
+def test_coupon_currency_options_only_when_expanded(stripe_emulator):
+    emu = stripe_emulator
+    coupon = _post(emu, "/v1/coupons", {"amount_off": "500", "currency": "usd", "duration": "once",
+                                        "currency_options[eur][amount_off]": "450"})
+    assert "currency_options" not in coupon
+    got = _get(emu, f"/v1/coupons/{coupon['id']}", **{"expand[]": "currency_options"})
+    assert got["currency_options"] == {"usd": {"amount_off": 500}, "eur": {"amount_off": 450}}
+    percent = _post(emu, "/v1/coupons", {"percent_off": "5", "duration": "once"})
+    assert "currency_options" not in _get(emu, f"/v1/coupons/{percent['id']}", **{"expand[]": "currency_options"})
