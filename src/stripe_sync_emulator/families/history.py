@@ -23,7 +23,7 @@ from .payments import CHARGE_STATUSES
 if TYPE_CHECKING:  # pragma: no cover
     from ..account import AccountStore
 
-# (event type, source type, delay after the object's creation). The delay is None for "at creation".
+# (event type, source type, seconds after the object's creation when it happens).
 EVENT_TYPES: tuple[tuple[str, str, int], ...] = (
     ("customer.created", "customers", 0),
     ("product.created", "products", 0),
