@@ -73,3 +73,21 @@ async def test_a_range_backfill_is_never_the_base_of_an_incremental_run(clean_db
         assert part["customers"].stored == sum(1 for o in objects if o["created"] >= middle)
         assert rest["customers"].stored == 30
         assert [r["params"]["mode"] for r in run_rows(clean_db)] == ["range", "full"]
+
+
+async def test_incremental_runs_on_a_realistic_event_history(clean_db):
+    # Data up to today: /v1/events already holds the last 30 days of it, as Stripe would.
+    with StripeEmulator(seed=62, customers=60) as emu:
+        history = emu.events()
+        assert history and {"customer.created", "invoice.created"} <= {e["type"] for e in history}
+        async with engine(clean_db, emu) as sync:
+            await sync.process_until_done("all")
+            emu.clock.advance(2)
+            changed = emu.mutate_random(6)
+            summary = await sync.process_until_done("all")
+        first, second = run_rows(clean_db)
+        assert first["params"]["events_cursor_id"] == history[-1]["id"]  # the history's newest event
+        assert second["params"]["mode"] == "incremental"
+        # Exactly the events after the first run: none of the history is applied twice.
+        assert summary[EVENTS_CHUNK].stored == len(emu.events()) - len(history) == len(changed)
+        assert_same_ids(clean_db, emu, TABLES)

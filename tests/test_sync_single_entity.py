@@ -11,6 +11,7 @@ from stripe_sync_core.registry import (
     UnknownObjectType,
     object_path,
     object_type_for_id,
+    retrieve_expansions,
 )
 from stripe_sync_core.results import SingleSyncResult
 from stripe_sync_core.stripe_api import ObjectNotFound, endpoint_of
@@ -66,7 +67,8 @@ async def test_every_prefix_is_fetched_from_its_endpoint_and_stored(clean_db, em
             assert stored_rows(clean_db, table)[example["id"]] == example
             return
         result = await sync.sync_single_entity(example["id"])
-        fetched = await sync.stripe.get(entry.retrieve_path.format(id=example["id"]))
+        expand = retrieve_expansions(entry)  # the whole object: with the fields Stripe sends only when asked
+        fetched = await sync.stripe.get(entry.retrieve_path.format(id=example["id"]), {"expand": expand} if expand else None)
     assert result == SingleSyncResult(example["id"], table, "stored")
     stored = stored_rows(clean_db, table)[example["id"]]
     if table == "checkout_sessions":  # stored with its line items, which the session's children come from

@@ -13,7 +13,13 @@ from backfill_support import EMULATOR_TYPE
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from stripe_sync_core import StripeSync, SyncConfig
-from stripe_sync_core.registry import ENTITLEMENT_SUMMARY_EVENT, EVENT_TYPES
+from stripe_sync_core.registry import (
+    ENTITLEMENT_SUMMARY_EVENT,
+    EVENT_TYPES,
+    REGISTRY,
+    object_path,
+    retrieve_expansions,
+)
 from stripe_sync_emulator import StripeEmulator
 
 WEBHOOK_SECRET = "whsec_testSecretForWebhookTests0001"
@@ -44,12 +50,20 @@ def event(event_type: str, obj: dict, created: int, event_id: str | None = None,
 
 
 def truth(emu: StripeEmulator, table: str, object_id: str, account: str | None = None) -> dict | None:
-    """The object as the emulator has it now; None when it does not exist (or was deleted)."""
+    """The object as the emulator has it now (with the fields sent only when asked, which the engine
+    asks for); None when it does not exist (or was deleted)."""
     if table == "plans":
         found = next((o for o in emu.objects("plans", account) if o["id"] == object_id), None)
     else:
         found = emu.get(EMULATOR_TYPE.get(table, table), object_id, account)
-    return None if found is None or found.get("deleted") else found
+    if found is None or found.get("deleted"):
+        return None
+    entry = REGISTRY[table]
+    if entry.includable and entry.retrieve_path:
+        options = {"stripe_account": account} if account else {}
+        found = emu_client(emu).raw_request(  # type: ignore[assignment]
+            "get", object_path(entry.retrieve_path, id=object_id), expand=retrieve_expansions(entry), **options).data
+    return found
 
 
 def _describe(stored: object, expected: object, path: str = "") -> str:

@@ -30,6 +30,7 @@ from .registry import (
     object_path,
     object_type,
     object_type_for_id,
+    retrieve_expansions,
 )
 from .request_budget import in_lane
 from .results import BackfillResult, BackfillStep, ObjectBackfillResult, SingleSyncResult
@@ -196,7 +197,8 @@ class Backfill:
         if entry.retrieve_path is None:
             return await self._sync_through_parent(entry, object_id, account, header)
         api, store, now = self.ctx.stripe, self.ctx.store, self.ctx.now()
-        expand = [n.field for n in entry.nested_lists if n.child_table and _expanded_on(entry, n.field)]
+        expand = retrieve_expansions(
+            entry, [n.field for n in entry.nested_lists if n.child_table and _expanded_on(entry, n.field)])
         try:
             obj = await api.get(object_path(entry.retrieve_path, id=object_id),
                                 {"expand": expand} if expand else None, account=header)

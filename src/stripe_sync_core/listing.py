@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from .registry import REGISTRY, ObjectType, object_path
+from .registry import REGISTRY, ObjectType, checked_expansions, includable_expansions, object_path
 from .stripe_api import ObjectNotFound, StripeApi
 
 PAGE_SIZE = 100
@@ -46,7 +46,12 @@ class Listing:
 
     @property
     def expand(self) -> list[str]:
-        return [f"data.{e.field}" for e in self.embedded if e.expanded]
+        """The root's includable fields, the children embedded only when expanded and their includable fields."""
+        out = includable_expansions(self.root, "data.")
+        for e in self.embedded:
+            if e.expanded:
+                out += [f"data.{e.field}", *includable_expansions(e.child, f"data.{e.field}.data.")]
+        return checked_expansions(out)
 
     @property
     def child_tables(self) -> list[str]:
@@ -112,7 +117,7 @@ async def complete_embedded(api: StripeApi, parents: Sequence[dict], embedded: E
         listed = parent.get(embedded.field)
         if not isinstance(listed, dict) or not listed.get("has_more") or not listed.get("data"):
             return
-        path, params = split_path(object_path(embedded.path, id=parent["id"]))
+        path, params = child_list_call(embedded.child, object_path(embedded.path, id=parent["id"]))
         try:
             rest = await list_all(api, path, params, account=account, starting_after=listed["data"][-1]["id"])
         except ObjectNotFound:  # the parent was deleted since it was listed: keep what came with it
@@ -120,6 +125,14 @@ async def complete_embedded(api: StripeApi, parents: Sequence[dict], embedded: E
         parent[embedded.field] = {**listed, "data": [*listed["data"], *rest], "has_more": False}
 
     await _bounded(partial(complete, p) for p in parents)
+
+
+def child_list_call(child: ObjectType | None, path: str) -> tuple[str, dict[str, Any]]:
+    """A list endpoint of children (with its query) split into path and params, asking for the
+    children's includable fields."""
+    path, params = split_path(path)
+    expand = includable_expansions(child, "data.") if child is not None else []
+    return path, {**params, "expand": expand} if expand else params
 
 
 def embedded_items(parent: dict, field: str) -> list[dict]:
@@ -136,8 +149,9 @@ async def list_per_parent(api: StripeApi, child: ObjectType, parent_ids: Sequenc
     listing = child.parent
 
     async def one(parent_id: str) -> tuple[str, list[dict]]:
-        path = object_path(listing.path, parent_id=parent_id)
-        params = {listing.parent_filter: parent_id} if listing.parent_filter else {}
+        path, params = child_list_call(child, object_path(listing.path, parent_id=parent_id))
+        if listing.parent_filter:
+            params[listing.parent_filter] = parent_id
         try:
             return parent_id, await list_all(api, path, params, account=account)
         except ObjectNotFound:  # the parent was deleted since it was listed: no children to store

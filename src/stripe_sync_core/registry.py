@@ -71,6 +71,9 @@ class ObjectType:
     """The field `created[gte]` / `created[lte]` filter on (invoice items call it `date`)."""
     fixture_key: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    includable: tuple[str, ...] = ()
+    """Fields Stripe sends only when asked (`expand[]=tiers`): every fetch of this type asks for them,
+    so the stored copy is the whole object."""
 
     @property
     def listable_by_created(self) -> bool:
@@ -105,14 +108,14 @@ _ENTRIES: tuple[ObjectType, ...] = (
     _entry("prices", "price", ["price_"], "/v1/prices", "/v1/prices/{id}",
            list_filters=frozenset({"created", "active", "product"}),
            event_types=("price.created", "price.updated", "price.deleted"),
-           deleted_event_types=("price.deleted",), aliases=("price",)),
+           deleted_event_types=("price.deleted",), aliases=("price",), includable=("tiers", "currency_options")),
     _entry("plans", "plan", ["plan_"], "/v1/plans", "/v1/plans/{id}",
            list_filters=frozenset({"created", "active", "product"}),
            event_types=("plan.created", "plan.updated", "plan.deleted"),
-           deleted_event_types=("plan.deleted",), aliases=("plan",)),
+           deleted_event_types=("plan.deleted",), aliases=("plan",), includable=("tiers",)),
     _entry("coupons", "coupon", [], "/v1/coupons", "/v1/coupons/{id}",
            event_types=("coupon.created", "coupon.updated", "coupon.deleted"),
-           deleted_event_types=("coupon.deleted",), aliases=("coupon",)),
+           deleted_event_types=("coupon.deleted",), aliases=("coupon",), includable=("currency_options",)),
     _entry("promotion_codes", "promotion_code", ["promo_"], "/v1/promotion_codes",
            "/v1/promotion_codes/{id}", list_filters=frozenset({"created", "customer", "active"}),
            event_types=("promotion_code.created", "promotion_code.updated"), aliases=("promotion_code",)),
@@ -235,7 +238,8 @@ _ENTRIES: tuple[ObjectType, ...] = (
     _entry("checkout_session_line_items", "item", ["li_"], None, None, list_filters=frozenset(),
            parent=ParentListing("checkout_sessions", "/v1/checkout/sessions/{parent_id}/line_items",
                                 expand_on_parent="line_items"),
-           parent_column="checkout_session", deletion="remove", aliases=("checkout_session_line_item",)),
+           parent_column="checkout_session", deletion="remove", aliases=("checkout_session_line_item",),
+           includable=("discounts", "taxes")),
     _entry("tax_ids", "tax_id", ["txi_"], None, "/v1/tax_ids/{id}", list_filters=frozenset(),
            parent=ParentListing("customers", "/v1/customers/{parent_id}/tax_ids", expand_on_parent="tax_ids"),
            event_types=("customer.tax_id.created", "customer.tax_id.deleted", "customer.tax_id.updated"),
@@ -260,6 +264,11 @@ _ENTRIES: tuple[ObjectType, ...] = (
            event_types=("entitlements.active_entitlement_summary.updated",),
            deletion="remove", aliases=("active_entitlement", "customer_with_entitlements")),
 )
+
+MAX_EXPAND_DEPTH = 4
+"""Stripe expands at most four levels (`data.line_items.data.discounts`)."""
+MAX_EXPANSIONS = 20
+"""A ceiling on `expand[]` values per request; the engine asks for far fewer (a test checks it)."""
 
 REGISTRY: dict[str, ObjectType] = {entry.table: entry for entry in _ENTRIES}
 """Supported object types by table name, in dependency order (parents before children)."""
@@ -316,6 +325,31 @@ def object_type_for_id(object_id: str) -> ObjectType:
         if object_id.startswith(prefix):
             return entry
     raise UnknownObjectType(f"cannot tell the object type of {object_id!r} from its id prefix")
+
+
+def includable_expansions(entry: ObjectType, prefix: str = "") -> list[str]:
+    """`expand[]` values asking for `entry`'s includable fields, each under `prefix` (`data.` on a list)."""
+    return [f"{prefix}{name}" for name in entry.includable]
+
+
+def retrieve_expansions(entry: ObjectType, nested_fields: Iterable[str] = ()) -> list[str]:
+    """`expand[]` values of a retrieve of `entry`: its includable fields, the nested lists named (which
+    Stripe sends only when expanded) and, inside those, their items' includable fields."""
+    out = includable_expansions(entry)
+    for name in nested_fields:
+        out.append(name)
+        nested = next((n for n in entry.nested_lists if n.field == name), None)
+        child = REGISTRY.get(nested.child_table or "") if nested is not None else None
+        if child is not None:
+            out += includable_expansions(child, f"{name}.data.")
+    return checked_expansions(out)
+
+
+def checked_expansions(paths: list[str]) -> list[str]:
+    """`paths`, after checking they stay within Stripe's limits (a registry mistake, not a runtime state)."""
+    if len(paths) > MAX_EXPANSIONS or any(len(p.split(".")) > MAX_EXPAND_DEPTH for p in paths):
+        raise RuntimeError(f"expansions beyond Stripe's limits: {paths}")
+    return paths
 
 
 def object_path(template: str, **ids: str) -> str:

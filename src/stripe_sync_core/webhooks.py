@@ -34,7 +34,7 @@ import stripe
 from .database import UpsertRow, clean_json, parse_json
 from .errors import InvalidInput
 from .event_writer import TIE, EventWriter, PendingWrite, store_children
-from .listing import list_all, split_path
+from .listing import child_list_call, list_all
 from .masking import mask_secret
 from .registry import (
     ENTITLEMENT_SUMMARY_EVENT,
@@ -45,6 +45,7 @@ from .registry import (
     check_object,
     object_path,
     object_type,
+    retrieve_expansions,
 )
 from .results import WebhookOutcome
 from .stripe_api import ObjectNotFound
@@ -346,7 +347,9 @@ class WebhookProcessor:
         entry = event.object_type
         if self.ctx.config.backfill_related_entities and not event.deleting:
             await self._backfill_related(event.obj, event.account_id, event.created)
-        revalidate = not event.deleting and self.revalidates(entry) and not entry.is_final(event.obj)
+        # An event's object never carries the includable fields: fetch the whole object instead.
+        revalidate = (not event.deleting and (self.revalidates(entry) or bool(entry.includable))
+                      and not entry.is_final(event.obj))
         if revalidate or entry.deletion == "remove":
             return await self._apply_carefully(event, revalidate=revalidate)
         obj = event.obj
@@ -419,7 +422,9 @@ class WebhookProcessor:
         if entry.retrieve_path is None:
             raise RuntimeError(f"{entry.table} cannot be retrieved one by one")
         try:
+            expand = retrieve_expansions(entry)
             fetched = await self.ctx.stripe.get(object_path(entry.retrieve_path, id=object_id),
+                                                {"expand": expand} if expand else None,
                                                 account=self.ctx.account.header(account))
         except ObjectNotFound:
             return None
@@ -439,7 +444,7 @@ class WebhookProcessor:
                          and self.ctx.config.auto_expand_lists)
             if not (missing or truncated):
                 continue
-            path, params = split_path(object_path(nested.path, id=obj["id"]))
+            path, params = child_list_call(child, object_path(nested.path, id=obj["id"]))
             try:
                 items = await self._list_all(path, params, account)
             except ObjectNotFound:  # the parent is gone (or unknown to this account): keep what came

@@ -19,6 +19,7 @@ from .registry import DEFAULT_FILTERS, FILTERS, RENDERERS
 from .resources import RESOURCES, Embed, type_for_id
 from .store import Matcher, Table, iterate, page
 from .templates import make
+from .versions import DEFAULT_API_VERSION
 
 CACHED_TYPES = ("prices", "products", "features", "tax_rates", "coupons")  # small and hot: rendered once
 
@@ -63,6 +64,7 @@ class AccountStore:
         self.webhook_secrets: dict[int, str] = {}  # endpoint seq -> whsec_ (never rendered after create)
         self.webhook_connect: dict[int, bool] = {}  # endpoint seq -> receives connected accounts' events
         self.ii_line: dict[int, int] = {}  # invoice item seq -> its line on a draft invoice
+        self.api_version = DEFAULT_API_VERSION  # the account's default version (events are rendered at it)
 
     # ---- lookups -----------------------------------------------------------------------------
     def table(self, name: str) -> Table:
@@ -113,12 +115,14 @@ class AccountStore:
         obj = t.rows.get(seq)
         if obj is not None:
             out = dict(obj)
-            if name != "events":  # an event keeps the mode it was created in
+            if name != "events" and t.rt.livemode:  # an event keeps the mode it was created in
                 out["livemode"] = lm
             for f, typ in t.rt.hydrate.items():
                 v = out.get(f)
                 if isinstance(v, str):
                     out[f] = self.render_ref(typ, v, lm)
+            for f in t.rt.includable:
+                out.pop(f, None)
         elif seq < t.n_gen:
             out = RENDERERS[name](self, seq, lm)
         else:
@@ -218,7 +222,8 @@ class AccountStore:
             obj["created"] = created
         elif "created" in obj:
             del obj["created"]
-        obj["livemode"] = False
+        if t.rt.livemode:
+            obj["livemode"] = False
         for f in t.rt.embeds:
             obj.pop(f, None)
         if "metadata" in obj:

@@ -19,6 +19,7 @@ from .filters import parse_created, parse_limit
 from .forms import as_list
 from .operations import check_params, modify, set_fields
 from .resources import RESOURCES
+from .versions import render_at
 
 LIST_KEYS = {"limit", "starting_after", "ending_before", "expand", "created"}
 
@@ -94,7 +95,7 @@ def dispatch(ctx: Ctx, method: str, path: str, params: dict[str, Any]) -> tuple[
     r, groups = found
     rq = Request(ctx, method, path, params)
     with ctx.core.lock:
-        body = r.handler(rq, **groups)
+        body = render_at(ctx.account, r.handler(rq, **groups), ctx.api_version, ctx.livemode)
     return 200, body
 
 
@@ -113,10 +114,17 @@ def _check_list_params(rq: Request, name: str, extra: set[str] | None = None) ->
                       param="ending_before")
 
 
+def _expanded(rq: Request, obj: Any, *, is_list: bool = False) -> Any:
+    """``obj`` with the request's expansions, done on the object as rendered at the request's version
+    (an older version's fields can be expanded: ``total_tax_amounts.tax_rate``)."""
+    obj = render_at(rq.account, obj, rq.ctx.api_version, rq.lm)
+    return expand(rq.account, obj, rq.expand, rq.lm, is_list=is_list)
+
+
 def _list_body(rq: Request, data: list[Any], more: bool, url: str) -> dict[str, Any]:
     body = {"object": "list", "data": data, "has_more": more, "url": url}
     if rq.expand:
-        body = expand(rq.account, body, rq.expand, rq.lm, is_list=True)
+        body = _expanded(rq, body, is_list=True)
     return body
 
 
@@ -183,13 +191,13 @@ def retrieve(rq: Request, name: str, ident: str) -> Any:
     if obj is None:
         raise missing(RESOURCES[name].kind, ident)
     if rq.expand and not obj.get("deleted"):
-        obj = expand(rq.account, obj, rq.expand, rq.lm)
+        obj = _expanded(rq, obj)
     return obj
 
 
 def _with_expand(rq: Request, obj: Any) -> Any:
     if rq.expand and isinstance(obj, dict) and not obj.get("deleted"):
-        return expand(rq.account, obj, rq.expand, rq.lm)
+        return _expanded(rq, obj)
     return obj
 
 
@@ -305,7 +313,7 @@ def get_event(rq: Request, id: str) -> Any:
     account = rq.account
     t = account.tables["events"]
     seq = t.seq_of(id)
-    if seq is None or seq not in t.rows or t.created_of(seq) < rq.ctx.core.retention_floor():
+    if seq is None or not t.exists(seq) or t.created_of(seq) < rq.ctx.core.retention_floor():
         raise missing("event", id)
     return retrieve(rq, "events", id)
 

@@ -20,6 +20,7 @@ from .core import Ctx, EmulatorCore
 from .errors import StripeError
 from .faults import retry_after_header
 from .forms import flatten, parse_qs
+from .versions import requested_version
 
 KEY_RE = re.compile(r"^(sk|rk)_(test|live)_[0-9A-Za-z_]+$")
 CORE_KEY: web.AppKey[EmulatorCore] = web.AppKey("core", EmulatorCore)
@@ -82,7 +83,7 @@ async def api_handler(request: web.Request) -> web.Response:
     method = request.method
     path = request.path.rstrip("/") or "/"
     route = route_template(method, path)
-    headers = {"Request-Id": rid, "Stripe-Version": request.headers.get("Stripe-Version") or core.config.api_version,
+    headers = {"Request-Id": rid, "Stripe-Version": core.config.api_version,
                "Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache, no-store"}
     status = 200
     acc: Any = None
@@ -90,6 +91,8 @@ async def api_handler(request: web.Request) -> web.Response:
     digest: str | None = None
     try:
         key, livemode = authenticate(request.headers.get("Authorization"))
+        version = requested_version(request.headers.get("Stripe-Version"), core.config.api_version)
+        headers["Stripe-Version"] = version
         if core.accepted_keys is not None and key not in core.accepted_keys:
             raise StripeError(401, f"Invalid API Key provided: {_mask(key)}")
         acc = core.store_for(request.headers.get("Stripe-Account"), key)
@@ -131,7 +134,7 @@ async def api_handler(request: web.Request) -> web.Response:
                 core.stats.request(route, path, hit["status"])
                 return web.Response(body=hit["body"], status=hit["status"], headers=headers,
                                     content_type="application/json")
-        ctx = Ctx(core, acc, livemode, rid, idem)
+        ctx = Ctx(core, acc, livemode, rid, idem, version)
         status, body = dispatch(ctx, method, path, params)
         payload = _json(body)
         if cache_key is not None:

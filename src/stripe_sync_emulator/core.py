@@ -17,11 +17,11 @@ from .events import RETENTION_SECONDS, build_event, endpoint_wants
 from .faults import Faults, RateLimitConfig, RateLimiter, Stats
 from .ids import b62_hash, stable_hash
 from .templates import make
+from .versions import DEFAULT_API_VERSION, check_modelled, render_at
 
 if TYPE_CHECKING:  # pragma: no cover
     from .delivery import Deliverer
 
-DEFAULT_API_VERSION = "2026-10-28.endive"  # the version the bundled stripe SDK pins
 DAY = 86400
 
 
@@ -61,6 +61,7 @@ class EmulatorCore:
     def __init__(self, config: EmulatorConfig, clock: Clock | None = None, *, rate_limit: Any = None,
                  error_rate: float = 0.0, latency_ms: float = 0.0, webhook_drop_rate: float = 0.0,
                  webhook_duplicate_rate: float = 0.0, webhook_reorder_rate: float = 0.0) -> None:
+        check_modelled(config.api_version)
         self.config = config
         self.clock = clock or Clock()
         self.lock = threading.RLock()
@@ -82,6 +83,8 @@ class EmulatorCore:
             account = AccountStore(seed=seed, account_id=acct_id, customers=per, start=start, end=end,
                                platform_id=self.platform_id)
             self._register_connected(account, start + (k + 1) * DAY if end - start > 30 * DAY else start, k + 1)
+        for account in self.accounts.values():
+            account.api_version = config.api_version
         self.build_seconds = time.perf_counter() - t0
         self.faults = Faults(error_rate=error_rate, latency_ms=latency_ms, webhook_drop_rate=webhook_drop_rate,
                              webhook_duplicate_rate=webhook_duplicate_rate, webhook_reorder_rate=webhook_reorder_rate,
@@ -120,6 +123,7 @@ class EmulatorCore:
         account = AccountStore(seed=self.config.seed, account_id=acct_id, customers=0, start=self.start,
                            end=self.end, platform_id=self.platform_id)
         self._register_connected(account, created, k)
+        account.api_version = self.config.api_version
         return account
 
     def store_for(self, stripe_account: str | None, key: str) -> AccountStore:
@@ -151,6 +155,7 @@ class EmulatorCore:
         targets = self.endpoints_for(account, typ)
         t = account.tables["events"]
         seq = t.new_seq(created)
+        obj = render_at(account, obj, self.config.api_version, livemode)
         ev = build_event(account, seq, typ, obj, previous, created=created, livemode=livemode,
                          api_version=self.config.api_version, request_id=request_id,
                          idempotency_key=idempotency_key, pending_webhooks=len(targets))
@@ -197,11 +202,13 @@ class EmulatorCore:
 class Ctx:
     """What an operation needs: the core, the account, the mode and the request ids."""
 
-    __slots__ = ("core", "account", "livemode", "request_id", "idempotency_key", "events")
+    __slots__ = ("core", "account", "livemode", "request_id", "idempotency_key", "events", "api_version")
 
     def __init__(self, core: EmulatorCore, account: AccountStore, livemode: bool = False,
-                 request_id: str | None = None, idempotency_key: str | None = None) -> None:
+                 request_id: str | None = None, idempotency_key: str | None = None,
+                 api_version: str | None = None) -> None:
         self.core = core
+        self.api_version = api_version or core.config.api_version  # what the request's answer is rendered at
         self.account = account
         self.livemode = livemode
         self.request_id = request_id
@@ -213,7 +220,7 @@ class Ctx:
 
     def for_account(self, account: AccountStore) -> Ctx:
         """The same request acting on another account (its events belong to that account)."""
-        return Ctx(self.core, account, self.livemode, self.request_id, self.idempotency_key)
+        return Ctx(self.core, account, self.livemode, self.request_id, self.idempotency_key, self.api_version)
 
     def emit(self, typ: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
         ev = self.core.record_event(self.account, typ, obj, previous, livemode=self.livemode,

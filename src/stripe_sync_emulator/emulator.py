@@ -297,8 +297,8 @@ class StripeEmulator:
         def run() -> list[dict[str, Any]]:
             acc = self.control.account(account)
             floor = self.core.retention_floor()
-            t = acc.tables["events"]
-            return [t.rows[s] for c, s in t.keys if c >= floor and s in t.rows]
+            seqs = reversed(acc.all_seqs("events"))  # the history of generated objects, then the API's
+            return [e for e in (acc.render("events", s, False) for s in seqs) if e and e["created"] >= floor]
 
         return self._call(run)
 

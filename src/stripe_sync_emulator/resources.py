@@ -34,6 +34,8 @@ class ResourceType:
     embeds: dict[str, Embed] = field(default_factory=dict)  # live embedded lists
     hydrate: dict[str, str] = field(default_factory=dict)  # field -> type of an embedded object kept as id when stored
     counted: bool = True  # included in counts()/total objects
+    livemode: bool = True  # whether Stripe sends ``livemode`` on it (refunds, balance transactions... do not)
+    includable: tuple[str, ...] = ()  # fields Stripe sends only when expanded (kept when stored, never rendered)
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -52,8 +54,10 @@ RESOURCES: dict[str, ResourceType] = {
         _r("products", "product", "product", "prod_", "short", "/v1/products", "product",
            deletable=True, custom_ids=True, filters=("active", "ids", "shippable", "url", "type")),
         _r("prices", "price", "price", "price_", "long", "/v1/prices", "price",
-           filters=("active", "currency", "product", "type", "lookup_keys", "recurring")),
-        _r("coupons", "coupon", "coupon", "", "coupon", "/v1/coupons", "coupon", deletable=True, custom_ids=True),
+           filters=("active", "currency", "product", "type", "lookup_keys", "recurring"),
+           includable=("tiers", "currency_options")),
+        _r("coupons", "coupon", "coupon", "", "coupon", "/v1/coupons", "coupon", deletable=True, custom_ids=True,
+           includable=("currency_options",)),
         _r("promotion_codes", "promotion_code", "promotion_code", "promo_", "long", "/v1/promotion_codes",
            "promotion_code", filters=("active", "code", "coupon", "customer")),
         _r("tax_rates", "tax_rate", "tax_rate", "txr_", "long", "/v1/tax_rates", "tax_rate",
@@ -75,7 +79,7 @@ RESOURCES: dict[str, ResourceType] = {
            embeds={"items": Embed("subscription_items", "/v1/subscription_items?subscription={id}")}),
         _r("subscription_items", "subscription_item", "subscription_item", "si_", "short",
            "/v1/subscription_items", None, parent="subscriptions", parent_field="subscription",
-           deletable=True, hydrate={"price": "prices", "plan": "plans"}),
+           deletable=True, hydrate={"price": "prices", "plan": "plans"}, livemode=False),
         _r("subscription_schedules", "subscription_schedule", "subscription_schedule", "sub_sched_", "long",
            "/v1/subscription_schedules", "subscription_schedule",
            filters=("customer", "scheduled", "canceled_at", "completed_at", "released_at")),
@@ -96,7 +100,8 @@ RESOURCES: dict[str, ResourceType] = {
            embeds={"refunds": Embed("refunds", "/v1/charges/{id}/refunds")}),
         _r("payment_intents", "payment_intent", "payment_intent", "pi_", "long", "/v1/payment_intents",
            "payment_intent", filters=("customer",)),
-        _r("refunds", "refund", "refund", "re_", "long", "/v1/refunds", "refund", filters=("charge", "payment_intent")),
+        _r("refunds", "refund", "refund", "re_", "long", "/v1/refunds", "refund", filters=("charge", "payment_intent"),
+           livemode=False),
         _r("disputes", "dispute", "dispute", "dp_", "long", "/v1/disputes", "charge.dispute",
            filters=("charge", "payment_intent")),
         _r("early_fraud_warnings", "radar.early_fraud_warning", "radar.early_fraud_warning", "issfr_", "long",
@@ -109,14 +114,15 @@ RESOURCES: dict[str, ResourceType] = {
            "/v1/checkout/sessions", "checkout.session", kind="checkout.session",
            filters=("customer", "customer_details", "payment_intent", "payment_link", "status", "subscription")),
         _r("checkout_line_items", "item", "item", "li_", "long", None, None, kind="line item",
-           has_created=False, parent="checkout_sessions", hydrate={"price": "prices"}),
+           has_created=False, parent="checkout_sessions", hydrate={"price": "prices"}, livemode=False,
+           includable=("discounts", "taxes")),
         _r("payouts", "payout", "payout", "po_", "long", "/v1/payouts", "payout",
            filters=("status", "arrival_date", "destination")),
         _r("transfers", "transfer", "transfer", "tr_", "long", "/v1/transfers", "transfer",
            filters=("destination", "transfer_group")),
         _r("balance_transactions", "balance_transaction", "balance_transaction", "txn_", "long",
            "/v1/balance_transactions", None, kind="balance transaction",
-           filters=("payout", "source", "type", "currency")),
+           filters=("payout", "source", "type", "currency"), livemode=False),
         # Dict-only types (no generated rows beyond what the generation adds explicitly).
         _r("accounts", "account", "account", "acct_", "long", "/v1/accounts", "account", deletable=True,
            counted=False),

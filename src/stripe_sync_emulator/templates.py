@@ -92,12 +92,46 @@ PATCHES: dict[str, dict[str, Any]] = {
 }
 
 
+# Fields Stripe has added at the emulator's version since the fixtures were cut (checked against the
+# published schema: ``tests/data/stripe_schema.json``), with the value a fresh object has.
+NEWER_FIELDS: dict[str, dict[str, Any]] = {
+    "product": {"tax_details": None},
+    "subscription_item": {"current_trial": None},
+    "subscription_schedule": {"pause_schedules": []},
+    "dispute": {"intended_submission_method": None},
+    "payment_intent": {"allowed_payment_method_types": None, "payment_record": None},
+    "setup_intent": {"allowed_payment_method_types": None},
+    "checkout.session": {"allowed_payment_method_types": None},
+}
+# The same, inside nested objects: (path to the holding object) -> fields.
+NEWER_NESTED_FIELDS: dict[str, dict[tuple[str, ...], dict[str, Any]]] = {
+    "account": {("business_profile",): {"specified_commercial_transactions_act_url": None}},
+    "charge": {("payment_method_details", "card"): {"electronic_commerce_indicator": None}},
+    "dispute": {("evidence_details",): {"submission_method": "not_submitted"}},
+    "subscription": {("cancellation_details",): {"feedback_option": None},
+                     ("trial_settings", "end_behavior"): {"billing_cycle_anchor": None}},
+}
+# Fields the fixtures still carry that Stripe no longer sends at the emulator's version.
+REMOVED_FIELDS: dict[str, tuple[str, ...]] = {
+    "invoice": ("subscription",),  # since basil: parent.subscription_details.subscription
+}
+
+
 def _load() -> dict[str, dict[str, Any]]:
     raw = json.loads(resources.files(__package__).joinpath("data/templates.json").read_text())
     out = {}
     for key, obj in raw["resources"].items():
         obj = dict(obj)
         obj.update(PATCHES.get(key, {}))
+        obj.update(NEWER_FIELDS.get(key, {}))
+        for name in REMOVED_FIELDS.get(key, ()):
+            obj.pop(name, None)
+        for path, fields in NEWER_NESTED_FIELDS.get(key, {}).items():
+            holder = obj
+            for step in path:
+                holder[step] = dict(holder[step]) if isinstance(holder.get(step), dict) else {}
+                holder = holder[step]
+            holder.update(fields)
         out[key] = obj
     return out
 

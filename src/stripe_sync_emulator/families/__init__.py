@@ -28,6 +28,7 @@ from . import (  # noqa: F401  (imported to register)
     credit_notes,
     customers,
     disputes,
+    history,
     invoice_items,
     invoices,
     payments,

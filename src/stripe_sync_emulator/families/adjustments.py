@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import invalid, missing_param
 from ..filters import created_rows_only_filter, field_filter, relation_filter
+from ..forms import to_int
 from ..generation import GenerationContext, pick_earlier
 from ..ids import b62_hash, h
 from ..operations import check_params, hash_param, insert, live_seq, modify, remove, set_fields
@@ -91,14 +92,30 @@ def create_coupon(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     obj.update({"amount_off": None, "currency": None, "duration": "once", "duration_in_months": None,
                 "max_redemptions": None, "name": None, "percent_off": None, "redeem_by": None,
                 "times_redeemed": 0, "valid": True})
-    set_fields(obj, params, COUPON_FIELDS)
+    set_fields(obj, params, COUPON_FIELDS - {"currency_options"})
+    if "currency_options" in params:
+        obj["currency_options"] = coupon_currency_options(params["currency_options"])
     return insert(ctx, "coupons", seq, obj, "coupon.created")
+
+
+def coupon_currency_options(value: Any) -> dict[str, Any]:
+    """``currency_options[eur][amount_off]=...`` as Stripe renders it (an includable field)."""
+    options = value if isinstance(value, dict) else {}
+    return {str(cur).lower(): {"amount_off": to_int((opt if isinstance(opt, dict) else {}).get("amount_off"),
+                                                    f"currency_options[{cur}][amount_off]")}
+            for cur, opt in options.items()}
 
 
 @updates("coupons")
 def update_coupon(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"name", "metadata", "currency_options"})
-    return modify(ctx, "coupons", seq, lambda o: set_fields(o, params, {"name", "metadata"}), "coupon.updated")[0]
+    def change(o: dict[str, Any]) -> None:
+        set_fields(o, params, {"name", "metadata"})
+        if "currency_options" in params:
+            o["currency_options"] = {**(o.get("currency_options") or {}),
+                                     **coupon_currency_options(params["currency_options"])}
+
+    return modify(ctx, "coupons", seq, change, "coupon.updated")[0]
 
 
 @deletes("coupons")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 from array import array
+from bisect import bisect_right
 from typing import TYPE_CHECKING, Any
 
 from ..errors import invalid
@@ -39,12 +40,66 @@ def render_payout(account: AccountStore, row: int, livemode: bool) -> dict[str, 
     status = "paid" if age > 3 * DAY else ("in_transit" if age > DAY else "pending")
     obj.update({"id": table.codec.encode(row), "created": created, "livemode": livemode, "amount": payout_amount(account, row),
                 "arrival_date": created + 2 * DAY, "balance_transaction": ref_or_none(account, "balance_transactions", table.cols["bt"][row]),
-                "currency": "usd", "destination": f"ba_{b62_hash(h(account.ns, 1), 24)}", "status": status,
+                "currency": "usd", "destination": payout_bank_account_id(account), "status": status,
                 "reconciliation_status": "completed" if status == "paid" else "not_applicable",
-                "description": "STRIPE PAYOUT", "automatic": row_hash % 5 != 0, "metadata": {}})
+                "description": "STRIPE PAYOUT", "automatic": payout_is_automatic(account, row), "metadata": {}})
     obj["trace_id"] = {"status": "supported" if status == "paid" else "pending",
                        "value": f"TRACE{row_hash % 10**12:012d}" if status == "paid" else None}
     return obj
+
+
+def payout_is_automatic(account: AccountStore, row: int) -> bool:
+    return h(account.tables["payouts"].ns, row) % 5 != 0
+
+
+def settled_window(account: AccountStore, row: int) -> tuple[int, int] | None:
+    """Generated balance-transaction rows ``[lo, hi)`` an automatic generated payout paid out: those
+    that became available (two days after creation) since the previous automatic payout."""
+    if not payout_is_automatic(account, row):
+        return None
+    payouts = account.tables["payouts"]
+    previous = next((r for r in range(row - 1, -1, -1) if payout_is_automatic(account, r)), None)
+    bt_created = account.tables["balance_transactions"].created
+    lo = 0 if previous is None else bisect_right(bt_created, payouts.created[previous] - 2 * DAY)
+    hi = bisect_right(bt_created, payouts.created[row] - 2 * DAY)
+    return lo, max(lo, hi)
+
+
+def payout_filter(account: AccountStore, t: Table, value: Any) -> Matcher:
+    """``payout=po_...``: for an automatic payout, the transactions it settled and its own; for a
+    manual one (Stripe reconciles only automatic payouts), its own transaction."""
+    want = str(value)
+    payouts = account.tables["payouts"]
+    row = payouts.seq_of(want)
+    own = -1 if row is None or row >= payouts.n_gen else payouts.cols["bt"][row]
+    window = settled_window(account, row) if row is not None and row < payouts.n_gen else None
+    kinds = t.cols["kind"]
+
+    def dyn(s: int, o: dict[str, Any]) -> bool:
+        return o.get("source") == want
+
+    if window is None:
+        if own < 0:
+            return Matcher(None, dyn)
+        return Matcher(lambda i: i == own, dyn, array("i", [own]))
+    lo, hi = window
+    rows = array("i", sorted({i for i in range(lo, hi) if kinds[i] != 2} | ({own} if own >= 0 else set())))
+    return Matcher(lambda i: True, dyn, rows)
+
+
+def payout_bank_account_id(account: AccountStore) -> str:
+    return f"ba_{b62_hash(h(account.ns, 1), 24)}"
+
+
+def render_bank_account(account: AccountStore, ident: str) -> dict[str, Any] | None:
+    """The account's payout bank account (an external account: only expanded, never listed here)."""
+    if ident != payout_bank_account_id(account):
+        return None
+    return {"id": ident, "object": "bank_account", "account": account.id, "account_holder_name": None,
+            "account_holder_type": None, "account_type": None, "available_payout_methods": ["standard", "instant"],
+            "bank_name": "STRIPE TEST BANK", "country": "US", "currency": "usd", "default_for_currency": True,
+            "fingerprint": b62_hash(h(account.ns, 2), 16), "future_requirements": None, "last4": "6789",
+            "metadata": {}, "requirements": None, "routing_number": "110000000", "status": "new"}
 
 
 @renders("balance_transactions")
@@ -78,7 +133,7 @@ def render_balance_transaction(account: AccountStore, row: int, livemode: bool) 
             source = account.tables["transfers"].codec.encode(src)
             typ, cat, desc = "transfer", "transfer", None
     available_on = created + 2 * DAY
-    obj.update({"id": table.codec.encode(row), "created": created, "livemode": livemode, "amount": amount, "fee": fee,
+    obj.update({"id": table.codec.encode(row), "created": created, "amount": amount, "fee": fee,
                 "net": amount - fee, "fee_details": fee_details, "source": source, "type": typ,
                 "reporting_category": cat, "description": desc, "currency": "usd", "available_on": available_on,
                 "status": "available" if available_on <= account.gen_end else "pending"})
@@ -106,7 +161,7 @@ def create_payout(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     seq, obj = account.new_object("payouts", now)
     obj.update({"amount": amount, "currency": str(params["currency"]).lower(), "arrival_date": now + 2 * DAY,
                 "automatic": False, "description": params.get("description"), "method": params.get("method") or "standard",
-                "destination": params.get("destination") or f"ba_{b62_hash(h(account.ns, 1), 24)}", "status": "pending",
+                "destination": params.get("destination") or payout_bank_account_id(account), "status": "pending",
                 "reconciliation_status": "not_applicable", "failure_code": None, "failure_message": None,
                 "source_type": params.get("source_type") or "card", "statement_descriptor": params.get("statement_descriptor"),
                 "trace_id": {"status": "pending", "value": None}, "type": "bank_account"})
@@ -155,7 +210,7 @@ def balance_type_filter(account: AccountStore, t: Table, value: Any) -> Matcher:
 
 list_filters("payouts", {"status": field_filter(("status",)), "arrival_date": accepted_not_applied,
                          "destination": field_filter(("destination",))})
-list_filters("balance_transactions", {"payout": field_filter(("source",)), "source": field_filter(("source",)),
+list_filters("balance_transactions", {"payout": payout_filter, "source": field_filter(("source",)),
                                       "type": balance_type_filter, "currency": field_filter(("currency",))})
 
 

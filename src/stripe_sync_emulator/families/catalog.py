@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import invalid, missing_param
 from ..filters import accepted_not_applied, field_filter, ids_filter, relation_filter
+from ..forms import as_list, to_int
 from ..generation import GenerationContext
 from ..ids import h
 from ..objects import id_of
@@ -201,6 +202,35 @@ PRICE_FIELDS = frozenset({"nickname", "lookup_key", "metadata", "active", "tax_b
                           "custom_unit_amount", "tiers", "tiers_mode", "transform_quantity", "currency_options"})
 
 
+def _tiers_param(value: Any, param: str) -> list[dict[str, Any]]:
+    """``tiers[n][...]`` as Stripe renders them (``up_to=inf``: null; amounts with their decimals)."""
+    out = []
+    for k, tier in enumerate(as_list(value)):
+        tier = tier if isinstance(tier, dict) else {}
+        up_to = tier.get("up_to")
+        if up_to in (None, ""):
+            raise missing_param(f"{param}[{k}][up_to]")
+        unit = int_param(tier, "unit_amount")
+        flat = int_param(tier, "flat_amount")
+        out.append({"flat_amount": flat, "flat_amount_decimal": None if flat is None else str(flat),
+                    "unit_amount": unit, "unit_amount_decimal": None if unit is None else str(unit),
+                    "up_to": None if up_to == "inf" else to_int(up_to, f"{param}[{k}][up_to]")})
+    return out
+
+
+def _currency_options_param(value: Any) -> dict[str, Any]:
+    out = {}
+    for currency, opt in (value if isinstance(value, dict) else {}).items():
+        opt = opt if isinstance(opt, dict) else {}
+        unit = int_param(opt, "unit_amount")
+        entry: dict[str, Any] = {"custom_unit_amount": None, "tax_behavior": opt.get("tax_behavior") or "unspecified",
+                                 "unit_amount": unit, "unit_amount_decimal": None if unit is None else str(unit)}
+        if "tiers" in opt:
+            entry["tiers"] = _tiers_param(opt["tiers"], f"currency_options[{currency}][tiers]")
+        out[str(currency).lower()] = entry
+    return out
+
+
 def build_price(ctx: Ctx, params: dict[str, Any], *, product_known: bool = False, custom_id: str | None = None,
                  ) -> tuple[int, dict[str, Any]]:
     account = ctx.account
@@ -236,7 +266,15 @@ def build_price(ctx: Ctx, params: dict[str, Any], *, product_known: bool = False
     else:
         obj["type"] = "one_time"
         obj["recurring"] = None
-    set_fields(obj, params, PRICE_FIELDS)
+    set_fields(obj, params, PRICE_FIELDS - {"tiers", "currency_options"})
+    if params.get("tiers"):
+        if obj.get("billing_scheme") != "tiered" or obj.get("tiers_mode") not in ("graduated", "volume"):
+            raise invalid("Tiers require billing_scheme=tiered and tiers_mode graduated or volume.", param="tiers")
+        obj["tiers"] = _tiers_param(params["tiers"], "tiers")
+    elif obj.get("billing_scheme") == "tiered":
+        raise missing_param("tiers")
+    if "currency_options" in params:
+        obj["currency_options"] = _currency_options_param(params["currency_options"])
     return seq, obj
 
 
@@ -259,7 +297,13 @@ def create_price(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 def update_price(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"active", "nickname", "lookup_key", "metadata", "tax_behavior", "transfer_lookup_key",
                           "currency_options"})
-    after, prev = modify(ctx, "prices", seq, lambda o: set_fields(o, params, PRICE_FIELDS), "price.updated")
+    def change(o: dict[str, Any]) -> None:
+        set_fields(o, params, PRICE_FIELDS - {"currency_options"})
+        if "currency_options" in params:
+            o["currency_options"] = {**(o.get("currency_options") or {}),
+                                     **_currency_options_param(params["currency_options"])}
+
+    after, prev = modify(ctx, "prices", seq, change, "price.updated")
     if prev and after.get("recurring"):
         ctx.emit("plan.updated", plan_from_price(after), prev)
     return after
@@ -287,6 +331,9 @@ def create_plan(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         price_params["metadata"] = params["metadata"]
     if "active" in params:
         price_params["active"] = params["active"]
+    for key in ("billing_scheme", "tiers", "tiers_mode"):
+        if params.get(key) not in (None, ""):
+            price_params[key] = params[key]
     seq, obj = build_price(ctx, {k: v for k, v in price_params.items() if v is not None},
                            custom_id=params.get("id") or None)
     out = insert(ctx, "prices", seq, obj, None)

@@ -76,6 +76,31 @@ def render_checkout_line_item(account: AccountStore, row: int, livemode: bool) -
     return obj
 
 
+def _session_coupon(ctx: Ctx, params: dict[str, Any]) -> tuple[dict[str, Any], str | None] | None:
+    """The coupon of ``discounts[0]`` (a coupon or a promotion code) and the promotion code's id."""
+    discounts = as_list(params.get("discounts"))
+    if not discounts:
+        return None
+    first = discounts[0] if isinstance(discounts[0], dict) else {}
+    promo_id = first.get("promotion_code")
+    if promo_id:
+        promo = ctx.render("promotion_codes", live_seq(ctx, "promotion_codes", promo_id, "discounts[0][promotion_code]"))
+        coupon_id = (promo.get("promotion") or {}).get("coupon") or promo.get("coupon")
+        return ctx.render("coupons", live_seq(ctx, "coupons", id_of(coupon_id), "discounts[0][promotion_code]")), promo["id"]
+    if first.get("coupon"):
+        return ctx.render("coupons", live_seq(ctx, "coupons", first["coupon"], "discounts[0][coupon]")), None
+    raise missing_param("discounts[0][coupon]")
+
+
+def _line_discount(coupon: dict[str, Any] | None, amount: int, total: int) -> int:
+    """This line's share of the coupon: a percentage of it, or the amount off split by subtotal."""
+    if coupon is None or total <= 0:
+        return 0
+    if coupon.get("percent_off") is not None:
+        return int(round(amount * float(coupon["percent_off"]) / 100))
+    return min(amount, int(coupon.get("amount_off") or 0) * amount // total)
+
+
 @creates("checkout_sessions")
 def create_checkout_session(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     check_params(params, {"mode", "line_items", "customer", "customer_email", "success_url", "cancel_url", "metadata",
@@ -98,23 +123,48 @@ def create_checkout_session(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     now = ctx.now()
     seq, obj = account.new_object("checkout_sessions", now)
     li_rows = []
-    total = 0
+    coupon_promo = _session_coupon(ctx, params)
+    coupon, promo_id = coupon_promo if coupon_promo else (None, None)
+    priced = []
     for k, it in enumerate(items):
         it = it if isinstance(it, dict) else {}
         price_seq = subscriptions.price_for_item(ctx, it, f"line_items[{k}]")
         price = ctx.render("prices", price_seq)
         qty = int_param(it, "quantity", 1) or 1
-        amt = (price.get("unit_amount") or 0) * qty
-        total += amt
+        rates = [ctx.render("tax_rates", live_seq(ctx, "tax_rates", r, f"line_items[{k}][tax_rates]"))
+                 for r in as_list(it.get("tax_rates"))]
+        priced.append((price, qty, (price.get("unit_amount") or 0) * qty, rates))
+    subtotal = sum(amt for _, _, amt, _ in priced)
+    total = discount_total = tax_total = 0
+    discount_obj = None
+    if coupon is not None:
+        discount_obj = {"id": f"di_{obj['id'][8:32]}", "object": "discount", "checkout_session": obj["id"],
+                        "customer": customer, "customer_account": None, "end": None, "invoice": None,
+                        "invoice_item": None, "promotion_code": promo_id,
+                        "source": {"coupon": coupon["id"], "type": "coupon"}, "start": now, "subscription": None,
+                        "subscription_item": None}
+    for price, qty, amt, rates in priced:
+        off = _line_discount(coupon, amt, subtotal)
+        taxes: list[dict[str, Any]] = []
+        tax = 0
+        for rate in rates:
+            one = 0 if rate.get("inclusive") else int(round((amt - off) * float(rate.get("percentage") or 0) / 100))
+            taxes.append({"amount": one, "rate": rate, "taxability_reason": None, "taxable_amount": amt - off})
+            tax += one
+        discount_total, tax_total, total = discount_total + off, tax_total + tax, total + amt - off + tax
         line_seq, line_obj = account.new_object("checkout_line_items", now)
         prod = ctx.render("products", live_seq(ctx, "products", id_of(price["product"]), "line_items"))
-        line_obj.update({"amount_discount": 0, "amount_subtotal": amt, "amount_tax": 0, "amount_total": amt,
+        line_obj.update({"amount_discount": off, "amount_subtotal": amt, "amount_tax": tax, "amount_total": amt - off + tax,
                          "currency": price.get("currency", "usd"), "description": prod.get("name"), "price": price["id"],
-                         "quantity": qty, "metadata": {}})
+                         "quantity": qty, "metadata": {},
+                         "discounts": [{"amount": off, "discount": discount_obj}] if discount_obj else [],
+                         "taxes": taxes})
         li_rows.append((line_seq, line_obj))
     email = params.get("customer_email")
     obj.update({"mode": mode, "status": "open", "payment_status": "unpaid" if mode != "setup" else "no_payment_required",
-                "customer": customer, "customer_email": email, "amount_subtotal": total, "amount_total": total,
+                "customer": customer, "customer_email": email, "amount_subtotal": subtotal, "amount_total": total,
+                "total_details": {"amount_discount": discount_total, "amount_shipping": 0, "amount_tax": tax_total},
+                "discounts": [{"coupon": coupon["id"], "promotion_code": promo_id}] if coupon else [],
                 "currency": "usd", "expires_at": int_param(params, "expires_at", now + DAY),
                 "success_url": params.get("success_url"), "cancel_url": params.get("cancel_url"),
                 "client_reference_id": params.get("client_reference_id"),

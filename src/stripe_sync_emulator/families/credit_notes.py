@@ -122,6 +122,8 @@ def create_credit_note(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
                          "discount_amounts": [], "invoice_line_item": s["invoice_line_item"], "quantity": q,
                          "tax_rates": [], "type": s["type"], "unit_amount": s["amount"] // max(1, q),
                          "unit_amount_decimal": str(s["amount"] // max(1, q)), "metadata": {}})
+        if s["invoice_line_item"] is None:  # only lines crediting an invoice line name one
+            line_obj.pop("invoice_line_item", None)
         if s["type"] == "invoice_line_item":
             line_obj["unit_amount"] = None
             line_obj["unit_amount_decimal"] = None

@@ -54,7 +54,8 @@ def render_dispute(account: AccountStore, row: int, livemode: bool) -> dict[str,
     obj["is_charge_refundable"] = False
     obj["evidence_details"] = {"due_by": created + 21 * DAY, "has_evidence": status != "needs_response",
                                "past_due": False, "submission_count": 0 if status == "needs_response" else 1,
-                               "enhanced_eligibility": {}}
+                               "enhanced_eligibility": {},
+                               "submission_method": "not_submitted" if status == "needs_response" else "manual"}
     obj["payment_method_details"]["card"]["case_type"] = "chargeback"
     return obj
 
@@ -101,7 +102,7 @@ def create_dispute(ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
                 "reason": params.get("reason") or "fraudulent", "status": params.get("status") or "needs_response",
                 "balance_transactions": [], "is_charge_refundable": False})
     obj["evidence_details"] = {"due_by": now + 21 * DAY, "has_evidence": False, "past_due": False,
-                               "submission_count": 0, "enhanced_eligibility": {}}
+                               "submission_count": 0, "enhanced_eligibility": {}, "submission_method": "not_submitted"}
     set_fields(obj, params, {"metadata"})
     out = insert(ctx, "disputes", seq, obj, "charge.dispute.created")
     account.tables["charges"].put(charge_seq, dict(account.stored("charges", charge_seq), disputed=True))  # no event at Stripe either
@@ -121,6 +122,7 @@ def update_dispute(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[str, Any]
             o["status"] = "under_review"
             ed = dict(o.get("evidence_details") or {})
             ed["submission_count"] = int(ed.get("submission_count") or 0) + 1
+            ed["submission_method"] = "manual"
             o["evidence_details"] = ed
 
     return modify(ctx, "disputes", seq, fn, "charge.dispute.updated")[0]

@@ -10,7 +10,7 @@ from ..errors import StripeError, invalid
 from ..filters import accepted_not_applied, enum_filter, field_filter, relation_filter
 from ..forms import to_bool, to_int
 from ..generation import DAY, MONTH, GenerationContext, pick_earlier
-from ..ids import b62_hash, h
+from ..ids import IdCodec, b62_hash, h, stable_hash
 from ..objects import id_of
 from ..operations import bool_param, check_params, live_seq, modify, remove, set_fields
 from ..registry import action, creates, deletes, generation_step, list_filters, renders, updates
@@ -34,6 +34,20 @@ def line_amount(account: AccountStore, line: int) -> int:
 def invoice_total(account: AccountStore, v: int) -> int:
     offs = account.tables["invoices"].offsets["invoice_lines"]
     return sum(line_amount(account, ln) for ln in range(offs[v], offs[v + 1]))
+
+
+_LINE_ITEM_CODECS: dict[int, IdCodec] = {}
+
+
+def generated_line_invoice_item(account: AccountStore, line: int) -> str:
+    """The id of the invoice item behind a generated one-off line (Stripe always names it). Those
+    invoice items are consumed by their invoice and not generated as rows: the id is stable and
+    well-formed but ``GET /v1/invoiceitems/{id}`` answers 404 (see the README)."""
+    codec = _LINE_ITEM_CODECS.get(account.ns)
+    if codec is None:
+        codec = _LINE_ITEM_CODECS[account.ns] = IdCodec("ii_", "long", stable_hash(account.ns, "line invoice items"),
+                                                        account.tag)
+    return codec.encode(line)
 
 
 @renders("invoices")
@@ -135,8 +149,9 @@ def render_invoice_line(account: AccountStore, row: int, livemode: bool) -> dict
         obj["period"] = {"start": c, "end": c}
         obj["subscription"] = None
         obj["parent"] = {"type": "invoice_item_details", "subscription_item_details": None,
-                         "invoice_item_details": {"invoice_item": None, "proration": False,
-                                                  "proration_details": {"credited_items": None}, "subscription": None}}
+                         "invoice_item_details": {"invoice_item": generated_line_invoice_item(account, row),
+                                                  "proration": False, "proration_details": {"credited_items": None},
+                                                  "subscription": None}}
     return obj
 
 

@@ -145,7 +145,6 @@ def render_refund(account: AccountStore, row: int, livemode: bool) -> dict[str, 
     charge_seq = account.tables["charges"]
     obj["id"] = table.codec.encode(row)
     obj["created"] = table.created[row]
-    obj["livemode"] = livemode
     obj["amount"] = refund_amounts(account, c).get(row, 0)
     obj["charge"] = charge_seq.codec.encode(c)
     obj["payment_intent"] = account.tables["payment_intents"].codec.encode(c)

@@ -81,7 +81,7 @@ def render_subscription(account: AccountStore, row: int, livemode: bool) -> dict
         ended = created + DAY + (row_hash >> 8) % span
         obj["canceled_at"] = ended
         obj["ended_at"] = ended
-        obj["cancellation_details"] = {"comment": None, "feedback": None,
+        obj["cancellation_details"] = {"comment": None, "feedback": None, "feedback_option": None,
                                        "reason": ("cancellation_requested", "payment_failed")[(row_hash >> 3) % 2]}
     elif status == "trialing":
         obj["trial_start"] = created
@@ -101,7 +101,6 @@ def render_subscription_item(account: AccountStore, row: int, livemode: bool) ->
     price = account.render("prices", price_row, livemode)
     obj["id"] = table.codec.encode(row)
     obj["created"] = created
-    obj["livemode"] = livemode
     obj["price"] = price
     obj["plan"] = account.render_plan(price_row, livemode)
     obj["quantity"] = cols["qty"][row]
@@ -308,7 +307,7 @@ def cancel_subscription_now(ctx: Ctx, seq: int, params: dict[str, Any]) -> dict[
         cd = params.get("cancellation_details")
         o["cancellation_details"] = {"comment": (cd or {}).get("comment") if isinstance(cd, dict) else None,
                                      "feedback": (cd or {}).get("feedback") if isinstance(cd, dict) else None,
-                                     "reason": "cancellation_requested"}
+                                     "feedback_option": None, "reason": "cancellation_requested"}
 
     account = ctx.account
     account.tables["subscriptions"].put(seq, changed_copy(account, "subscriptions", seq, fn))

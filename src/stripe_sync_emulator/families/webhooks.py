@@ -12,6 +12,7 @@ from ..ids import b62_hash, stable_hash
 from ..operations import bool_param, check_params, modify, remove, set_fields
 from ..registry import creates, deletes, list_filters, updates
 from ..store import Matcher, Table
+from .history import event_types_matching
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..account import AccountStore
@@ -63,11 +64,17 @@ def event_type_filter(account: AccountStore, t: Table, value: Any) -> Matcher:
     if len(pats) > 20:
         raise invalid("You may specify at most 20 types.", param="types")
 
-    def dyn(s: int, o: dict[str, Any]) -> bool:
-        typ = o.get("type", "")
+    def matches(typ: str) -> bool:
         return any(fnmatch.fnmatchcase(typ, p) if "*" in p else typ == p for p in pats)
 
-    return Matcher(None, dyn)
+    def dyn(s: int, o: dict[str, Any]) -> bool:
+        return matches(o.get("type", ""))
+
+    codes = event_types_matching(matches)
+    if not codes or not t.n_gen:
+        return Matcher(None, dyn)
+    type_col = t.cols["type"]
+    return Matcher(lambda i: type_col[i] in codes, dyn)
 
 
 list_filters("events", {"type": event_type_filter, "types": event_type_filter,
