@@ -128,7 +128,9 @@ def test_children_are_served_by_their_parents_listing():
     assert [c.table for c in customers.per_parent] == ["payment_methods", "active_entitlements"]
     assert listings["subscriptions"].expand == []  # items are embedded without asking
     assert listings["subscriptions"].child_tables == ["subscription_items"]
-    assert listings["checkout_sessions"].expand == ["data.line_items"]
+    # the line items, with the fields Stripe sends only when asked (their discounts and taxes)
+    assert listings["checkout_sessions"].expand == ["data.line_items", "data.line_items.data.discounts",
+                                                    "data.line_items.data.taxes"]
     params = listings["subscriptions"].page_params(10, 20, "sub_1")
     assert params == {"limit": 100, "status": "all", "created": {"gte": 10, "lte": 20},
                       "starting_after": "sub_1"}

@@ -89,5 +89,5 @@ async def test_incremental_runs_on_a_realistic_event_history(clean_db):
         assert first["params"]["events_cursor_id"] == history[-1]["id"]  # the history's newest event
         assert second["params"]["mode"] == "incremental"
         # Exactly the events after the first run: none of the history is applied twice.
-        assert summary[EVENTS_CHUNK].stored == len(emu.events()) - len(history) == len(changed)
+        assert summary[EVENTS_RESULT].stored == len(emu.events()) - len(history) == len(changed)
         assert_same_ids(clean_db, emu, TABLES)
