@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from stripe_sync_tui import engine as console_engine
+from stripe_sync_tui.sink import ConsoleSink
 from stripe_sync_tui.widgets.table import FilterableTable
 
 from .conftest import SIZE, loaded, until
@@ -232,15 +233,17 @@ def test_error_stripe_unreachable(snap):
 
 def test_listener_running(snap, clean_db, stripe_server, monkeypatch):
     seed_account(clean_db, stripe_server.account_id)
-    # The listener binds a port the OS picks; the picture shows it as :8787 so that it stays the same.
-    real_view = console_engine.listener_view
+    # The listener process binds a port the OS picks; the picture shows it as :8787 so that it stays the
+    # same: in the state the screen reads and in the lines the process reports (its ready banner).
+    real_view, real_message = console_engine.listener_view, ConsoleSink.message
+    pin = lambda url: re.sub(r":\d+/", ":8787/", url) if url else url  # noqa: E731
 
     def pinned_port(listener: Any) -> Any:
         view = real_view(listener)
-        pin = lambda url: re.sub(r":\d+/", ":8787/", url) if url else url  # noqa: E731
         return replace(view, local_url=pin(view.local_url), webhook_url=pin(view.webhook_url))
 
     monkeypatch.setattr(console_engine, "listener_view", pinned_port)
+    monkeypatch.setattr(ConsoleSink, "message", lambda sink, level, text: real_message(sink, level, pin(text)))
 
     async def start(pilot: Any) -> None:
         screen = pilot.app.screen

@@ -134,7 +134,7 @@ class ListenerScreen(ConsoleScreen):
 
         async def start() -> ListenerChanged:
             return ListenerChanged(await engine.start_listener(settings.listener_host,
-                                                               settings.listener_port or None))
+                                                               settings.listener_port))
 
         self.call_engine("start listener", start)
 
