@@ -75,6 +75,11 @@ class ListenerScreen(ConsoleScreen):
             self.history_loaded = True
             feed = self.query_one(EventFeed)
             feed.add_events(FeedEvent(e.received_at, e.event_id, e.type, e.outcome, None) for e in history)
+            # Deliveries that came before this screen was first shown (a listener started by itself)
+            # wait in the sink; those not yet in the history follow it, and the live signal re-arms.
+            shown = {e.event_id for e in history}
+            feed.add_events(e for e in self.console.sink.drain_events() if e.event_id not in shown)
+            self._render_counters()
         self.state = state
         self._render_state()
 
@@ -86,6 +91,8 @@ class ListenerScreen(ConsoleScreen):
                                                            (message.text, meaning_style(self.app, meaning)))])
 
     def on_events_arrived(self, message: EventsArrived) -> None:
+        if not self.history_loaded:
+            return  # they stay in the sink until the history is shown, then follow it
         self.query_one(EventFeed).add_events(self.console.sink.drain_events())
         self._render_counters()
 
