@@ -395,3 +395,34 @@ async def test_keymap_overrides_rebind_by_binding_id(make_app, clean_db, stripe_
         assert isinstance(app.screen, CreateWebhookDialog)
         await pilot.press("escape")
         assert isinstance(app.screen, WebhooksScreen)
+
+
+# -- alive on first start (the demo's autostart) -------------------------------------------------
+
+
+async def test_autostart_shows_a_run_on_screen_1_and_live_events_on_screen_5(make_app, clean_db, stripe_server):
+    import stripe
+
+    app = make_app(autostart=True)
+    client = stripe.StripeClient(stripe_server.secret_key, base_addresses={"api": stripe_server.api_base})
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        runs = app.screen
+        assert isinstance(runs, RunsScreen)
+        await until(pilot, lambda: getattr(runs, "current_run_id", None) is not None, timeout=30)
+        assert "Run #" in str(runs.query_one("#run-title").render())
+        await until(pilot, lambda: app.engine is not None and app.engine.listener is not None
+                    and app.engine.listener.state.webhook_id is not None, timeout=30)
+        client.raw_request("post", "/v1/customers", email="before@console.test")  # before screen 5 is shown
+        await until(pilot, lambda: app.sink.events_received >= 1, timeout=20)
+        await pilot.press("5")
+        listener = app.screen
+        assert isinstance(listener, ListenerScreen)
+        await until(pilot, lambda: listener.state.state == "ready")
+        feed = listener.query_one(EventFeed)
+        await until(pilot, lambda: any("customer.created" in line.plain for line in feed.lines))
+        await pilot.pause()
+        assert sum("customer.created" in line.plain for line in feed.lines) == 1  # history and buffer, once
+        client.raw_request("post", "/v1/customers", email="after@console.test")  # and live, once shown
+        await until(pilot, lambda: sum("customer.created" in line.plain for line in feed.lines) >= 2, timeout=20)
+        assert any("<--" in line.plain and "[200]" in line.plain for line in feed.lines)
