@@ -426,3 +426,32 @@ async def test_autostart_shows_a_run_on_screen_1_and_live_events_on_screen_5(mak
         client.raw_request("post", "/v1/customers", email="after@console.test")  # and live, once shown
         await until(pilot, lambda: sum("customer.created" in line.plain for line in feed.lines) >= 2, timeout=20)
         assert any("<--" in line.plain and "[200]" in line.plain for line in feed.lines)
+
+
+# -- an idle console ------------------------------------------------------------------------------
+
+
+async def test_live_ticks_redraw_nothing_while_nothing_moves_and_a_change_is_drawn(make_app, clean_db,
+                                                                                   stripe_server):
+    seed_account(clean_db, stripe_server.account_id)
+    run_id = seed_runs(clean_db, stripe_server.account_id)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        screen = app.screen
+        drawn: list[object] = []
+        show = screen.show
+        screen.show = lambda payload: (drawn.append(payload), show(payload))  # type: ignore[method-assign]
+        current = screen.query_one("#current", FilterableTable)
+        await pilot.press("slash", "c", "u", "s")
+        loads = screen.loads
+        await until(pilot, lambda: screen.loads >= loads + 3)
+        assert drawn == []  # the open run did not move: three live ticks, nothing redrawn
+        with psycopg.connect(clean_db, autocommit=True) as conn:
+            conn.execute("UPDATE stripe._sync_obj_runs SET status = 'complete', processed_count = 300 "
+                         "WHERE run_id = %s AND object = 'customers' AND status = 'running'", (run_id,))
+        await until(pilot, lambda: len(drawn) == 1)
+        assert cell(current, "customers", "chunks") == "3/4"
+        assert current.shown_keys == ["customers"]  # the filter survived a refresh that drew
+        await pilot.press("escape", "r")  # asked for: drawn even though nothing changed
+        await until(pilot, lambda: len(drawn) == 2)
