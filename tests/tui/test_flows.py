@@ -455,3 +455,33 @@ async def test_live_ticks_redraw_nothing_while_nothing_moves_and_a_change_is_dra
         assert current.shown_keys == ["customers"]  # the filter survived a refresh that drew
         await pilot.press("escape", "r")  # asked for: drawn even though nothing changed
         await until(pilot, lambda: len(drawn) == 2)
+
+
+async def test_switching_back_to_a_screen_does_not_rebuild_its_footer(make_app, clean_db, stripe_server):
+    from textual.widgets._footer import FooterKey
+
+    from stripe_sync_tui.widgets.footer import ConsoleFooter
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        runs = app.screen
+        footer = runs.query_one(ConsoleFooter)
+        await until(pilot, lambda: bool(footer.query(FooterKey)))
+        keys = [key.key for key in footer.query(FooterKey)]
+        rebuilt: list[int] = []
+        recompose = footer.recompose
+
+        async def counting_recompose() -> None:
+            rebuilt.append(1)
+            await recompose()
+
+        footer.recompose = counting_recompose  # type: ignore[method-assign]
+        for _ in range(3):
+            await pilot.press("2")
+            await loaded(pilot)
+            await pilot.press("1")
+            await loaded(pilot)
+        await pilot.pause()
+        assert app.screen is runs and rebuilt == []
+        assert [key.key for key in footer.query(FooterKey)] == keys  # still showing the same keys

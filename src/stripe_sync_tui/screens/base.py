@@ -17,13 +17,13 @@ from textual.app import ComposeResult
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
 
 from stripe_sync_core.status import ObjectProgress
 
 from .. import actions
 from ..messages import OperationFailed
 from ..problems import problem_from
+from ..widgets.footer import ConsoleFooter
 from ..widgets.header import ConsoleHeader
 from ..widgets.table import FilterableTable
 
@@ -74,7 +74,7 @@ class ConsoleScreen(Screen):
     def compose(self) -> ComposeResult:
         yield ConsoleHeader(self.tab or self.screen_name)
         yield from self.compose_body()
-        yield Footer()
+        yield ConsoleFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
