@@ -195,14 +195,19 @@ async def one_run(url: str, emulator: Emulator, args: argparse.Namespace) -> dic
         deadline = time.monotonic() + 60
         while len(getattr(current, "shown_keys", [])) < 2 and time.monotonic() < deadline:
             await pilot.pause(0.05)
+        if args.no_backfill:  # attribution: the same screen, with the run's rows, and no backfill going
+            backfill.cancel()
+            while not backfill.is_finished:
+                await pilot.pause(0.05)
 
         def running() -> bool:
-            return not backfill.is_finished
+            return args.no_backfill or not backfill.is_finished
 
         # The deliveries: a client process at a fixed rate for about as long as the keys take.
         seconds = args.keys * (args.key_gap + 0.02) + args.switches * (args.key_gap * 4 + 0.05) + 3
         spec = {"url": view.local_url, "tag": f"tui{os.getpid()}_{time.monotonic_ns()}", "mix": "customers",
-                "count": int(args.events_per_second * seconds), "connections": 256, "rate": args.events_per_second}
+                "count": max(1, int(args.events_per_second * seconds)), "connections": 256,
+                "rate": args.events_per_second or 1}
         client = await asyncio.create_subprocess_exec(
             sys.executable, str(HERE / "webhook_load.py"), "--client", json.dumps(spec), stdout=asyncio.subprocess.PIPE)
         await asyncio.sleep(1.0)  # the deliveries are flowing
@@ -263,6 +268,8 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=5.0)
     parser.add_argument("--settle", type=float, default=2.0, help="seconds on a screen before its idle CPU counts")
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up figures")
+    parser.add_argument("--no-backfill", action="store_true",
+                        help="attribution: cancel the backfill once its rows show, before the keys")
     args = parser.parse_args()
     server = os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     emulator = Emulator(args.size)
