@@ -485,3 +485,27 @@ async def test_switching_back_to_a_screen_does_not_rebuild_its_footer(make_app, 
         await pilot.pause()
         assert app.screen is runs and rebuilt == []
         assert [key.key for key in footer.query(FooterKey)] == keys  # still showing the same keys
+
+
+async def test_deliveries_wait_while_another_screen_is_shown_and_follow_on_return(make_app, clean_db,
+                                                                                  stripe_server):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("5")
+        await loaded(pilot)
+        listener = app.screen
+        feed = listener.query_one(EventFeed)
+        app.sink.event_received("evt_seen", "customer.created", "stored", 200)
+        await until(pilot, lambda: any("evt_seen" in line.plain for line in feed.lines))
+        await pilot.press("1")
+        lines = feed.line_count
+        for i in range(50):
+            app.sink.event_received(f"evt_away{i:02d}", "invoice.paid", "stored", 200)
+        await pilot.pause()
+        assert feed.line_count == lines and app.sink.events_waiting == 50  # nothing drawn off screen
+        await pilot.press("5")
+        await until(pilot, lambda: any("evt_away49" in line.plain for line in feed.lines))
+        assert app.sink.events_waiting == 0 and feed.line_count == lines + 100
+        app.sink.event_received("evt_back", "customer.updated", "stored", 200)
+        await until(pilot, lambda: any("evt_back" in line.plain for line in feed.lines))  # live again

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
@@ -91,9 +92,20 @@ class ListenerScreen(ConsoleScreen):
                                                            (message.text, meaning_style(self.app, meaning)))])
 
     def on_events_arrived(self, message: EventsArrived) -> None:
-        if not self.history_loaded:
-            return  # they stay in the sink until the history is shown, then follow it
-        self.query_one(EventFeed).add_events(self.console.sink.drain_events())
+        # Before the history is shown, and while another screen is shown, deliveries wait in the sink
+        # (bounded): a suspended feed costs the UI nothing under a webhook burst.
+        if self.history_loaded and self._active:
+            self._take_events()
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        if self.history_loaded:
+            self._take_events()
+
+    def _take_events(self) -> None:
+        feed = self.query_one(EventFeed)
+        events = self.console.sink.drain_events()
+        kept = (feed.lines.maxlen or 0) // 2  # two lines an event: older ones would scroll out at once
+        feed.add_events(events[-kept:] if kept else events)
         self._render_counters()
 
     def _render_state(self) -> None:
