@@ -275,9 +275,9 @@ def run_console(config: SyncConfig, *, read_only: bool = False, demo: bool = Fal
     if demo:
         from .demo import CONSOLE_DEMO_CUSTOMERS, demo_environment
 
-        # Alive on first start: a backfill and the listener start by themselves, while the trickle of
-        # live changes runs fast for the first minute.
-        with demo_environment(config, customers=CONSOLE_DEMO_CUSTOMERS) as demo_config:
+        # Alive on first start, and each start is a first one: the demo's database starts empty, a
+        # backfill and the listener start by themselves, and the live changes trickle fast at first.
+        with demo_environment(config, customers=CONSOLE_DEMO_CUSTOMERS, fresh=True) as demo_config:
             return _run(demo_config, read_only, ConsoleSettings(autostart=not read_only))
     return _run(config, read_only)
 

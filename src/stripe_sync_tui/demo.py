@@ -28,6 +28,15 @@ TRICKLE_FIRST_SECONDS = 60.0
 """The first minute trickles fast, so that the listener's feed shows events as soon as it is up."""
 
 
+def _empty(database_url: str) -> None:
+    """Drop the demo's synced data. The emulator generates the same objects and the same event ids each
+    session, so a database kept from an earlier session would answer every new event "duplicate"."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS stripe CASCADE")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -57,13 +66,16 @@ class _Trickle(threading.Thread):
 
 
 @contextmanager
-def demo_environment(config: SyncConfig, *, trickle: bool = True,
-                     customers: int = DEMO_CUSTOMERS) -> Iterator[SyncConfig]:
+def demo_environment(config: SyncConfig, *, trickle: bool = True, customers: int = DEMO_CUSTOMERS,
+                     fresh: bool = False) -> Iterator[SyncConfig]:
     """Start the emulator (and the embedded database unless one is configured), migrate, and yield
-    settings pointing at both."""
+    settings pointing at both. `fresh` empties the demo's own embedded database first (never one
+    given with --database-url)."""
     from stripe_sync_emulator import StripeEmulator
 
     database_url = config.database_url or embedded_database_url(default_data_dir() / "demo")
+    if fresh and not config.database_url:
+        _empty(database_url)
     run_migrations(database_url)
     with StripeEmulator(seed=DEMO_SEED, customers=customers) as emulator:
         demo = config.with_overrides(

@@ -5,16 +5,19 @@ from __future__ import annotations
 import time
 
 import psutil
+import psycopg
 import pytest
 import stripe
 
 from stripe_sync_core.config import SyncConfig
 from stripe_sync_core.progress import RecordingSink
+from stripe_sync_tui.demo import demo_environment
 from stripe_sync_tui.listener_process import ListenerFailed, ListenerProcess
 from stripe_sync_tui.screens.listener import ListenerScreen
 from stripe_sync_tui.widgets.feed import EventFeed
 
 from .conftest import SIZE, loaded, until
+from .seed import seed_account
 
 
 def wait_for(predicate, timeout: float = 20.0) -> None:  # noqa: ANN001
@@ -78,3 +81,11 @@ async def test_the_console_feeds_from_the_process_and_stops_it_on_exit(make_app,
         await until(pilot, lambda: any("customer.created" in line.plain for line in feed.lines), timeout=20)
         await until(pilot, lambda: dict(screen.state.counters).get("2xx", 0) >= 1)  # the process's counters
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE  # closing the console stopped it
+
+
+def test_the_console_demo_empties_only_its_own_database(clean_db):
+    seed_account(clean_db, "acct_1KeptByTheDemo")
+    with demo_environment(SyncConfig(database_url=clean_db), trickle=False, customers=1, fresh=True) as demo:
+        assert demo.database_url == clean_db
+    with psycopg.connect(clean_db) as conn:  # a database given with --database-url is never emptied
+        assert conn.execute("SELECT count(*) FROM stripe.accounts").fetchone()[0] == 1
