@@ -189,7 +189,7 @@ async def one_run(url: str, emulator: Emulator, args: argparse.Namespace) -> dic
         engine = app.engine
         assert engine is not None
         view = await engine.start_listener("127.0.0.1", 0)
-        listener_pid = engine.listener.pid if engine.listener else None
+        listener_pid = getattr(engine.listener, "pid", None)  # None: a listener in this process
         backfill = app.run_worker(engine.backfill(["all"]), group="bench-backfill", exit_on_error=False)
         current = app.screen.query_one("#current")
         deadline = time.monotonic() + 60
@@ -303,7 +303,8 @@ def main() -> None:
           f"(statuses {results[-1]['client']['statuses']}, p99 {median_of(results, 'client', 'p99_ms'):.0f} ms), "
           f"{median_of(results, 'events_in_feed'):,.0f} reached the console's feed; "
           f"console CPU under load {median_of(results, 'load_cpu'):.0f}% of one core")
-    print(f"idle CPU of the console process (backfill cancelled, run left {results[-1]['run_left']}, listener idle):")
+    print(f"idle CPU of the console process (backfill cancelled, its run left open: {results[-1]['run_left']}; "
+          "listener idle):")
     for name in SCREENS:
         listener = (f"; listener process {median_of(results, 'listener_idle_cpu', name):.1f}%"
                     if all(r["listener_idle_cpu"] for r in results) else "")
