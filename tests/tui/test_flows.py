@@ -9,7 +9,7 @@ from stripe_sync_tui.screens.backfill import BackfillScreen
 from stripe_sync_tui.screens.deletion import DeletionScreen
 from stripe_sync_tui.screens.dialogs import ConfirmDialog, CreateWebhookDialog
 from stripe_sync_tui.screens.help import HelpScreen
-from stripe_sync_tui.screens.listener import ListenerScreen
+from stripe_sync_tui.screens.listener import RETURN_BACKLOG, ListenerScreen
 from stripe_sync_tui.screens.problem import ProblemScreen
 from stripe_sync_tui.screens.runs import RunChunksScreen, RunsScreen
 from stripe_sync_tui.screens.webhooks import WebhooksScreen
@@ -507,5 +507,13 @@ async def test_deliveries_wait_while_another_screen_is_shown_and_follow_on_retur
         await pilot.press("5")
         await until(pilot, lambda: any("evt_away49" in line.plain for line in feed.lines))
         assert app.sink.events_waiting == 0 and feed.line_count == lines + 100
+        await pilot.press("1")
+        for i in range(RETURN_BACKLOG + 7):  # a burst while away: the newest drawn, the rest counted
+            app.sink.event_received(f"evt_burst{i:04d}", "invoice.paid", "stored", 200)
+        await pilot.press("5")
+        await until(pilot, lambda: any(f"evt_burst{RETURN_BACKLOG + 6:04d}" in line.plain for line in feed.lines))
+        assert not any("[evt_burst0006]" in line.plain for line in feed.lines)
+        assert any("7 earlier deliveries while another screen was shown" in line.plain for line in feed.lines)
+        assert app.sink.events_received == 1 + 50 + RETURN_BACKLOG + 7
         app.sink.event_received("evt_back", "customer.updated", "stored", 200)
         await until(pilot, lambda: any("evt_back" in line.plain for line in feed.lines))  # live again

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     pass
 
 
+RETURN_BACKLOG = 500
+"""Deliveries drawn at once on returning to the screen; older ones are only counted (drawing thousands
+of lines would make the key that switched screens wait)."""
+
+
 def ready_banner(state: ListenerView) -> Content:
     """The core's ready line (`stripe listen`'s), its first word coloured."""
     text = core_ready_banner(state.local_url, state.public_url, state.webhook_url, None)
@@ -104,8 +109,14 @@ class ListenerScreen(ConsoleScreen):
     def _take_events(self) -> None:
         feed = self.query_one(EventFeed)
         events = self.console.sink.drain_events()
-        kept = (feed.lines.maxlen or 0) // 2  # two lines an event: older ones would scroll out at once
-        feed.add_events(events[-kept:] if kept else events)
+        if len(events) > RETURN_BACKLOG:
+            # Back on this screen after a burst: the newest deliveries, at once; the counters and the
+            # event log (history) have them all.
+            skipped = len(events) - RETURN_BACKLOG
+            events = events[-RETURN_BACKLOG:]
+            feed.add_lines([Text(f"… {skipped:,} earlier deliveries while another screen was shown "
+                                 "(counted above)", style=meaning_style(self.app, "text-muted"))])
+        feed.add_events(events)
         self._render_counters()
 
     def _render_state(self) -> None:
