@@ -277,7 +277,8 @@ def run_console(config: SyncConfig, *, read_only: bool = False, demo: bool = Fal
 
         # Alive on first start, and each start is a first one: the demo's database starts empty, a
         # backfill and the listener start by themselves, and the live changes trickle fast at first.
-        with demo_environment(config, customers=CONSOLE_DEMO_CUSTOMERS, fresh=True) as demo_config:
+        with demo_environment(config, customers=CONSOLE_DEMO_CUSTOMERS, fresh=True,
+                              fast_start=True) as demo_config:
             return _run(demo_config, read_only, ConsoleSettings(autostart=not read_only))
     return _run(config, read_only)
 
