@@ -1,12 +1,22 @@
-"""Console benchmarks: start-up time and key-to-frame latency while a backfill runs. Prints figures only.
+"""Console benchmarks: key-to-frame latency under load, and the console's CPU when idle. Prints figures only.
 
     STRIPE_SYNC_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \\
-        .venv/bin/python benchmarks/tui_bench.py [--customers 3000] [--keys 60]
+        .venv/bin/python benchmarks/tui_bench.py [--size 100000] [--runs 3] [--keys 100]
+
+Each run, on a fresh database, against one emulator process of `--size` customers (its rate limit off):
 
 - start-up: a fresh process from spawn to the first frame, and to the first data on screen;
-- key-to-frame: a key press until its frame is composed, with a backfill of the emulator running in the
-  console's engine thread and the live refresh at 1 s;
-- a feed of 100,000 events and a table of 10,000 chunks: ingest time and the key latency after.
+- under load: the console (in this process, interactive settings: 1 s refresh, health checks) runs a
+  backfill of every object type at full speed (`max_requests_per_second=0`, started through
+  `ConsoleEngine.backfill`, as screen 3 does) while its listener takes `--events-per-second` signed
+  deliveries from a client process (`webhook_load.py --client`); key-to-frame latency is measured from a
+  key posted as a terminal would until the first frame showing its effect: cursor moves on screen 1's
+  live table, and switches between screens 1 and 5 (the feed following the deliveries);
+- idle: the backfill cancelled (its run left interrupted, as an operator leaves it), the listener idle;
+  the CPU this process uses on each screen over `--idle-seconds` (all its threads: UI, engine, the
+  listener's reader), and the listener process's.
+
+Figures are medians over the runs; p99 is taken over all keys of a run, then the median of the runs.
 """
 
 from __future__ import annotations
@@ -15,15 +25,22 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
+import psutil
 import psycopg
 
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
 NAME = "stripe_sync_tui_bench"
+HERE = Path(__file__).resolve().parent
+SECRET = "whsec_benchmarkSigningSecret0000"  # webhook_load.py signs with it
+SCREENS = ("runs", "webhooks", "backfill", "deletion", "listener")
 
 STARTUP_PROBE = r"""
 import json, sys, time
@@ -53,145 +70,247 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def startup(url: str, key: str, api_base: str, runs: int = 3) -> list[dict]:
+def summary(latencies: list[float]) -> dict[str, float]:
+    return {"p50": statistics.median(latencies), "p99": percentile(latencies, 0.99), "max": max(latencies),
+            "n": len(latencies)}
+
+
+# -- processes around the console ------------------------------------------------------------------
+
+
+class Emulator:
+    """The emulator in a process of its own, so that serving the backfill does not count as the console's CPU."""
+
+    def __init__(self, customers: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stripe_sync_emulator", "--port", "0", "--customers", str(customers),
+             "--rate-limit", "off"], stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        said: dict[str, str] = {}
+        for line in self.process.stdout:
+            if match := re.match(r"Stripe API emulator listening on (\S+)", line):
+                said["api_base"] = match.group(1)
+            elif line.startswith("API key: "):
+                said["key"] = line.split(": ", 1)[1].strip()
+            elif line.startswith("Objects: "):
+                said["objects"] = line.split()[1]
+                break
+        self.api_base, self.key, self.objects = said["api_base"], said["key"], int(said["objects"])
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def fresh_database(server: str, name: str) -> str:
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server.split("?")[0].rsplit("/", 1)[0] + f"/{name}"
+    from stripe_sync_core.migrate import run_migrations
+
+    run_migrations(url)
+    return url
+
+
+def drop_database(server: str, name: str) -> None:
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def startup(url: str, key: str, api_base: str, runs: int) -> list[dict]:
     results = []
     for _ in range(runs):
         out = subprocess.run([sys.executable, "-c", STARTUP_PROBE, str(time.time()), url, key, api_base],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=120)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return results
 
 
-async def key_latency(url: str, key: str, api_base: str, keys: int, budget: float = 25) -> dict:
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+# -- one run ---------------------------------------------------------------------------------------
+
+
+async def one_run(url: str, emulator: Emulator, args: argparse.Namespace) -> dict[str, Any]:
     from stripe_sync_core.config import SyncConfig
     from stripe_sync_tui.app import ConsoleApp, ConsoleSettings
-    from stripe_sync_tui.screens.backfill import BackfillScreen
 
-    config = SyncConfig(database_url=url, stripe_secret_key=key, stripe_api_base=api_base,
-                        max_requests_per_second=0)
-    app = ConsoleApp(config, settings=ConsoleSettings(health_interval=None))
-    figures: dict = {}
-
+    config = SyncConfig(database_url=url, stripe_secret_key=emulator.key, stripe_api_base=emulator.api_base,
+                        stripe_webhook_secret=SECRET, max_requests_per_second=0, listener_port=0)
+    app = ConsoleApp(config, settings=ConsoleSettings())  # the interactive console's settings
+    figures: dict[str, Any] = {}
     frames: list[float] = []
     display = app._display
 
-    def recording_display(*args: object) -> None:  # every frame the app writes to the terminal
+    def recording_display(*arguments: object) -> None:  # every frame the app writes to the terminal
         frames.append(time.perf_counter())
-        display(*args)  # type: ignore[arg-type]
+        display(*arguments)  # type: ignore[arg-type]
 
     app._display = recording_display  # type: ignore[method-assign]
 
-    async def press_keys(pilot: object, selector: str = "DataTable", count: int | None = None) -> dict:
-        """Post a key as a terminal would; latency = until the first frame showing its effect."""
+    async def frame_after(started: float, done: Any) -> float:
+        while not (done() and frames and frames[-1] > started):
+            await asyncio.sleep(0.0005)
+            if time.perf_counter() - started > 10:
+                break
+        return (frames[-1] - started) * 1000
+
+    async def cursor_keys(count: int, still_loaded: Any) -> list[float]:
         latencies = []
-        for i in range(count or keys):
-            table = app.screen.query(selector).first()
+        for i in range(count):
+            if not still_loaded():
+                break
+            table = app.screen.query_one("#current DataTable")
             table.focus()
             before = table.cursor_row
             started = time.perf_counter()
             app.simulate_key("down" if i % 2 == 0 else "up")
-            while True:
-                await asyncio.sleep(0.001)
-                if table.cursor_row != before and frames and frames[-1] > started:
-                    break
-                if time.perf_counter() - started > 5:
-                    break
-            latencies.append((frames[-1] - started) * 1000)
-            await asyncio.sleep(0.05)
-        return {"p50": statistics.median(latencies), "p95": percentile(latencies, 0.95),
-                "max": max(latencies), "n": len(latencies)}
+            latencies.append(await frame_after(started, lambda t=table, b=before: t.cursor_row != b))
+            await asyncio.sleep(args.key_gap)
+        return latencies
+
+    async def screen_switches(count: int) -> list[float]:
+        latencies = []
+        for i in range(count):
+            target = "listener" if i % 2 == 0 else "runs"
+            started = time.perf_counter()
+            app.simulate_key("5" if target == "listener" else "1")
+            latencies.append(await frame_after(started, lambda t=target: app.screen.name == t))
+            await asyncio.sleep(args.key_gap * 4)
+        return latencies
 
     async with app.run_test(size=(120, 36)) as pilot:
         while not app.connected:
             await pilot.pause(0.05)
-        await pilot.press("question_mark")  # a table with rows, nothing running
-        figures["idle_key_to_frame_ms"] = await press_keys(pilot)
-        await pilot.press("escape", "3")
-        screen = app.screen
-        assert isinstance(screen, BackfillScreen)
-        screen.query_one("#budget").value = str(budget)  # keep the run going while keys are measured
-        await pilot.press("s")
+        engine = app.engine
+        assert engine is not None
+        view = await engine.start_listener("127.0.0.1", 0)
+        listener_pid = getattr(engine.listener, "pid", None)  # None: a listener in this process
+        backfill = app.run_worker(engine.backfill(["all"]), group="bench-backfill", exit_on_error=False)
+        current = app.screen.query_one("#current")
         deadline = time.monotonic() + 60
-        while screen.run_id is None and screen.running and time.monotonic() < deadline:
+        while len(getattr(current, "shown_keys", [])) < 2 and time.monotonic() < deadline:
             await pilot.pause(0.05)
-        if screen.run_id is None:
-            raise SystemExit(f"the backfill did not start: {[n.message for n in app._notifications]}")
-        await pilot.press("1")
-        while not app.screen.query_one("#current").shown_keys:
+        if args.no_backfill:  # attribution: the same screen, with the run's rows, and no backfill going
+            backfill.cancel()
+            while not backfill.is_finished:
+                await pilot.pause(0.05)
+
+        def running() -> bool:
+            return args.no_backfill or not backfill.is_finished
+
+        # The deliveries: a client process at a fixed rate for about as long as the keys take.
+        seconds = args.keys * (args.key_gap + 0.02) + args.switches * (args.key_gap * 4 + 0.05) + 3
+        spec = {"url": view.local_url, "tag": f"tui{os.getpid()}_{time.monotonic_ns()}", "mix": "customers",
+                "count": max(1, int(args.events_per_second * seconds)), "connections": 256,
+                "rate": args.events_per_second or 1}
+        client = await asyncio.create_subprocess_exec(
+            sys.executable, str(HERE / "webhook_load.py"), "--client", json.dumps(spec), stdout=asyncio.subprocess.PIPE)
+        await asyncio.sleep(1.0)  # the deliveries are flowing
+        received_before = app.sink.events_received
+        console = psutil.Process()
+        cpu_before, wall_before = cpu_seconds(console), time.perf_counter()
+        figures["cursor"] = summary(await cursor_keys(args.keys, running))
+        figures["switch"] = summary(await screen_switches(args.switches))
+        figures["load_cpu"] = (cpu_seconds(console) - cpu_before) / (time.perf_counter() - wall_before) * 100
+        figures["backfill_running_throughout"] = running()
+        out, _ = await client.communicate()
+        figures["client"] = json.loads(out.decode().strip().splitlines()[-1])
+        figures["events_in_feed"] = app.sink.events_received - received_before
+        backfill.cancel()
+        while not backfill.is_finished:
             await pilot.pause(0.05)
-        figures["key_to_frame_ms"] = await press_keys(pilot)
-        figures["backfill_running_during_keys"] = screen.running
-        await pilot.press("3", "c")
+        runs_view = await engine.runs_view(app.clock.now())
+        figures["stored_before_cancel"] = runs_view.current.total_processed if runs_view.current else 0
+        figures["run_left"] = runs_view.current.status if runs_view.current else None
 
-        await pilot.press("5")
-        started = time.perf_counter()
-        for i in range(100_000):
-            app.sink.event_received(f"evt_{i:06d}", "customer.updated", "stored", 200)
-        while app.sink._events or app.sink._events_signalled:
-            await pilot.pause(0.01)
-        figures["feed_100k_ingest_s"] = time.perf_counter() - started
-        feed = app.screen.query_one("EventFeed")
-        feed.focus()
-        await pilot.pause()
-        before_y = feed.scroll_offset.y
-        started = time.perf_counter()
-        app.simulate_key("up")
-        while (feed.scroll_offset.y == before_y or frames[-1] < started) and time.perf_counter() - started < 5:
-            await asyncio.sleep(0.001)
-        figures["feed_100k_key_ms"] = (frames[-1] - started) * 1000
-        figures["feed_lines_kept"] = feed.line_count
-
-        from stripe_sync_tui.screens.runs import CHUNK_COLUMNS
-        from stripe_sync_tui.widgets.table import FilterableTable
-
-        await pilot.press("1")
-        table = app.screen.query_one("#history", FilterableTable)
-        rows = [(str(i), (str(i), "customers", "2025-01-01", "2025-01-02", "complete", "100", "1", ""))
-                for i in range(10_000)]
-        assert len(rows[0][1]) == len(CHUNK_COLUMNS)
-        started = time.perf_counter()
-        table.set_rows([(k, cells[:8]) for k, cells in rows])
-        await pilot.pause()
-        figures["table_10k_rows_set_ms"] = (time.perf_counter() - started) * 1000
-        figures["table_10k_key_ms"] = (await press_keys(pilot, "#history DataTable", 10))["p50"]
+        idle: dict[str, float] = {}
+        listener_idle: dict[str, float] = {}
+        child = psutil.Process(listener_pid) if listener_pid else None
+        for name in SCREENS:
+            app.simulate_key(str(SCREENS.index(name) + 1))
+            while app.screen.name != name:
+                await pilot.pause(0.05)
+            await asyncio.sleep(args.settle)
+            before, child_before, wall = cpu_seconds(console), cpu_seconds(child) if child else 0.0, time.perf_counter()
+            await asyncio.sleep(args.idle_seconds)
+            elapsed = time.perf_counter() - wall
+            idle[name] = (cpu_seconds(console) - before) / elapsed * 100
+            if child:
+                listener_idle[name] = (cpu_seconds(child) - child_before) / elapsed * 100
+        figures["idle_cpu"] = idle
+        figures["listener_idle_cpu"] = listener_idle
     return figures
+
+
+def median_of(runs: list[dict], *path: str) -> float:
+    values = []
+    for run in runs:
+        value: Any = run
+        for key in path:
+            value = value[key]
+        values.append(value)
+    return statistics.median(values)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=3000)
-    parser.add_argument("--keys", type=int, default=60)
+    parser.add_argument("--size", type=int, default=100_000, help="customers in the emulator (every type scales)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keys", type=int, default=100, help="cursor keys per run under load")
+    parser.add_argument("--switches", type=int, default=20, help="screen switches per run under load")
+    parser.add_argument("--key-gap", type=float, default=0.05, help="seconds between keys")
+    parser.add_argument("--events-per-second", type=float, default=500.0)
+    parser.add_argument("--idle-seconds", type=float, default=5.0)
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds on a screen before its idle CPU counts")
+    parser.add_argument("--no-startup", action="store_true", help="skip the start-up figures")
+    parser.add_argument("--no-backfill", action="store_true",
+                        help="attribution: cancel the backfill once its rows show, before the keys")
     args = parser.parse_args()
     server = os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    url = server.split("?")[0].rsplit("/", 1)[0] + f"/{NAME}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{NAME}"')
+    emulator = Emulator(args.size)
+    print(f"tui_bench: {os.cpu_count()} CPUs, emulator of {args.size:,} customers ({emulator.objects:,} objects, "
+          f"rate limit off), {args.runs} run(s), medians shown")
     try:
-        from stripe_sync_core.migrate import run_migrations
-        from stripe_sync_emulator import StripeEmulator
-
-        run_migrations(url)
-        with StripeEmulator(seed=1, customers=args.customers) as emulator:
-            runs = startup(url, emulator.secret_key, emulator.api_base)
+        if not args.no_startup:
+            url = fresh_database(server, NAME)
+            runs = startup(url, emulator.key, emulator.api_base, args.runs)
             for name in ("imports", "first_frame", "first_data"):
                 values = [r[name] for r in runs]
                 print(f"start-up {name:<12} median {statistics.median(values) * 1000:7.0f} ms  "
                       f"(runs: {', '.join(f'{v * 1000:.0f}' for v in values)})")
-            figures = asyncio.run(key_latency(url, emulator.secret_key, emulator.api_base, args.keys))
-        idle = figures["idle_key_to_frame_ms"]
-        print(f"key-to-frame idle: p50 {idle['p50']:.1f} ms, p95 {idle['p95']:.1f} ms, max {idle['max']:.1f} ms")
-        latency = figures["key_to_frame_ms"]
-        print(f"key-to-frame under a backfill (running={figures['backfill_running_during_keys']}): "
-              f"p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms, max {latency['max']:.1f} ms "
-              f"over {latency['n']} keys")
-        print(f"feed of 100,000 events: ingested in {figures['feed_100k_ingest_s']:.2f} s "
-              f"({figures['feed_lines_kept']:,} lines kept), then a key to frame in {figures['feed_100k_key_ms']:.1f} ms")
-        print(f"table of 10,000 rows (bounded to 1,000 shown): set in {figures['table_10k_rows_set_ms']:.0f} ms, "
-              f"then key to frame p50 {figures['table_10k_key_ms']:.1f} ms")
+        results = []
+        for _ in range(args.runs):
+            url = fresh_database(server, NAME)
+            results.append(asyncio.run(one_run(url, emulator, args)))
     finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)')
+        emulator.close()
+        drop_database(server, NAME)
+
+    for label, key in (("cursor keys on screen 1", "cursor"), ("screen switches 1<->5", "switch")):
+        keys = ", ".join(str(r[key]["n"]) for r in results)
+        p99s = ", ".join(f"{r[key]['p99']:.0f}" for r in results)
+        print(f"key-to-frame under load, {label}: p50 {median_of(results, key, 'p50'):.1f} ms, "
+              f"p99 {median_of(results, key, 'p99'):.1f} ms, max {median_of(results, key, 'max'):.1f} ms "
+              f"({keys} keys; p99 per run: {p99s} ms)")
+    print(f"  load: backfill of every type running throughout: {[r['backfill_running_throughout'] for r in results]}; "
+          f"{median_of(results, 'stored_before_cancel'):,.0f} objects stored before cancel; "
+          f"deliveries {median_of(results, 'client', 'events_per_s'):,.0f}/s achieved "
+          f"(statuses {results[-1]['client']['statuses']}, p99 {median_of(results, 'client', 'p99_ms'):.0f} ms), "
+          f"{median_of(results, 'events_in_feed'):,.0f} reached the console's feed; "
+          f"console CPU under load {median_of(results, 'load_cpu'):.0f}% of one core")
+    print(f"idle CPU of the console process (backfill cancelled, its run left open: {results[-1]['run_left']}; "
+          "listener idle):")
+    for name in SCREENS:
+        listener = (f"; listener process {median_of(results, 'listener_idle_cpu', name):.1f}%"
+                    if all(r["listener_idle_cpu"] for r in results) else "")
+        per_run = ", ".join(f"{r['idle_cpu'][name]:.1f}" for r in results)
+        print(f"  {SCREENS.index(name) + 1} {name:<9} {median_of(results, 'idle_cpu', name):5.1f}% of one core "
+              f"(runs: {per_run}){listener}")
 
 
 if __name__ == "__main__":

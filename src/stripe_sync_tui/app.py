@@ -57,6 +57,8 @@ class ConsoleSettings:
     """How long an action may take before the console says it is working (None: never, for pictures)."""
     database_label: str | None = None
     """What the header calls the database; None shows the URL with its password masked."""
+    autostart: bool = False
+    """Once connected, start a backfill of every object and the listener (the demo, alive on first start)."""
 
 
 class ConsoleApp(App[int]):
@@ -105,9 +107,39 @@ class ConsoleApp(App[int]):
         self.engine = ConsoleEngine(self.config, self.sink)
         self.sink.subscribe(self)
         self.switch_mode("runs")
+        self._autostarted = False
+        if self.settings.autostart:
+            self.watch(self, "connection", self._autostart, init=False)
         self.action_reconnect()
         if self.settings.health_interval:
             self.set_interval(self.settings.health_interval, self.check_health)
+
+    def _autostart(self) -> None:
+        """The first time the console is connected, start what `autostart` asks for."""
+        if self.connected and not self._autostarted:
+            self._autostarted = True
+            self.autostart_listener()
+            self.autostart_backfill()
+
+    @work(group="autostart-listener", exit_on_error=False)
+    async def autostart_listener(self) -> None:
+        assert self.engine is not None
+        try:
+            await self.engine.start_listener(self.settings.listener_host, self.settings.listener_port)
+        except Exception as error:  # noqa: BLE001 - shown, as a start from screen 5 would be
+            self.report_failure(OperationFailed("start listener", problem_from(error, self.database_display)))
+
+    @work(group="autostart-backfill", exit_on_error=False)
+    async def autostart_backfill(self) -> None:
+        """Every object, through the same engine call as screen 3 (the open run resumed if there is one)."""
+        assert self.engine is not None
+        try:
+            summary = await self.engine.backfill(["all"])
+        except Exception as error:  # noqa: BLE001
+            self.report_failure(OperationFailed("backfill", problem_from(error, self.database_display)))
+            return
+        stored = sum(result.stored for result in summary.values())
+        self.notify(f"Backfill finished: {stored:,} objects stored.", title="Backfill")
 
     def on_unmount(self) -> None:
         self.sink.unsubscribe(self)
@@ -286,15 +318,18 @@ def load_keymap(path: Path | None = None) -> dict[str, str]:
 def run_console(config: SyncConfig, *, read_only: bool = False, demo: bool = False) -> int:
     """Open the console over `config`; returns the process exit code."""
     if demo:
-        from .demo import demo_environment
+        from .demo import CONSOLE_DEMO_CUSTOMERS, demo_environment
 
-        with demo_environment(config) as demo_config:
-            return _run(demo_config, read_only)
+        # Alive on first start, and each start is a first one: the demo's database starts empty, a
+        # backfill and the listener start by themselves, and the live changes trickle fast at first.
+        with demo_environment(config, customers=CONSOLE_DEMO_CUSTOMERS, fresh=True,
+                              fast_start=True) as demo_config:
+            return _run(demo_config, read_only, ConsoleSettings(autostart=not read_only))
     return _run(config, read_only)
 
 
-def _run(config: SyncConfig, read_only: bool) -> int:
-    app = ConsoleApp(config, read_only=read_only, keymap=load_keymap())
+def _run(config: SyncConfig, read_only: bool, settings: ConsoleSettings | None = None) -> int:
+    app = ConsoleApp(config, read_only=read_only, keymap=load_keymap(), settings=settings)
     result = app.run()
     worker = app.detached_worker
     if worker is not None and worker.running:

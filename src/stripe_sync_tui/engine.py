@@ -1,8 +1,10 @@
 """The engine's home inside the console: its own asyncio loop in its own thread.
 
-The `StripeSync` (its pool, its Stripe client, the listener) lives on that loop, so engine work never
-competes with key handling on the UI loop except for the GIL. Bulk work does not run here at all: a
-backfill runs in a worker process (`backfill_process.py`), followed from this loop. Screens reach it
+The `StripeSync` (its pool, its Stripe client) lives on that loop, so engine work never competes with
+key handling on the UI loop except for the GIL. Bulk work does not run here at all: a backfill runs in
+a worker process (`backfill_process.py`) and the webhook listener in a child process
+(`listener_process.py`), both followed from here, so neither a backfill nor a burst of deliveries even
+shares the GIL with key handling. Screens reach it
 only through the named, typed methods below (awaited inside their workers): each runs on the engine's
 loop and returns plain data (the core's result dataclasses, or a view copied there), so a renamed
 engine method is a type error here and nowhere else.
@@ -19,7 +21,6 @@ from typing import TypeVar
 from stripe_sync_core import status
 from stripe_sync_core.config import SyncConfig
 from stripe_sync_core.errors import Refused
-from stripe_sync_core.listener import WebhookListener
 from stripe_sync_core.loop_thread import LoopThread
 from stripe_sync_core.managed_webhooks import ManagedWebhook
 from stripe_sync_core.masking import mask_database_url, mask_secrets_in
@@ -37,6 +38,7 @@ from stripe_sync_core.status import (
 from stripe_sync_core.sync import StripeSync
 
 from .backfill_process import BackfillCommand, BackfillProcess
+from .listener_process import ListenerProcess
 
 T = TypeVar("T")
 
@@ -83,8 +85,8 @@ class ListenerView:
     """What happened to its managed webhook (re-registered after a deletion), or why it stopped by itself."""
 
 
-def listener_view(listener: WebhookListener | None) -> ListenerView:
-    """Read `WebhookListener.state` (core listener.py) into a view."""
+def listener_view(listener: ListenerProcess | None) -> ListenerView:
+    """Read the listener process's last reported state (the core's `ListenerState`) into a view."""
     if listener is None:
         return ListenerView()
     state = listener.state
@@ -104,7 +106,7 @@ def listener_view(listener: WebhookListener | None) -> ListenerView:
         webhook_id=state.webhook_id, catch_up=catch_text,
         counters=(("received", state.received), ("2xx", state.ok), ("4xx", state.client_errors),
                   ("5xx", state.server_errors)),
-        notice=state.notice,
+        error=listener.failure, notice=state.notice,
     )
 
 class WorkerBusy(Refused):
@@ -119,9 +121,15 @@ class ConsoleEngine:
         self.sink = sink
         self.thread = LoopThread(name="stripe-sync-console-engine")
         self.sync = StripeSync(config, progress=sink)
-        self.listener: WebhookListener | None = None
         self.worker: BackfillProcess | None = None
         """The last backfill worker process started from this console."""
+        self._listener: ListenerProcess | None = None
+
+    @property
+    def listener(self) -> ListenerProcess | None:
+        """The listener process while it runs (None once it exited: its view says why)."""
+        listener = self._listener
+        return listener if listener is not None and listener.alive else None
 
     @property
     def database_display(self) -> str:
@@ -183,7 +191,7 @@ class ConsoleEngine:
 
         async def read(sync: StripeSync) -> tuple[ListenerView, list[EventRow] | None]:
             history = await status.recent_events(sync.database, limit=200) if with_history else None
-            return listener_view(self.listener), history
+            return listener_view(self._listener), history
 
         return await self._on_engine_loop(read)
 
@@ -269,25 +277,30 @@ class ConsoleEngine:
             lambda sync: sync.dangerously_delete_synced_account_data(account_id, dry_run=True))
 
     async def delete_account_data(self, account_id: str) -> DeletionReport:
-        return await self._on_engine_loop(
+        """Delete the account's data; if that removed the listener's managed webhook from Stripe, the
+        listener process checks at once (it re-registers or stops, and screen 5 shows which)."""
+        report = await self._on_engine_loop(
             lambda sync: sync.dangerously_delete_synced_account_data(account_id, dry_run=False))
+        listener = self.listener
+        if listener is not None and listener.state.webhook_id in report.webhooks_removed_from_stripe:
+            listener.check_webhook()
+        return report
 
     async def start_listener(self, host: str, port: int | None) -> ListenerView:
-        """Start the listener (its tunnel and managed webhook); catch-up continues in the background."""
-
-        async def start(sync: StripeSync) -> ListenerView:
-            if self.listener_running:
-                return listener_view(self.listener)
-            listener = sync.listener(host, port)
-            self.listener = listener
-            try:
-                await listener.start(wait_for_catch_up=False)
-            except BaseException:
-                self.listener = None
-                raise
-            return listener_view(listener)
-
-        return await self._on_engine_loop(start)
+        """Start the listener process (its tunnel and managed webhook); it catches up in the background.
+        `port` None is the configured `listener_port`, 0 a port the OS picks."""
+        if self.listener is not None:
+            return listener_view(self.listener)
+        listener = ListenerProcess(self.config, self.sink, host,
+                                   self.config.listener_port if port is None else port)
+        self._listener = listener
+        try:
+            await asyncio.to_thread(listener.start)
+        except BaseException:
+            self._listener = None
+            await asyncio.to_thread(listener.stop)
+            raise
+        return listener_view(listener)
 
     @property
     def listener_running(self) -> bool:
@@ -295,13 +308,10 @@ class ConsoleEngine:
         return self.listener is not None and self.listener.state.running
 
     async def stop_listener(self) -> ListenerView:
-        async def stop(sync: StripeSync) -> ListenerView:
-            listener, self.listener = self.listener, None
-            if listener is not None:  # stopped meanwhile (the console closing)
-                await listener.stop()
-            return ListenerView()
-
-        return await self._on_engine_loop(stop)
+        listener, self._listener = self._listener, None
+        if listener is not None:  # stopped meanwhile (the console closing)
+            await asyncio.to_thread(listener.stop)
+        return ListenerView()
 
     async def connect(self) -> dict:
         """Open the pool, check the schema, read the key's account. Raises on the first problem."""
@@ -353,13 +363,14 @@ class ConsoleEngine:
             for task in others:
                 task.cancel()
             await asyncio.gather(*others, return_exceptions=True)
-            if self.listener is not None:
-                try:
-                    await self.listener.stop()
-                except Exception:  # noqa: BLE001 - leaving anyway
-                    pass
             await self.sync.close()
 
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                listener.stop()
+            except Exception:  # noqa: BLE001 - leaving anyway
+                pass
         try:
             self.thread.run_blocking(shutdown(), timeout=10)
         except Exception:  # noqa: BLE001 - leaving anyway

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -22,6 +26,7 @@ from .output import HeadlessProgress, Output
 
 if TYPE_CHECKING:
     from stripe_sync_core import DeletionReport, OpenRun, StripeSync
+    from stripe_sync_core.listener import ListenerState, WebhookListener
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -64,6 +69,9 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
     listen.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     listen.add_argument("--remove-webhook-on-exit", action="store_true",
                         help="delete the managed webhook endpoint when the listener stops")
+    listen.add_argument("--stop-on-eof", action="store_true",
+                        help="stop when stdin closes (how a parent process, the console, stops its listener; "
+                             "it also stops if that parent dies)")
 
     webhooks = command("webhooks", "managed webhook endpoints: list, create, delete")
     webhook_commands = webhooks.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
@@ -301,23 +309,85 @@ async def cmd_sync(args: argparse.Namespace, config: SyncConfig, out: Output) ->
 
 
 async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    """Serve until interrupted. With --json, stdout streams one line per delivery (`event`) and the
+    listener's state whenever it changes (`listener_state`: URLs, webhook, catch-up, counters): the
+    stream the console follows its listener process by."""
     from stripe_sync_core.listener import ready_banner
 
+    port = config.listener_port if args.port is None else args.port  # 0: a port the OS picks
+
     async def body(sync: StripeSync) -> int:
-        listener = sync.listener(host=args.host, port=config.listener_port if args.port is None else args.port,
-                                 remove_webhook_on_exit=args.remove_webhook_on_exit)
-        state = await listener.start()
+        listener = sync.listener(host=args.host, port=port, remove_webhook_on_exit=args.remove_webhook_on_exit)
+        state = await listener.start(wait_for_catch_up=False)
         out.data({"kind": "listening", "local_url": state.local_url, "public_url": state.public_url,
                   "webhook_url": state.webhook_url, "webhook_id": state.webhook_id,
                   "catch_up": state.catch_up.state},
                  text=ready_banner(state.local_url, state.public_url, state.webhook_url, state.webhook_id))
+        stopped = asyncio.Event()
+        if args.stop_on_eof:
+            _stop_when_stdin_closes(stopped)
+        _check_webhook_on_sigusr1(listener)
         try:
-            await asyncio.Event().wait()
+            if out.json_mode:
+                await _stream_listener_state(listener, out, stopped)
+            else:
+                await stopped.wait()
         finally:
             await listener.stop()
         return EXIT_OK
 
     return await _with_engine(config, out, body, progress=_ListenProgress(out), needs_stripe=True)
+
+
+LISTENER_STATE_INTERVAL = 0.25
+"""Seconds between looks at the listener's state; a `listener_state` line is written when it changed."""
+
+
+def listener_state_record(state: ListenerState) -> dict[str, Any]:
+    return {"kind": "listener_state", **dataclasses.asdict(state)}
+
+
+async def _stream_listener_state(listener: WebhookListener, out: Output, stopped: asyncio.Event) -> None:
+    last: dict[str, Any] | None = None
+    while not stopped.is_set():
+        record = listener_state_record(listener.state)
+        if record != last:
+            out.data(record)
+            last = record
+        try:
+            await asyncio.wait_for(stopped.wait(), LISTENER_STATE_INTERVAL)
+        except TimeoutError:
+            pass
+
+
+def _check_webhook_on_sigusr1(listener: WebhookListener) -> None:
+    """SIGUSR1 asks the listener to check its managed webhook now, as the console does after a deletion
+    removed one from Stripe (the listener re-registers or stops; its state says which)."""
+    loop = asyncio.get_running_loop()
+    checks: set[asyncio.Task] = set()
+
+    def check_now() -> None:
+        task = loop.create_task(listener.check_webhook())
+        checks.add(task)
+        task.add_done_callback(checks.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):  # not POSIX, not main thread
+        loop.add_signal_handler(signal.SIGUSR1, check_now)
+
+
+def _stop_when_stdin_closes(stopped: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        loop.call_soon_threadsafe(stopped.set)
+
+    # A daemon thread: a read blocked on stdin must not keep the process alive once it stops otherwise.
+    threading.Thread(target=watch, name="stdin-eof", daemon=True).start()
 
 
 class _ListenProgress(HeadlessProgress):

@@ -9,7 +9,7 @@ from stripe_sync_tui.screens.backfill import BackfillScreen
 from stripe_sync_tui.screens.deletion import DeletionScreen
 from stripe_sync_tui.screens.dialogs import ConfirmDialog, CreateWebhookDialog
 from stripe_sync_tui.screens.help import HelpScreen
-from stripe_sync_tui.screens.listener import ListenerScreen
+from stripe_sync_tui.screens.listener import RETURN_BACKLOG, ListenerScreen
 from stripe_sync_tui.screens.problem import ProblemScreen
 from stripe_sync_tui.screens.runs import RunChunksScreen, RunsScreen
 from stripe_sync_tui.screens.webhooks import WebhooksScreen
@@ -438,3 +438,125 @@ async def test_keymap_overrides_rebind_by_binding_id(make_app, clean_db, stripe_
         assert isinstance(app.screen, CreateWebhookDialog)
         await pilot.press("escape")
         assert isinstance(app.screen, WebhooksScreen)
+
+
+# -- alive on first start (the demo's autostart) -------------------------------------------------
+
+
+async def test_autostart_shows_a_run_on_screen_1_and_live_events_on_screen_5(make_app, clean_db, stripe_server):
+    import stripe
+
+    app = make_app(autostart=True)
+    client = stripe.StripeClient(stripe_server.secret_key, base_addresses={"api": stripe_server.api_base})
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        runs = app.screen
+        assert isinstance(runs, RunsScreen)
+        await until(pilot, lambda: getattr(runs, "current_run_id", None) is not None, timeout=30)
+        assert "Run #" in str(runs.query_one("#run-title").render())
+        await until(pilot, lambda: app.engine is not None and app.engine.listener is not None
+                    and app.engine.listener.state.webhook_id is not None, timeout=30)
+        client.raw_request("post", "/v1/customers", email="before@console.test")  # before screen 5 is shown
+        await until(pilot, lambda: app.sink.events_received >= 1, timeout=20)
+        await pilot.press("5")
+        listener = app.screen
+        assert isinstance(listener, ListenerScreen)
+        await until(pilot, lambda: listener.state.state == "ready")
+        feed = listener.query_one(EventFeed)
+        await until(pilot, lambda: any("customer.created" in line.plain for line in feed.lines))
+        await pilot.pause()
+        assert sum("customer.created" in line.plain for line in feed.lines) == 1  # history and buffer, once
+        client.raw_request("post", "/v1/customers", email="after@console.test")  # and live, once shown
+        await until(pilot, lambda: sum("customer.created" in line.plain for line in feed.lines) >= 2, timeout=20)
+        assert any("<--" in line.plain and "[200]" in line.plain for line in feed.lines)
+
+
+# -- an idle console ------------------------------------------------------------------------------
+
+
+async def test_live_ticks_redraw_nothing_while_nothing_moves_and_a_change_is_drawn(make_app, clean_db,
+                                                                                   stripe_server):
+    seed_account(clean_db, stripe_server.account_id)
+    run_id = seed_runs(clean_db, stripe_server.account_id)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        screen = app.screen
+        drawn: list[object] = []
+        show = screen.show
+        screen.show = lambda payload: (drawn.append(payload), show(payload))  # type: ignore[method-assign]
+        current = screen.query_one("#current", FilterableTable)
+        await pilot.press("slash", "c", "u", "s")
+        loads = screen.loads
+        await until(pilot, lambda: screen.loads >= loads + 3)
+        assert drawn == []  # the open run did not move: three live ticks, nothing redrawn
+        with psycopg.connect(clean_db, autocommit=True) as conn:
+            conn.execute("UPDATE stripe._sync_obj_runs SET status = 'complete', processed_count = 300 "
+                         "WHERE run_id = %s AND object = 'customers' AND status = 'running'", (run_id,))
+        await until(pilot, lambda: len(drawn) == 1)
+        assert cell(current, "customers", "chunks") == "3/4"
+        assert current.shown_keys == ["customers"]  # the filter survived a refresh that drew
+        await pilot.press("escape", "r")  # asked for: drawn even though nothing changed
+        await until(pilot, lambda: len(drawn) == 2)
+
+
+async def test_switching_back_to_a_screen_does_not_rebuild_its_footer(make_app, clean_db, stripe_server):
+    from textual.widgets._footer import FooterKey
+
+    from stripe_sync_tui.widgets.footer import ConsoleFooter
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        runs = app.screen
+        footer = runs.query_one(ConsoleFooter)
+        await until(pilot, lambda: bool(footer.query(FooterKey)))
+        keys = [key.key for key in footer.query(FooterKey)]
+        rebuilt: list[int] = []
+        recompose = footer.recompose
+
+        async def counting_recompose() -> None:
+            rebuilt.append(1)
+            await recompose()
+
+        footer.recompose = counting_recompose  # type: ignore[method-assign]
+        for _ in range(3):
+            await pilot.press("2")
+            await loaded(pilot)
+            await pilot.press("1")
+            await loaded(pilot)
+        await pilot.pause()
+        assert app.screen is runs and rebuilt == []
+        assert [key.key for key in footer.query(FooterKey)] == keys  # still showing the same keys
+
+
+async def test_deliveries_wait_while_another_screen_is_shown_and_follow_on_return(make_app, clean_db,
+                                                                                  stripe_server):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("5")
+        await loaded(pilot)
+        listener = app.screen
+        feed = listener.query_one(EventFeed)
+        app.sink.event_received("evt_seen", "customer.created", "stored", 200)
+        await until(pilot, lambda: any("evt_seen" in line.plain for line in feed.lines))
+        await pilot.press("1")
+        lines = feed.line_count
+        for i in range(50):
+            app.sink.event_received(f"evt_away{i:02d}", "invoice.paid", "stored", 200)
+        await pilot.pause()
+        assert feed.line_count == lines and app.sink.events_waiting == 50  # nothing drawn off screen
+        await pilot.press("5")
+        await until(pilot, lambda: any("evt_away49" in line.plain for line in feed.lines))
+        assert app.sink.events_waiting == 0 and feed.line_count == lines + 100
+        await pilot.press("1")
+        for i in range(RETURN_BACKLOG + 7):  # a burst while away: the newest drawn, the rest counted
+            app.sink.event_received(f"evt_burst{i:04d}", "invoice.paid", "stored", 200)
+        await pilot.press("5")
+        await until(pilot, lambda: any(f"evt_burst{RETURN_BACKLOG + 6:04d}" in line.plain for line in feed.lines))
+        assert not any("[evt_burst0006]" in line.plain for line in feed.lines)
+        assert any("7 earlier deliveries while another screen was shown" in line.plain for line in feed.lines)
+        assert app.sink.events_received == 1 + 50 + RETURN_BACKLOG + 7
+        app.sink.event_received("evt_back", "customer.updated", "stored", 200)
+        await until(pilot, lambda: any("evt_back" in line.plain for line in feed.lines))  # live again

@@ -8,6 +8,8 @@ screen shown, or a dialog open on top) stops refreshing until it is resumed.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import is_dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events
@@ -15,11 +17,13 @@ from textual.app import ComposeResult
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
+
+from stripe_sync_core.status import ObjectProgress
 
 from .. import actions
 from ..messages import OperationFailed
 from ..problems import problem_from
+from ..widgets.footer import ConsoleFooter
 from ..widgets.header import ConsoleHeader
 from ..widgets.table import FilterableTable
 
@@ -28,9 +32,22 @@ if TYPE_CHECKING:
 
 
 class DataLoaded(Message):
-    def __init__(self, payload: Any) -> None:
+    def __init__(self, payload: Any, *, timed: bool = False) -> None:
         super().__init__()
         self.payload = payload
+        self.timed = timed
+        """Loaded by the live timer (not asked for): drawn only if something changed."""
+
+
+def steady(payload: Any) -> Any:
+    """`payload` without what moves by the clock alone (objects/s and ETAs computed up to now): two loads
+    with the same steady form have nothing new to draw."""
+    progress = getattr(payload, "progress", None)
+    if is_dataclass(payload) and isinstance(progress, list):
+        return replace(payload, progress=[  # type: ignore[type-var]
+            replace(row, objects_per_second=None, eta_seconds=None) if isinstance(row, ObjectProgress) else row
+            for row in progress])
+    return payload
 
 
 class ConsoleScreen(Screen):
@@ -46,7 +63,9 @@ class ConsoleScreen(Screen):
         self._timer: Timer | None = None
         self._active = False
         self.loads = 0
-        """How many refreshes have been rendered (tests wait on it)."""
+        """How many refreshes have completed, drawn or found unchanged (tests wait on it)."""
+        self._shown: Any = None
+        """The steady form of the payload last drawn."""
 
     @property
     def console(self) -> ConsoleApp:  # type: ignore[override]
@@ -55,7 +74,7 @@ class ConsoleScreen(Screen):
     def compose(self) -> ComposeResult:
         yield ConsoleHeader(self.tab or self.screen_name)
         yield from self.compose_body()
-        yield Footer()
+        yield ConsoleFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -82,25 +101,31 @@ class ConsoleScreen(Screen):
             self._timer.stop()
             self._timer = None
 
-    def action_refresh_now(self) -> None:
+    def action_refresh_now(self, *, timed: bool = False) -> None:
         self._cancel_timer()
         if not self.console.connected:
             self._rearm()
             return
-        self.run_worker(self._load, group="load", exclusive=True, exit_on_error=False)  # type: ignore[arg-type]
+        self.run_worker(partial(self._load, timed), group="load", exclusive=True,  # type: ignore[arg-type]
+                        exit_on_error=False)
 
-    async def _load(self) -> None:
+    async def _load(self, timed: bool) -> None:
         try:
             payload = await self.fetch()
         except Exception as error:  # noqa: BLE001 - becomes a message, never a traceback
             self.post_message(OperationFailed("refresh", problem_from(error, self.console.database_display)))
             self.post_message(DataLoaded(None))
             return
-        self.post_message(DataLoaded(payload))
+        self.post_message(DataLoaded(payload, timed=timed))
 
     def on_data_loaded(self, message: DataLoaded) -> None:
         if message.payload is not None:
-            self.show(message.payload)
+            # A screen that shows nothing moving (an interrupted run, a finished one) redraws nothing on
+            # its live ticks: that is what an idle console costs. Asked-for loads always draw.
+            shown = steady(message.payload)
+            if not (message.timed and shown == self._shown):
+                self.show(message.payload)
+                self._shown = shown
             self.loads += 1
         self._rearm()
 
@@ -112,7 +137,7 @@ class ConsoleScreen(Screen):
     def _tick(self) -> None:
         self._timer = None
         if self._active:
-            self.action_refresh_now()
+            self.action_refresh_now(timed=True)
 
     @property
     def refresh_interval(self) -> float | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
@@ -26,6 +27,11 @@ from .base import ConsoleScreen
 
 if TYPE_CHECKING:
     pass
+
+
+RETURN_BACKLOG = 500
+"""Deliveries drawn at once on returning to the screen; older ones are only counted (drawing thousands
+of lines would make the key that switched screens wait)."""
 
 
 def ready_banner(state: ListenerView) -> Content:
@@ -78,6 +84,11 @@ class ListenerScreen(ConsoleScreen):
             self.history_loaded = True
             feed = self.query_one(EventFeed)
             feed.add_events(FeedEvent(e.received_at, e.event_id, e.type, e.outcome, None) for e in history)
+            # Deliveries that came before this screen was first shown (a listener started by itself)
+            # wait in the sink; those not yet in the history follow it, and the live signal re-arms.
+            shown = {e.event_id for e in history}
+            feed.add_events(e for e in self.console.sink.drain_events() if e.event_id not in shown)
+            self._render_counters()
         self.state = state
         self._render_state()
 
@@ -89,7 +100,26 @@ class ListenerScreen(ConsoleScreen):
                                                            (message.text, meaning_style(self.app, meaning)))])
 
     def on_events_arrived(self, message: EventsArrived) -> None:
-        self.query_one(EventFeed).add_events(self.console.sink.drain_events())
+        # Before the history is shown, and while another screen is shown, deliveries wait in the sink
+        # (bounded): a suspended feed costs the UI nothing under a webhook burst.
+        if self.history_loaded and self._active:
+            self._take_events()
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        if self.history_loaded:
+            self._take_events()
+
+    def _take_events(self) -> None:
+        feed = self.query_one(EventFeed)
+        events = self.console.sink.drain_events()
+        if len(events) > RETURN_BACKLOG:
+            # Back on this screen after a burst: the newest deliveries, at once; the counters and the
+            # event log (history) have them all.
+            skipped = len(events) - RETURN_BACKLOG
+            events = events[-RETURN_BACKLOG:]
+            feed.add_lines([Text(f"… {skipped:,} earlier deliveries while another screen was shown "
+                                 "(counted above)", style=meaning_style(self.app, "text-muted"))])
+        feed.add_events(events)
         self._render_counters()
 
     def _render_state(self) -> None:
