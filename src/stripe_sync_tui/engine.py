@@ -42,6 +42,9 @@ from .listener_process import ListenerProcess
 
 T = TypeVar("T")
 
+LISTENER_CHECK_SECONDS = 15.0
+"""How long a deletion waits for the listener process to say what it did about its deleted webhook."""
+
 STRIPE_PROBE_TIMEOUT = 5.0
 
 
@@ -282,8 +285,17 @@ class ConsoleEngine:
         report = await self._on_engine_loop(
             lambda sync: sync.dangerously_delete_synced_account_data(account_id, dry_run=False))
         listener = self.listener
-        if listener is not None and listener.state.webhook_id in report.webhooks_removed_from_stripe:
+        old = listener.state.webhook_id if listener is not None else None
+        if listener is not None and old in report.webhooks_removed_from_stripe:
             listener.check_webhook()
+            # Its answer (a new webhook, or stopped) comes on its stream: wait for it, so the summary
+            # says what happened rather than "asked".
+            deadline = asyncio.get_running_loop().time() + LISTENER_CHECK_SECONDS
+            while asyncio.get_running_loop().time() < deadline:
+                state = listener.state
+                if not state.running or (state.webhook_id not in (None, old)):
+                    break
+                await asyncio.sleep(0.05)
         return report
 
     async def start_listener(self, host: str, port: int | None) -> ListenerView:
