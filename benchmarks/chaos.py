@@ -61,7 +61,7 @@ from backfill_support import (  # noqa: E402
     run_rows,
 )
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
-from webhook_support import WEBHOOK_SECRET, engine_config, event, mismatches  # noqa: E402
+from webhook_support import WEBHOOK_SECRET, engine_config, event, mismatches, signed  # noqa: E402
 
 from stripe_sync_core import StripeSync, run_migrations  # noqa: E402
 from stripe_sync_core.backfill import tables_for  # noqa: E402
@@ -158,7 +158,8 @@ def counted_once(url: str, emu: StripeEmulator, run_id: int | None) -> list[str]
     problems = []
     for c in chunk_rows(url, run_id):
         if c["status"] != "complete":
-            problems.append(f"chunk {c['id']} ({c['object']}) is {c['status']}")
+            problems.append(f"chunk {c['id']} ({c['object']}) is {c['status']}"
+                            + (f": {c['error_message'][:200]}" if c["error_message"] else ""))
         by_object[c["object"]] += c["processed_count"]
         for table, count in c["children_processed"].items():
             children[table] += count
@@ -189,10 +190,9 @@ asyncio.run(main())
 """The backfill worker of tests/test_backfill_resume.py, its output discarded (nothing reads a pipe)."""
 
 
-def processed(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT COALESCE(sum(processed_count), 0) FROM stripe._sync_obj_runs").fetchone()
-        return int(row[0]) if row else 0
+def processed(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT COALESCE(sum(processed_count), 0) FROM stripe._sync_obj_runs").fetchone()
+    return int(row[0]) if row else 0
 
 
 async def scenario_kill9(server: str, sizes: Sizes, rng: random.Random) -> Row:
@@ -204,36 +204,42 @@ async def scenario_kill9(server: str, sizes: Sizes, rng: random.Random) -> Row:
         # after the process starts (opening the engine, planning the chunks, the first pages).
         points = sorted(rng.uniform(0.02, 0.98) for _ in range(sizes.kills))
         kills, at, finished = 0, [], False
+        problems: list[str] = []
         started = time.monotonic()
-        for point in points:
-            proc = subprocess.Popen([sys.executable, "-c", WORKER, url, emu.api_base, emu.secret_key],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                if rng.random() < 0.25:
-                    await asyncio.sleep(rng.uniform(0.1, 2.0))
-                else:
-                    target = max(processed(url) + 1, int(point * roots))
-                    while processed(url) < target and proc.poll() is None:
-                        await asyncio.sleep(0.01)
-                    await asyncio.sleep(rng.uniform(0, 0.05))
-                if proc.poll() is None:
-                    at.append(processed(url))
-                    proc.send_signal(signal.SIGKILL)
-                    proc.wait(timeout=10)
-                    kills += 1
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-            if any(r["closed_at"] is not None for r in run_rows(url)):
-                finished = True  # the run completed before this kill: nothing left to interrupt
-                break
-        first_run = run_rows(url)[0]["id"] if run_rows(url) else None
+        with psycopg.connect(url, autocommit=True) as watch:
+            for point in points:
+                proc = subprocess.Popen([sys.executable, "-c", WORKER, url, emu.api_base, emu.secret_key],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    if rng.random() < 0.25:
+                        await asyncio.sleep(rng.uniform(0.1, 2.0))
+                    else:
+                        target = max(processed(watch) + 1, int(point * roots))
+                        deadline = time.monotonic() + 300
+                        while processed(watch) < target and proc.poll() is None and time.monotonic() < deadline:
+                            await asyncio.sleep(0.01)
+                        if time.monotonic() >= deadline:
+                            problems.append(f"a worker made no progress for 300 s (stuck at {processed(watch)})")
+                        await asyncio.sleep(rng.uniform(0, 0.05))
+                    if proc.poll() is None:
+                        at.append(processed(watch))
+                        proc.send_signal(signal.SIGKILL)
+                        proc.wait(timeout=10)
+                        kills += 1
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                if any(r["closed_at"] is not None for r in run_rows(url)):
+                    finished = True  # the run completed before this kill: nothing left to interrupt
+                    break
+        killed_runs = run_rows(url)
         resume_started = time.monotonic()
         async with engine(url, emu) as sync:
             summary = await sync.process_until_done("all", concurrency=4)
         resume = time.monotonic() - resume_started
-        problems = table_differences(url, emu, tables_for("all")) + counted_once(url, emu, first_run)
+        first_run = (killed_runs or run_rows(url))[0]["id"]  # no run yet if every kill came before it began
+        problems += table_differences(url, emu, tables_for("all")) + counted_once(url, emu, first_run)
         errors = sum(s.errors for s in summary.values())
         if errors:
             problems.append(f"{errors} chunk errors in the resumed run")
@@ -258,22 +264,30 @@ async def scenario_storm429(server: str, sizes: Sizes, rng: random.Random) -> Ro
     with fresh_database(server, "storm") as url, \
             StripeEmulator(seed=rng.randrange(1000), customers=sizes.storm_customers, start=START, end=END) as emu:
         async with FaultProxy(emu.api_base, rate_limited=0.3, seed=rng.randrange(1000)) as proxy:
+            # The engine's retry policy (5 retries), with delays shortened: the storm's 429s are drawn
+            # per request, not per second, so longer waits would change nothing but the duration.
             started = time.monotonic()
             async with engine(url, emu, api_base=proxy.url, initial_retry_delay_ms=20,
                               max_retry_delay_ms=500) as sync:
                 summary = await sync.process_until_done("all", concurrency=4)
-            elapsed = time.monotonic() - started
-        problems = table_differences(url, emu, tables_for("all")) + counted_once(url, emu, None)
-        errors = sum(s.errors for s in summary.values())
-        if errors:
-            problems.append(f"{errors} chunk errors")
-        [run] = run_rows(url)
-        if run["status"] != "complete":
-            problems.append(f"the run is {run['status']}")
+                elapsed = time.monotonic() - started
+                errors = sum(s.errors for s in summary.values())
+                problems = counted_once(url, emu, run_rows(url)[0]["id"])
+                if errors:
+                    problems.append(f"{errors} chunk errors")
+                [run] = run_rows(url)
+                if run["status"] != "complete":
+                    problems.append(f"the run is {run['status']}")
+                    # Does running the backfill again recover? (a new run, as a user would start it)
+                    await sync.process_until_done("all", concurrency=4)
+                    again = run_rows(url)[-1]
+                    problems.append(f"a second process_until_done: run {again['id']} {again['status']}")
+        problems.sort(key=lambda p: not p.startswith(("chunk", "the run", "a second")))
+        problems += table_differences(url, emu, tables_for("all"))
         total = sum(proxy.answered.values())
         figures = (f"{total:,} requests, {proxy.answered.get(429, 0):,} answered 429 "
                    f"({proxy.share_rate_limited:.0%}); {sum(s.stored for s in summary.values()):,} objects "
-                   f"in {seconds(elapsed)}; retries 20-500 ms, 5 per request")
+                   f"in {seconds(elapsed)}; retries 20-500 ms, 5 per request (the default count)")
         return Row("429 storm (30%) during a backfill", "1 backfill", not problems, figures, problems)
 
 
@@ -498,6 +512,58 @@ async def changing(emu: StripeEmulator, rate: float, events: list[dict]) -> Asyn
         await task
 
 
+class Prober:
+    """Signed deliveries of our own besides the emulator's, from concurrent senders (Stripe delivers
+    concurrently; the emulator sends one endpoint's first attempts one at a time): a new customer each,
+    redelivered after any non-2xx answer until acknowledged, with no client timeout, so that how long
+    the listener holds a request shows whole."""
+
+    def __init__(self, url: str, senders: int = 4) -> None:
+        self.url = url
+        self.senders = senders
+        self.acknowledged: list[str] = []
+        self.attempts = 0
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Prober:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        self._tasks = [asyncio.create_task(self._send(n)) for n in range(self.senders)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            assert self._session is not None
+            await self._session.close()
+
+    async def _send(self, sender: int) -> None:
+        assert self._session is not None
+        serial = 0
+        while not self._stop.is_set():
+            serial += 1
+            customer = {**FIXTURES["customer"], "id": f"cus_probe{sender}x{serial}"}
+            ev = event("customer.updated", customer, int(time.time()), f"evt_probe{sender}x{serial}")
+            while True:
+                body, signature = signed(ev)
+                self.attempts += 1
+                try:
+                    async with self._session.post(self.url, data=body, headers={
+                            "Stripe-Signature": signature, "Content-Type": "application/json"}) as response:
+                        await response.read()
+                        status = response.status
+                except aiohttp.ClientError:
+                    status = 0
+                if 200 <= status < 300:
+                    self.acknowledged.append(ev["id"])
+                    break
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(0.05)
+
+
 async def scenario_database(server: str, sizes: Sizes, rng: random.Random, how: str, duration: float) -> Row:
     db_timeout = 5.0
     bound = 2 * db_timeout
@@ -505,9 +571,10 @@ async def scenario_database(server: str, sizes: Sizes, rng: random.Random, how: 
         proxy = ProxyProcess(url)
         try:
             async with RequestLog(url) as requests, StripeSync(engine_config(proxy.url, emu)) as sync, \
-                    sync.listener(port=0, manage_webhook=True, catch_up=False, db_timeout=db_timeout):
+                    sync.listener(port=0, manage_webhook=True, catch_up=False, db_timeout=db_timeout) as listener:
                 events: list[dict] = []
-                async with changing(emu, sizes.outage_rate, events):
+                assert listener.state.local_url is not None
+                async with changing(emu, sizes.outage_rate, events), Prober(listener.state.local_url) as prober:
                     await asyncio.sleep(2)
                     if how == "frozen":
                         proxy.freeze()
@@ -528,6 +595,9 @@ async def scenario_database(server: str, sizes: Sizes, rng: random.Random, how: 
         finally:
             proxy.close()
         problems += delivery_problems(emu, events, logged)
+        unlogged = [i for i in prober.acknowledged if i not in logged]
+        if unlogged:
+            problems.append(f"{len(unlogged)} probe events acknowledged but not in stripe._events")
         if requests.uncommitted:
             problems.append(f"{len(requests.uncommitted)} events answered 2xx before they were committed "
                             f"(e.g. {requests.uncommitted[:2]})")
@@ -540,7 +610,8 @@ async def scenario_database(server: str, sizes: Sizes, rng: random.Random, how: 
         timeouts = sum(1 for d in emu.deliveries() if d["error"] and "Timeout" in d["error"])
         name = (f"database frozen {duration:.0f} s (SIGSTOP) during deliveries" if how == "frozen"
                 else f"database unreachable {duration:.0f} s during deliveries")
-        figures = (f"{len(events):,} events, {sum(requests.statuses.values()):,} requests "
+        figures = (f"{len(events):,} emulator events and {len(prober.acknowledged):,} from 4 concurrent senders, "
+                   f"{sum(requests.statuses.values()):,} requests "
                    f"({requests.statuses.get('503', 0):,} answered 503, {timeouts} given up by the emulator "
                    f"after 10 s); longest request {requests.longest:.1f} s (p99 {requests.percentile(0.99):.2f} s, "
                    f"bound {bound:.0f} s); all delivered {seconds(drain)} after recovery; "
@@ -655,6 +726,7 @@ async def scenario_hostile(server: str, sizes: Sizes, rng: random.Random) -> Row
 
 # -- driver ----------------------------------------------------------------------------------------------
 
+SCENARIO_TIMEOUT = 1800.0
 SCENARIOS = ("kill9", "shuffle", "outage", "frozen", "storm429", "hostile")
 
 
@@ -686,7 +758,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
         print(f"chaos: {title} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
         try:
-            row = await job()
+            row = await asyncio.wait_for(job(), SCENARIO_TIMEOUT)
         except Exception as error:
             traceback.print_exc()
             row = Row(title, "-", False, "", [f"raised {type(error).__name__}: {error}"[:300]])
@@ -700,10 +772,13 @@ async def run(args: argparse.Namespace) -> list[Row]:
 
 
 def markdown(rows: list[Row]) -> str:
+    def cell(text: str) -> str:
+        return " ".join(text.split()).replace("|", "\\|")
+
     lines = ["| scenario | runs | result | figures |", "|---|---|---|---|"]
     for row in rows:
         result = "holds" if row.ok else "FAILS: " + "; ".join(row.problems[:3])
-        lines.append(f"| {row.scenario} | {row.runs} | {result} | {row.figures} |".replace("\n", " "))
+        lines.append(f"| {cell(row.scenario)} | {cell(row.runs)} | {cell(result)} | {cell(row.figures)} |")
     return "\n".join(lines)
 
 
@@ -726,6 +801,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not args.verbose:  # the pool's reconnection attempts during an outage are expected
+        logging.getLogger("psycopg").setLevel(logging.ERROR)
     started = time.monotonic()
     print(f"chaos: seed {args.seed}, {'quick' if args.quick else 'full'} sizes, {os.cpu_count()} CPUs",
           file=sys.stderr, flush=True)
