@@ -437,7 +437,8 @@ async def scenario_shuffle(server: str, sizes: Sizes, rng: random.Random) -> Row
         per_second = Counter((e["data"]["object"].get("id"), e["created"]) for e in events)
         tied = sum(n for n in per_second.values() if n > 1)
         outcomes = outcome_counts(url)
-        figures = (f"{len(events):,} events, {tied:,} of them sharing their object's second with another "
+        figures = (f"{len(events):,} events ({bursts} one-second bursts of {sizes.burst} changes), {tied:,} of "
+                   f"them sharing their object's second with another "
                    f"(up to {max(per_second.values())}); {sum(requests.statuses.values()):,} deliveries "
                    f"({stats.get('duplicated', 0):,} duplicated, {stats.get('reordered', 0):,} reordered) in "
                    f"{seconds(elapsed)}; outcomes {outcomes}; {len(differing)} objects differ")
