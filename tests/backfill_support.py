@@ -94,13 +94,15 @@ class FaultProxy:
 
     `rate_limited`: share of requests answered 429 (with `Stripe-Should-Retry: true`);
     `fail`: a predicate on (method, path, query) for requests answered 500 every time;
-    `rewrite`: the path asked upstream instead of the request's (a Stripe that answers with another object).
+    `rewrite`: the path asked upstream instead of the request's (a Stripe that answers with another object);
+    `limited`: a predicate on (method, path, query) for requests answered 429 (it may count its calls).
     """
 
     target: str
     rate_limited: float = 0.0
     fail: Callable[[str, str, str], bool] | None = None
     rewrite: Callable[[str], str] | None = None
+    limited: Callable[[str, str, str], bool] | None = None
     seed: int = 7
     answered: dict[int, int] = field(default_factory=dict)
     url: str = ""
@@ -130,7 +132,8 @@ class FaultProxy:
             self._count(500)
             return web.json_response({"error": {"type": "api_error", "message": "injected failure"}}, status=500,
                                      headers={"Stripe-Should-Retry": "true"})
-        if self.rate_limited and self._rng.random() < self.rate_limited:
+        if (self.rate_limited and self._rng.random() < self.rate_limited) or \
+                (self.limited is not None and self.limited(request.method, request.path, request.query_string)):
             self._count(429)
             return web.json_response({"error": {"type": "invalid_request_error", "code": "rate_limit",
                                                 "message": "Request rate limit exceeded."}}, status=429,

@@ -140,6 +140,33 @@ async def test_a_hostile_refused_body_costs_a_bounded_scan_and_never_raises(engi
     assert await count(engine, "SELECT 1 FROM stripe._dead_letters") == 1
 
 
+async def test_a_frozen_database_is_answered_503_within_a_bound_and_nothing_is_lost(clean_db: str,
+                                                                                  emulator: StripeEmulator) -> None:
+    """The database stops answering without closing anything (SIGSTOP, a partition): a delivery is not
+    held for as long as the freeze lasts but answered 503 within two db_timeouts, and once the
+    database answers again the redelivery stores it."""
+    proxy = await PostgresProxy(clean_db).start()
+    try:
+        async with StripeSync(engine_config(proxy.url, emulator)) as sync, \
+                sync.listener(port=0, catch_up=False, db_timeout=0.5) as listener:
+            url = listener.state.local_url
+            assert url is not None and listener.request_timeout == 1.0
+            now = int(time.time())
+            first = signed(event("customer.updated", {**FIXTURES["customer"], "id": "cus_before"}, now, "evt_before"))
+            assert (await post(url, *first))[0] == 200
+            proxy.freeze()
+            frozen = signed(event("customer.updated", {**FIXTURES["customer"], "id": "cus_frozen"}, now, "evt_frozen"))
+            answers = await asyncio.gather(*(post(url, *frozen) for _ in range(3)))
+            assert all(status == 503 and "retry later" in reply["error"] for status, reply in answers), answers
+            proxy.thaw()
+            status, reply = await post(url, *frozen)
+            assert status == 200 and reply["outcome"] in ("stored", "duplicate")
+            assert await count(sync, "SELECT 1 FROM stripe.customers WHERE id = 'cus_frozen'") == 1
+    finally:
+        proxy.thaw()
+        await proxy.close()
+
+
 async def test_nothing_is_lost_while_the_database_is_down(clean_db: str, emulator: StripeEmulator) -> None:
     proxy = await PostgresProxy(clean_db).start()
     try:

@@ -167,6 +167,8 @@ class PostgresProxy:
 
     `down()` closes the listening socket and aborts every open connection, so the engine sees exactly
     what it would when the database server goes away; `up()` listens again on the same port.
+    `freeze()` keeps every connection open but forwards nothing (a server stopped with SIGSTOP, a
+    network partition) until `thaw()`.
     """
 
     def __init__(self, url: str) -> None:
@@ -182,6 +184,14 @@ class PostgresProxy:
         self._params = params
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._thawed = asyncio.Event()
+        self._thawed.set()
+
+    def freeze(self) -> None:
+        self._thawed.clear()
+
+    def thaw(self) -> None:
+        self._thawed.set()
 
     async def start(self) -> PostgresProxy:
         await self.up()
@@ -217,6 +227,7 @@ class PostgresProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    await self._thawed.wait()
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):

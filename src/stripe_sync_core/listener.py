@@ -98,6 +98,10 @@ class ManagedWebhookGone(Refused, RuntimeError):
     """The listener's managed webhook was deleted and may not be re-registered."""
 
 
+REQUEST_TIMEOUT_DB_TIMEOUTS = 2
+"""A delivery is answered within this many `db_timeout`s: stored (2xx), refused, or 503."""
+
+
 class WebhookListener:
     """Receives Stripe webhooks and writes them to the engine's database (make one with
     `StripeSync.listener(...)`)."""
@@ -123,6 +127,8 @@ class WebhookListener:
         self.remove_webhook_on_exit = remove_webhook_on_exit
         self.catch_up_on_start = catch_up
         self.db_timeout = db_timeout
+        self.request_timeout = REQUEST_TIMEOUT_DB_TIMEOUTS * db_timeout
+        """How long one delivery may take before it is answered 503 (Stripe retries it)."""
         self.webhook_check_seconds = webhook_check_seconds
         """How often to check that its managed webhook is still recorded (None: only when asked)."""
         self.state = ListenerState()
@@ -289,10 +295,17 @@ class WebhookListener:
         except web.HTTPRequestEntityTooLarge:
             return self._reply(413, {"error": f"body over {self.max_body_bytes} bytes"}, None)
         signature = request.headers.get("Stripe-Signature", "")
+        # Bounded: a database that stopped answering (frozen, a network partition) or deliveries of one
+        # object queued behind each other's timeouts must not hold Stripe's request open for long. A
+        # write that commits after the 503 is safe: Stripe redelivers and finds a duplicate.
         try:
-            result = await self.webhooks.process_webhook(body, signature, report=False)
+            async with asyncio.timeout(self.request_timeout):
+                result = await self.webhooks.process_webhook(body, signature, report=False)
         except WebhookError as error:
             return self._reply(400, {"error": str(error)}, body, outcome=type(error).__name__)
+        except TimeoutError:
+            return self._reply(503, {"error": f"not stored within {self.request_timeout:g} s (the database is slow "
+                                              "or unreachable); retry later"}, body, outcome="timed_out")
         except Exception as error:
             if is_connection_error(error):
                 return self._reply(503, {"error": "the database is unreachable; retry later"}, body,

@@ -40,6 +40,7 @@ LIVE_REQUESTS_PER_SECOND = 100.0
 TEST_REQUESTS_PER_SECOND = 25.0
 ENDPOINT_REQUESTS_PER_SECOND = 25.0
 RETRYABLE_STATUS = {409, 429, 500, 502, 503, 504}
+RATE_LIMITED_RETRIES = 25
 
 
 class StripeApiError(StripeSyncError, RuntimeError):
@@ -338,10 +339,18 @@ class StripeApi:
         return response.data  # type: ignore[no-any-return]
 
     def _retry_delay(self, error: stripe.StripeError, attempt: int) -> float | None:
-        """Seconds to wait before retrying, or None when the error is final."""
-        if attempt >= self.config.max_retries:
-            return None
+        """Seconds to wait before retrying, or None when the error is final.
+
+        A 429 is Stripe asking to slow down, not a failure: in the bulk lane (a backfill) it gets
+        `RATE_LIMITED_RETRIES` tries (or `max_retries`, when higher), so a storm of them cannot fail a
+        chunk by bad luck (six 429s in a row ended a chunk and its run). Interactive calls keep
+        `max_retries`, so a person waits no longer; `max_retries=0` still means no retry at all."""
         status = error.http_status
+        limit = self.config.max_retries
+        if status == 429 and limit > 0 and request_lane.get() == "bulk":
+            limit = max(limit, RATE_LIMITED_RETRIES)
+        if attempt >= limit:
+            return None
         headers = error.headers or {}
         should_retry = _header(headers, "Stripe-Should-Retry")
         if status == 429:
