@@ -64,11 +64,19 @@ BLOCKS = readme_blocks()
 
 def command_lines(block: Block) -> list[tuple[int, str]]:
     """(README line, command) for each command of a shell block, comments dropped."""
-    found = []
+    found: list[tuple[int, str]] = []
+    pending, start = "", 0
     for offset, line in enumerate(block.text.splitlines(), start=1):
-        command = re.sub(r"\s+#.*$", "", line).strip()
+        text = re.sub(r"\s+#.*$", "", line).strip()
+        if not pending:
+            start = block.line + offset
+        if text.endswith("\\"):  # continued on the next line
+            pending += text[:-1] + " "
+            continue
+        command = (pending + text).strip()
+        pending = ""
         if command:
-            found.append((block.line + offset, command))
+            found.append((start, command))
     return found
 
 
