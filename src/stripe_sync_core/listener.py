@@ -136,6 +136,8 @@ class WebhookListener:
         self._tunnel: Tunnel | None = None
         self._catch_up_task: asyncio.Task | None = None
         self._watch_task: asyncio.Task | None = None
+        self._abandoned: set[asyncio.Future] = set()
+        """Deliveries answered 503 after `request_timeout` whose write has not ended yet."""
         self._webhook_account: str | None = None
         self._checking = asyncio.Lock()
 
@@ -192,6 +194,11 @@ class WebhookListener:
         else:
             self.state.catch_up.state = "skipped"
         return self.state
+
+    def _forget_abandoned(self, processing: asyncio.Future) -> None:
+        self._abandoned.discard(processing)
+        if not processing.cancelled():
+            processing.exception()  # answered 503 already: its failure was the database's, retrieved here
 
     async def stop(self) -> None:
         """Stop serving (in-flight deliveries finish), close the tunnel, remove the webhook if asked."""
@@ -298,14 +305,20 @@ class WebhookListener:
         # Bounded: a database that stopped answering (frozen, a network partition) or deliveries of one
         # object queued behind each other's timeouts must not hold Stripe's request open for long. A
         # write that commits after the 503 is safe: Stripe redelivers and finds a duplicate.
-        try:
-            async with asyncio.timeout(self.request_timeout):
-                result = await self.webhooks.process_webhook(body, signature, report=False)
-        except WebhookError as error:
-            return self._reply(400, {"error": str(error)}, body, outcome=type(error).__name__)
-        except TimeoutError:
+        # Not `asyncio.timeout`: cancelling a statement on a frozen server waits for the server too.
+        # The write is left to finish or fail on its own, off Stripe's request.
+        processing = asyncio.ensure_future(self.webhooks.process_webhook(body, signature, report=False))
+        await asyncio.wait({processing}, timeout=self.request_timeout)
+        if not processing.done():
+            processing.cancel()
+            self._abandoned.add(processing)
+            processing.add_done_callback(self._forget_abandoned)
             return self._reply(503, {"error": f"not stored within {self.request_timeout:g} s (the database is slow "
                                               "or unreachable); retry later"}, body, outcome="timed_out")
+        try:
+            result = processing.result()
+        except WebhookError as error:
+            return self._reply(400, {"error": str(error)}, body, outcome=type(error).__name__)
         except Exception as error:
             if is_connection_error(error):
                 return self._reply(503, {"error": "the database is unreachable; retry later"}, body,
