@@ -35,7 +35,7 @@ from .database import UpsertRow, clean_json, parse_json
 from .errors import InvalidInput
 from .event_writer import TIE, EventWriter, PendingWrite, store_children
 from .listing import child_list_call, list_all
-from .masking import mask_secret
+from .masking import mask_secret, mask_secrets_in
 from .registry import (
     ENTITLEMENT_SUMMARY_EVENT,
     EVENT_TYPES,
@@ -217,9 +217,14 @@ class WebhookProcessor:
         except UNSTORABLE as error:
             event_id, event_type = (event.get("id"), event.get("type")) if isinstance(event, dict) else (None, None)
             account = event.get("account") if isinstance(event, dict) else None
+            if not isinstance(account, str):  # the key's own account: its data is deleted with it
+                try:
+                    account = await self.ctx.account.own_id()
+                except Exception:  # noqa: BLE001 - the record matters more than its account
+                    account = None
             if body is None:
                 body = _dump_any(event)
-            reason = f"{type(error).__name__}: {' '.join(str(error).split())}"[:500]
+            reason = mask_secrets_in(f"{type(error).__name__}: {' '.join(str(error).split())}")[:500]
             return await self._dead_letter(body, event_id, event_type, account, reason, report)
 
     async def _dead_letter(self, body: bytes, event_id: Any, event_type: Any, account: Any, reason: str,
