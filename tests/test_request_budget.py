@@ -100,8 +100,10 @@ async def test_a_webhook_is_created_ahead_of_a_saturating_backfill(clean_db, whe
             console = backfilling if where == "same engine" else other
             await console.own_account_id()
             backfill = asyncio.create_task(backfilling.process_until_done("all"))
-            while sum(not p.startswith("GET /v1/account") for p in proxy.seen) < 6:  # bulk calls queue up
-                await asyncio.sleep(0.05)
+            async with asyncio.timeout(60):  # a backfill that never reaches Stripe fails here, not at 300 s
+                while sum(not p.startswith("GET /v1/account") for p in proxy.seen) < 6:  # bulk calls queue up
+                    assert not backfill.done(), backfill.result()  # ended (or failed) before a queue formed
+                    await asyncio.sleep(0.05)
             start = len(proxy.seen)
             if where == "a listener starting":  # its registration stayed "(none registered)" for 35 s+
                 listener = console.listener(port=0, manage_webhook=True)
