@@ -23,11 +23,10 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
+from bench_database import fresh_database
 
 RATE_MIX = ["customers", "invoice_items", "payouts", "transfers", "balance_transactions"]
 RATE_SIZES = {"customers": 20_000, "invoiceitems": 20_000, "payouts": 10_000, "transfers": 10_000,
@@ -121,25 +120,9 @@ def emulator(customers: int, *, only_customers: bool = False, sizes: dict | None
         proc.wait(timeout=30)
 
 
-@contextmanager
-def fresh_database(server_url: str):
-    from stripe_sync_core.migrate import run_migrations
-
-    name = f"stripe_sync_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        run_migrations(url)
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def run_engine(server_url: str, emu: dict, objects: list[str] | str, *, concurrency: int, fetch_only: bool = False,
                live: bool = False, rps: float | None = 0) -> dict:
-    with fresh_database(server_url) as url:
+    with fresh_database(server_url, "stripe_sync_bench") as url:
         command = [sys.executable, __file__, "_engine", "--database-url", url, "--api-base", emu["api_base"],
                    "--key", emu["live_secret_key" if live else "secret_key"], "--concurrency", str(concurrency),
                    "--objects", *([objects] if isinstance(objects, str) else objects)]

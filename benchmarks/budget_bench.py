@@ -22,31 +22,12 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import psycopg
+from bench_database import fresh_database
 
 ENDPOINTS = [f"GET /v1/bench_{i}" for i in range(8)]
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    from stripe_sync_core.migrate import run_migrations
-
-    name = f"stripe_sync_budget_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        run_migrations(url)
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -91,7 +72,7 @@ async def _grant_costs(url: str, count: int) -> dict[str, Any]:
 
 
 def grant(args: argparse.Namespace) -> None:
-    with fresh_database(args.database_url) as url:
+    with fresh_database(args.database_url, "stripe_sync_budget_bench") as url:
         figures = asyncio.run(_grant_costs(url, args.count))
     print(f"[grant] one grant statement (1 token, global + endpoint bucket), {figures['count']} in a row: "
           f"median {figures['take_median_us']:.0f} us, p99 {figures['take_p99_us']:.0f} us; "
@@ -147,7 +128,7 @@ def rate_worker(args: argparse.Namespace) -> None:
 
 
 def rate(args: argparse.Namespace) -> None:
-    with fresh_database(args.database_url) as url:
+    with fresh_database(args.database_url, "stripe_sync_budget_bench") as url:
         start_at = time.time() + 3.0  # both processes imported and connected by then
         workers = [subprocess.Popen([sys.executable, __file__, "rate-worker", "--url", url, "--rate", str(args.rate),
                                      "--seconds", str(args.seconds), "--start-at", str(start_at)],

@@ -43,10 +43,9 @@ import subprocess
 import sys
 import time
 import traceback
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,10 +64,10 @@ from backfill_support import (  # noqa: E402
     engine,
     run_rows,
 )
-from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
+from bench_database import fresh_database  # noqa: E402
 from webhook_support import WEBHOOK_SECRET, engine_config, event, mismatches, signed  # noqa: E402
 
-from stripe_sync_core import StripeSync, run_migrations  # noqa: E402
+from stripe_sync_core import StripeSync  # noqa: E402
 from stripe_sync_core.backfill import tables_for  # noqa: E402
 from stripe_sync_core.listener import WebhookListener  # noqa: E402
 from stripe_sync_core.registry import REGISTRY  # noqa: E402
@@ -110,27 +109,6 @@ class Row:
 
 
 # -- shared pieces ---------------------------------------------------------------------------------------
-
-
-def database_on(server_url: str, name: str) -> str:
-    params = conninfo_to_dict(server_url)
-    params["dbname"] = name
-    return make_conninfo("", **params)
-
-
-@contextmanager
-def fresh_database(server_url: str, tag: str) -> Iterator[str]:
-    """A migrated database of its own on the server, dropped afterwards."""
-    name = f"chaos_{os.getpid()}_{tag}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = database_on(server_url, name)
-    try:
-        run_migrations(url)
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def comparable_object(obj: dict, includable: tuple[str, ...] = ()) -> dict:
@@ -207,7 +185,7 @@ def processed(conn: psycopg.Connection) -> int:
 
 
 async def scenario_kill9(server: str, sizes: Sizes, rng: random.Random) -> Row:
-    with fresh_database(server, "kill9") as url, \
+    with fresh_database(server, "chaos_kill9") as url, \
             StripeEmulator(seed=rng.randrange(1000), customers=sizes.kill_customers, start=START, end=END,
                            latency_ms=sizes.kill_latency_ms) as emu:
         roots = sum(len(emulator_objects(emu, t)) for t in tables_for("all") if not REGISTRY[t].parent)
@@ -273,7 +251,7 @@ async def scenario_kill9(server: str, sizes: Sizes, rng: random.Random) -> Row:
 
 
 async def scenario_storm429(server: str, sizes: Sizes, rng: random.Random) -> Row:
-    with fresh_database(server, "storm") as url, \
+    with fresh_database(server, "chaos_storm") as url, \
             StripeEmulator(seed=rng.randrange(1000), customers=sizes.storm_customers, start=START, end=END) as emu:
         async with FaultProxy(emu.api_base, rate_limited=0.3, seed=rng.randrange(1000)) as proxy:
             # The engine's retry policy (5 retries), with delays shortened: the storm's 429s are drawn
@@ -411,7 +389,7 @@ async def logged_events(sync: StripeSync) -> set[str]:
 
 
 async def scenario_shuffle(server: str, sizes: Sizes, rng: random.Random) -> Row:
-    with fresh_database(server, "shuffle") as url, emulator_for_deliveries(rng.randrange(1000)) as emu:
+    with fresh_database(server, "chaos_shuffle") as url, emulator_for_deliveries(rng.randrange(1000)) as emu:
         emu.set_webhook_faults(duplicate=0.2, reorder=0.3)
         async with RequestLog(url) as requests, StripeSync(engine_config(url, emu)) as sync, \
                 sync.listener(port=0, manage_webhook=True, catch_up=False):
@@ -585,7 +563,7 @@ async def scenario_database(server: str, sizes: Sizes, rng: random.Random, how: 
     # A delivery may wait for a writer slot, then for a connection, each up to db_timeout: answered
     # within three of them is bounded; a request held as long as the database is frozen is not.
     bound = 3 * db_timeout
-    with fresh_database(server, how) as url, emulator_for_deliveries(rng.randrange(1000)) as emu:
+    with fresh_database(server, f"chaos_{how}") as url, emulator_for_deliveries(rng.randrange(1000)) as emu:
         proxy = ProxyProcess(url)
         try:
             async with RequestLog(url) as requests, StripeSync(engine_config(proxy.url, emu)) as sync, \
@@ -756,7 +734,7 @@ async def scenario_hostile(server: str, sizes: Sizes, rng: random.Random) -> Row
     problems: list[str] = []
     answers: list[str] = []
     slowest = 0.0
-    with fresh_database(server, "hostile") as url, emulator_for_deliveries(rng.randrange(1000)) as emu:
+    with fresh_database(server, "chaos_hostile") as url, emulator_for_deliveries(rng.randrange(1000)) as emu:
         async with StripeSync(engine_config(url, emu)) as sync, \
                 sync.listener(port=0, manage_webhook=False, catch_up=False) as listener, \
                 aiohttp.ClientSession() as session:

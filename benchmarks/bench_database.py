@@ -1,0 +1,34 @@
+"""A migrated database of its own for a benchmark run, on a given server, dropped afterwards."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+
+def database_on(server_url: str, name: str) -> str:
+    """`server_url` (any form libpq takes) naming the database `name` instead."""
+    params = conninfo_to_dict(server_url)
+    params["dbname"] = name
+    return make_conninfo("", **params)
+
+
+@contextmanager
+def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
+    from stripe_sync_core.migrate import run_migrations
+
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = database_on(server_url, name)
+    try:
+        run_migrations(url)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
