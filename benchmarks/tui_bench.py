@@ -173,14 +173,28 @@ async def one_run(url: str, emulator: Emulator, args: argparse.Namespace) -> dic
             await asyncio.sleep(args.key_gap)
         return latencies
 
+    switch_cpu: list[float] = []
+
     async def screen_switches(count: int) -> list[float]:
+        """Key-to-frame of each switch; `switch_cpu` gets the UI thread's CPU over the same interval (the
+        work a switch costs, whatever the machine's load)."""
         latencies = []
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         for i in range(count):
             target = "listener" if i % 2 == 0 else "runs"
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             app.simulate_key("5" if target == "listener" else "1")
             latencies.append(await frame_after(started, lambda t=target: app.screen.name == t))
+            switch_cpu.append((time.thread_time() - cpu_started) * 1000)
             await asyncio.sleep(args.key_gap * 4)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
         return latencies
 
     async with app.run_test(size=(120, 36)) as pilot:
@@ -216,6 +230,7 @@ async def one_run(url: str, emulator: Emulator, args: argparse.Namespace) -> dic
         cpu_before, wall_before = cpu_seconds(console), time.perf_counter()
         figures["cursor"] = summary(await cursor_keys(args.keys, running))
         figures["switch"] = summary(await screen_switches(args.switches))
+        figures["switch_cpu"] = summary(switch_cpu)
         figures["load_cpu"] = (cpu_seconds(console) - cpu_before) / (time.perf_counter() - wall_before) * 100
         figures["backfill_running_throughout"] = running()
         out, _ = await client.communicate()
@@ -268,6 +283,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=5.0)
     parser.add_argument("--settle", type=float, default=2.0, help="seconds on a screen before its idle CPU counts")
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up figures")
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the UI thread during the switches")
     parser.add_argument("--no-backfill", action="store_true",
                         help="attribution: cancel the backfill once its rows show, before the keys")
     args = parser.parse_args()
@@ -297,6 +313,8 @@ def main() -> None:
         print(f"key-to-frame under load, {label}: p50 {median_of(results, key, 'p50'):.1f} ms, "
               f"p99 {median_of(results, key, 'p99'):.1f} ms, max {median_of(results, key, 'max'):.1f} ms "
               f"({keys} keys; p99 per run: {p99s} ms)")
+    print(f"  UI thread CPU per screen switch: p50 {median_of(results, 'switch_cpu', 'p50'):.1f} ms, "
+          f"p99 {median_of(results, 'switch_cpu', 'p99'):.1f} ms (the switch's own work, whatever the load)")
     print(f"  load: backfill of every type running throughout: {[r['backfill_running_throughout'] for r in results]}; "
           f"{median_of(results, 'stored_before_cancel'):,.0f} objects stored before cancel; "
           f"deliveries {median_of(results, 'client', 'events_per_s'):,.0f}/s achieved "

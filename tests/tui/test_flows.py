@@ -385,6 +385,17 @@ async def test_the_feed_speaks_like_stripe_listen(make_app, clean_db, stripe_ser
         colours = {str(span.style) for span in lines[1].spans}
         assert any(str(app.get_css_variables()["success"]).lower()[1:] in c.lower() for c in colours)
 
+        # Lines are styled only when drawn; the feed's width (its horizontal scroll) is still the drawn one.
+        feed.clear()
+        feed.forward_to = "http://127.0.0.1:4242/webhooks"
+        feed.add_events([FeedEvent(FROZEN, "evt_1", "invoice.paid", "stored", 200),
+                         FeedEvent(FROZEN, "evt_22", "customer.subscription.updated", "duplicate (already stored)",
+                                   None),
+                         FeedEvent(FROZEN, "evt_333", "charge.refunded", "failed: database unavailable", 503)])
+        assert feed.lines[-1].plain.endswith("[evt_333] failed: database unavailable")
+        assert feed.virtual_size.width == max(line.cell_len for line in feed.lines)
+        assert len(feed.lines) == feed.line_count == 6
+
 
 # -- header and the error screen ----------------------------------------------------------------
 

@@ -50,7 +50,21 @@ def steady(payload: Any) -> Any:
     return payload
 
 
-class ConsoleScreen(Screen):
+class StyledOnceScreen(Screen):
+    """A screen whose styles are refreshed on resume only when the app's CSS changed while it was away.
+
+    Textual restyles every node of a screen each time it is resumed, which clears every table's rendered
+    cells: under load a switch between screens then cost a few hundred milliseconds redrawing tables that
+    had not changed. The app counts CSS changes (a theme, a stylesheet) and refreshes a screen that missed
+    one before resuming it, so a screen whose count matches has nothing to restyle.
+    """
+
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        if self._css_update_count == self.app._css_update_count:
+            event.refresh_styles = False  # Textual's own handler (next in the MRO) reads it
+
+
+class ConsoleScreen(StyledOnceScreen):
     BINDINGS = actions.screen_bindings()
     screen_name: ClassVar[str] = ""
     tab: ClassVar[str] = ""
