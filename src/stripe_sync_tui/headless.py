@@ -73,6 +73,11 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
                         help="stop when stdin closes (how a parent process, the console, stops its listener; "
                              "it also stops if that parent dies)")
 
+    from .serve import add_serve_arguments
+
+    add_serve_arguments(command("serve", "run as a service: webhooks, HTTP API, metrics, scheduled sync; "
+                                         "SIGTERM drains"))
+
     webhooks = command("webhooks", "managed webhook endpoints: list, create, delete")
     webhook_commands = webhooks.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
     webhook_commands.add_parser("list", help="list managed webhook endpoints", parents=parents)
@@ -399,6 +404,12 @@ class _ListenProgress(HeadlessProgress):
             self.output.data({}, text=f"--> {event_type} [{event_id}]\n<-- [{status}] {outcome}")
 
 
+async def cmd_serve(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    from .serve import cmd_serve as serve
+
+    return await serve(args, config, out)
+
+
 async def cmd_webhooks(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
     async def body(sync: StripeSync) -> int:
         if args.webhooks_command == "list":
@@ -495,6 +506,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, SyncConfig, Output], Coroutin
     "backfill": cmd_backfill,
     "sync": cmd_sync,
     "listen": cmd_listen,
+    "serve": cmd_serve,
     "webhooks": cmd_webhooks,
     "delete-account": cmd_delete_account,
 }
