@@ -18,6 +18,10 @@ from .errors import InvalidInput
 if TYPE_CHECKING:
     from .database import Database
 
+class InvalidInterval(InvalidInput, ValueError):
+    """A schedule's interval is not a positive number of seconds."""
+
+
 KEEP_SLOTS = 1000
 """Rows kept per job (older slots are pruned by the claim that wins a slot)."""
 
@@ -48,7 +52,7 @@ class Schedule:
 
     def __init__(self, database: Database, job: str, interval_seconds: float, holder: str) -> None:
         if not interval_seconds > 0:
-            raise InvalidInput(f"a schedule's interval must be more than 0 seconds (got {interval_seconds})")
+            raise InvalidInterval(f"a schedule's interval must be more than 0 seconds (got {interval_seconds})")
         self.database = database
         self.job = job
         self.interval = float(interval_seconds)

@@ -1,0 +1,182 @@
+"""`serve` under webhook load: prints figures, never fails on timing.
+
+Each run starts `stripe-sync-tui --headless serve --port 0` as its own process (the local Stripe emulator
+as Stripe, a fresh database on the server `--database-url` names), then, from this process over HTTP:
+
+* sustained: signed deliveries POSTed to `/webhooks` by `--connections` concurrent requests: events/s;
+* offered: `--rate` deliveries/s for `--seconds`: p50/p99 latency from each delivery's due time;
+* drain: the same offered load, SIGTERM after `--drain-after` seconds: the time from SIGTERM to the
+  process's exit, the deliveries answered after the signal, and "lost": deliveries answered 2xx whose
+  event is not in `stripe._events` (must be 0; the others got 503 or no connection, which Stripe retries).
+
+Figures are medians of `--repeat` runs. Event bodies and signatures are `webhook_load.py`'s (customer
+events, ~1.2 kB, each for its own object).
+
+    python benchmarks/serve_bench.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import psycopg
+from bench_database import fresh_database
+from webhook_load import SECRET, build_payloads, percentile, sign
+
+from stripe_sync_emulator import StripeEmulator
+
+
+class ServeProcess:
+    def __init__(self, database_url: str, emu: StripeEmulator) -> None:
+        env = {**os.environ, "STRIPE_SYNC_CONFIG": "/nonexistent", "DATABASE_URL": database_url,
+               "STRIPE_API_KEY": emu.secret_key, "STRIPE_API_BASE": emu.api_base, "STRIPE_WEBHOOK_SECRET": SECRET}
+        env.pop("PORT", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stripe_sync_tui.cli", "--headless", "--json", "serve", "--port", "0",
+             "--sync-interval", "0", "--no-catch-up"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, env=env)
+        assert self.proc.stdout is not None
+        first = json.loads(self.proc.stdout.readline())
+        self.url = f"http://127.0.0.1:{first['port']}/webhooks"
+
+
+async def post_all(url: str, deliveries: list[tuple[bytes, str]], *, connections: int, rate: float,
+                   on_sent: Any = None) -> dict[str, Any]:
+    """Send every delivery (open loop at `rate`, or closed loop when 0); statuses and latencies."""
+    results: list[tuple[int, float | int | str, float]] = []  # (index, status, latency)
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async def post(i: int, due: float) -> None:
+            body, signature = deliveries[i]
+            try:
+                async with session.post(url, data=body, headers={"Stripe-Signature": signature,
+                                                                 "Content-Type": "application/json"}) as response:
+                    await response.read()
+                    status: int | str = response.status
+            except aiohttp.ClientError as error:
+                status = type(error).__name__
+            results.append((i, status, time.perf_counter() - due))
+
+        start = time.perf_counter()
+        if rate:
+            tasks = []
+            for i in range(len(deliveries)):
+                due = start + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if on_sent is not None and on_sent(i, time.perf_counter() - start):
+                    break
+                tasks.append(asyncio.create_task(post(i, due)))
+            await asyncio.gather(*tasks)
+        else:
+            pending = list(range(len(deliveries) - 1, -1, -1))
+
+            async def worker() -> None:
+                while pending:
+                    i = pending.pop()
+                    await post(i, time.perf_counter())
+
+            await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - start
+    ok = [latency for _, status, latency in results if status == 200]
+    statuses: dict[str, int] = {}
+    for _, status, _ in results:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    return {"events_per_s": len(ok) / elapsed, "p50_ms": percentile(ok, 0.5) * 1000,
+            "p99_ms": percentile(ok, 0.99) * 1000, "statuses": statuses, "results": results}
+
+
+async def one_run(args: argparse.Namespace, database_url: str, emu: StripeEmulator, run: int) -> dict[str, Any]:
+    serve = ServeProcess(database_url, emu)
+    try:
+        sustained = await post_all(serve.url, [(b.encode(), sign(b)) for b in build_payloads(f"s{run}", args.events,
+                                                                                              "customers")],
+                                   connections=args.connections, rate=0)
+        offered = await post_all(serve.url, [(b.encode(), sign(b)) for b in
+                                             build_payloads(f"o{run}", int(args.rate * args.seconds), "customers")],
+                                 connections=256, rate=args.rate)
+        # Drain under load: offered deliveries keep coming until the process has exited.
+        count = int(args.rate * (args.drain_after + 40))
+        deliveries = [(b.encode(), sign(b)) for b in build_payloads(f"d{run}", count, "customers")]
+        signalled: dict[str, float] = {}
+
+        def on_sent(i: int, elapsed: float) -> bool:
+            if "at" not in signalled and elapsed >= args.drain_after:
+                serve.proc.send_signal(signal.SIGTERM)
+                signalled["at"] = time.perf_counter()
+            if "at" in signalled and serve.proc.poll() is not None:
+                signalled.setdefault("exited", time.perf_counter())
+                return True
+            return False
+
+        drain = await post_all(serve.url, deliveries, connections=256, rate=args.rate, on_sent=on_sent)
+        serve.proc.wait(timeout=60)
+        exited = signalled.get("exited", time.perf_counter())
+        acknowledged = {f"evt_benchd{run}_{i}" for i, status, _ in drain["results"] if status == 200}
+        with psycopg.connect(database_url) as conn:
+            stored = {r[0] for r in conn.execute("SELECT id FROM stripe._events WHERE id LIKE %s",
+                                                 (f"evt_benchd{run}_%",))}
+        return {"sustained": sustained["events_per_s"], "offered_rate": offered["events_per_s"],
+                "p50_ms": offered["p50_ms"], "p99_ms": offered["p99_ms"], "offered_statuses": offered["statuses"],
+                "drain_s": exited - signalled["at"], "drain_statuses": drain["statuses"],
+                "exit_code": serve.proc.returncode, "lost": len(acknowledged - stored)}
+    finally:
+        if serve.proc.poll() is None:
+            serve.proc.kill()
+            serve.proc.wait()
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"serve_bench: {os.cpu_count()} CPUs, {args.repeat} runs (medians shown); {args.events} events "
+          f"closed loop over {args.connections} connections, {args.rate:.0f}/s offered for {args.seconds:.0f} s, "
+          f"SIGTERM after {args.drain_after:.0f} s of {args.rate:.0f}/s")
+    runs = []
+    with StripeEmulator(seed=1, customers=5) as emu:
+        for run in range(args.repeat):
+            with fresh_database(args.database_url, "serve_bench") as url:
+                result = await one_run(args, url, emu, run)
+            runs.append(result)
+            print(f"  run {run + 1}: {json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()})}")
+
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    print(f"serve POST /webhooks, {args.connections} connections: {median('sustained'):,.0f} events/s sustained")
+    print(f"serve at {args.rate:.0f} events/s offered: {median('offered_rate'):,.0f} answered 2xx per s, "
+          f"p50 {median('p50_ms'):.1f} ms, p99 {median('p99_ms'):.1f} ms")
+    drains = ", ".join(f"{r['drain_s']:.2f}" for r in runs)
+    print(f"drain under {args.rate:.0f} events/s: SIGTERM to exit {median('drain_s'):.2f} s "
+          f"(runs: {drains}); exit codes {[r['exit_code'] for r in runs]}; "
+          f"acknowledged but not stored: {sum(r['lost'] for r in runs)}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=os.environ.get("STRIPE_SYNC_BENCH_DATABASE_URL")
+                        or os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL"),
+                        help="a server to create (and drop) one database per run on")
+    parser.add_argument("--events", type=int, default=5000, help="events of the closed-loop run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=500.0, help="offered events/s")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of the offered-rate run")
+    parser.add_argument("--drain-after", type=float, default=3.0, help="seconds of load before SIGTERM")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    if not args.database_url:
+        parser.error("--database-url (or STRIPE_SYNC_BENCH_DATABASE_URL) is required")
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))
