@@ -174,16 +174,19 @@ def open_console(args: argparse.Namespace) -> int:
 
 
 async def _with_engine(config: SyncConfig, out: Output, body: Callable[[StripeSync], Awaitable[int]],
-                       progress: ProgressSink | None = None, *, needs_stripe: bool = False) -> int:
+                       progress: ProgressSink | None = None, *, needs_stripe: bool = False,
+                       migrate: Callable[[str], bool] | None = None) -> int:
+    """Open the engine (migrating first; `migrate(url)` may say there is nothing to do) and run `body`."""
     from stripe_sync_core import StripeSync, run_migrations
     from stripe_sync_core.embedded import resolve_database_url
 
     if needs_stripe:  # the key and the API base first: a wrong one must not cost a migration
         await _check_stripe(config, out)
     url = await asyncio.to_thread(resolve_database_url, config.database_url)
-    before, after = await asyncio.to_thread(run_migrations, url)
-    if before != after:
-        out.log(f"migrated the stripe schema to revision {after}")
+    if migrate is None or await asyncio.to_thread(migrate, url):
+        before, after = await asyncio.to_thread(run_migrations, url)
+        if before != after:
+            out.log(f"migrated the stripe schema to revision {after}")
     async with StripeSync(config.with_overrides(database_url=url), progress=progress) as sync:
         return await body(sync)
 
