@@ -25,6 +25,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -37,17 +38,27 @@ from stripe_sync_emulator import StripeEmulator
 
 
 class ServeProcess:
-    def __init__(self, database_url: str, emu: StripeEmulator) -> None:
+    """`serve` (or, to compare, the plain `listen` command) on a port the OS picks."""
+
+    def __init__(self, database_url: str, emu: StripeEmulator, command: str = "serve") -> None:
         env = {**os.environ, "STRIPE_SYNC_CONFIG": "/nonexistent", "DATABASE_URL": database_url,
                "STRIPE_API_KEY": emu.secret_key, "STRIPE_API_BASE": emu.api_base, "STRIPE_WEBHOOK_SECRET": SECRET}
         env.pop("PORT", None)
+        extra = ["--sync-interval", "0", "--no-catch-up"] if command == "serve" else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stripe_sync_tui.cli", "--headless", "--json", "serve", "--port", "0",
-             "--sync-interval", "0", "--no-catch-up"],
+            [sys.executable, "-m", "stripe_sync_tui.cli", "--headless", "--json", command, "--port", "0", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, env=env)
         assert self.proc.stdout is not None
-        first = json.loads(self.proc.stdout.readline())
-        self.url = f"http://127.0.0.1:{first['port']}/webhooks"
+        first: dict[str, Any] = {}
+        while first.get("kind") not in ("serving", "listening"):
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{command} exited before it served")
+            first = json.loads(line)
+        self.url = f"{first['url']}/webhooks" if command == "serve" else first["local_url"]
+        # The rest of stdout is read and dropped: a full pipe would stop the process (listen writes a
+        # line per delivery, serve a few lines in all).
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
 
 
 async def post_all(url: str, deliveries: list[tuple[bytes, str]], *, connections: int, rate: float,
@@ -97,15 +108,36 @@ async def post_all(url: str, deliveries: list[tuple[bytes, str]], *, connections
             "p99_ms": percentile(ok, 0.99) * 1000, "statuses": statuses, "results": results}
 
 
+async def load(url: str, args: argparse.Namespace, tag: str) -> dict[str, Any]:
+    """Closed loop, then the offered rate."""
+    sustained = await post_all(url, [(b.encode(), sign(b)) for b in build_payloads(f"s{tag}", args.events,
+                                                                                    "customers")],
+                               connections=args.connections, rate=0)
+    offered = await post_all(url, [(b.encode(), sign(b)) for b in
+                                   build_payloads(f"o{tag}", int(args.rate * args.seconds), "customers")],
+                             connections=256, rate=args.rate)
+    return {"sustained": sustained["events_per_s"], "offered_rate": offered["events_per_s"],
+            "p50_ms": offered["p50_ms"], "p99_ms": offered["p99_ms"], "offered_statuses": offered["statuses"]}
+
+
+async def listen_run(args: argparse.Namespace, database_url: str, emu: StripeEmulator, run: int) -> dict[str, Any]:
+    """The same load on the plain `listen` command: what serve's routes, middleware and metrics cost."""
+    listen = ServeProcess(database_url, emu, "listen")
+    try:
+        return await load(listen.url, args, f"l{run}")
+    finally:
+        listen.proc.send_signal(signal.SIGINT)
+        try:
+            listen.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            listen.proc.kill()
+            listen.proc.wait()
+
+
 async def one_run(args: argparse.Namespace, database_url: str, emu: StripeEmulator, run: int) -> dict[str, Any]:
     serve = ServeProcess(database_url, emu)
     try:
-        sustained = await post_all(serve.url, [(b.encode(), sign(b)) for b in build_payloads(f"s{run}", args.events,
-                                                                                              "customers")],
-                                   connections=args.connections, rate=0)
-        offered = await post_all(serve.url, [(b.encode(), sign(b)) for b in
-                                             build_payloads(f"o{run}", int(args.rate * args.seconds), "customers")],
-                                 connections=256, rate=args.rate)
+        figures = await load(serve.url, args, str(run))
         # Drain under load: offered deliveries keep coming until the process has exited.
         count = int(args.rate * (args.drain_after + 40))
         deliveries = [(b.encode(), sign(b)) for b in build_payloads(f"d{run}", count, "customers")]
@@ -127,9 +159,7 @@ async def one_run(args: argparse.Namespace, database_url: str, emu: StripeEmulat
         with psycopg.connect(database_url) as conn:
             stored = {r[0] for r in conn.execute("SELECT id FROM stripe._events WHERE id LIKE %s",
                                                  (f"evt_benchd{run}_%",))}
-        return {"sustained": sustained["events_per_s"], "offered_rate": offered["events_per_s"],
-                "p50_ms": offered["p50_ms"], "p99_ms": offered["p99_ms"], "offered_statuses": offered["statuses"],
-                "drain_s": exited - signalled["at"], "drain_statuses": drain["statuses"],
+        return {**figures, "drain_s": exited - signalled["at"], "drain_statuses": drain["statuses"],
                 "exit_code": serve.proc.returncode, "lost": len(acknowledged - stored)}
     finally:
         if serve.proc.poll() is None:
@@ -141,16 +171,21 @@ async def main(args: argparse.Namespace) -> None:
     print(f"serve_bench: {os.cpu_count()} CPUs, {args.repeat} runs (medians shown); {args.events} events "
           f"closed loop over {args.connections} connections, {args.rate:.0f}/s offered for {args.seconds:.0f} s, "
           f"SIGTERM after {args.drain_after:.0f} s of {args.rate:.0f}/s")
-    runs = []
+    runs: list[dict[str, Any]] = []
+    listens: list[dict[str, Any]] = []
     with StripeEmulator(seed=1, customers=5) as emu:
-        for run in range(args.repeat):
+        for run in range(args.repeat):  # serve and listen alternately: the machine's load hits both alike
             with fresh_database(args.database_url, "serve_bench") as url:
-                result = await one_run(args, url, emu, run)
-            runs.append(result)
-            print(f"  run {run + 1}: {json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()})}")
+                runs.append(await one_run(args, url, emu, run))
+                if args.compare_listen:
+                    listens.append(await listen_run(args, url, emu, run))
+            for name, result in (("serve", runs[-1]), ("listen", listens[-1] if listens else None)):
+                if result is not None:
+                    shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}
+                    print(f"  run {run + 1} {name}: {json.dumps(shown)}")
 
-    def median(key: str) -> float:
-        return statistics.median(r[key] for r in runs)
+    def median(key: str, of: list[dict[str, Any]] = runs) -> float:
+        return statistics.median(r[key] for r in of)
 
     print(f"serve POST /webhooks, {args.connections} connections: {median('sustained'):,.0f} events/s sustained")
     print(f"serve at {args.rate:.0f} events/s offered: {median('offered_rate'):,.0f} answered 2xx per s, "
@@ -159,6 +194,10 @@ async def main(args: argparse.Namespace) -> None:
     print(f"drain under {args.rate:.0f} events/s: SIGTERM to exit {median('drain_s'):.2f} s "
           f"(runs: {drains}); exit codes {[r['exit_code'] for r in runs]}; "
           f"acknowledged but not stored: {sum(r['lost'] for r in runs)}")
+    if listens:
+        print(f"plain listen, same load: {median('sustained', listens):,.0f} events/s sustained "
+              f"(serve / listen {median('sustained') / median('sustained', listens):.2f}); at {args.rate:.0f}/s "
+              f"p50 {median('p50_ms', listens):.1f} ms, p99 {median('p99_ms', listens):.1f} ms")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -172,6 +211,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the offered-rate run")
     parser.add_argument("--drain-after", type=float, default=3.0, help="seconds of load before SIGTERM")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--compare-listen", action="store_true",
+                        help="after each serve run, the same load on the plain `listen` command")
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error("--database-url (or STRIPE_SYNC_BENCH_DATABASE_URL) is required")
