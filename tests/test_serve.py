@@ -162,10 +162,10 @@ def test_serve_catches_up_runs_the_schedule_and_drains_on_sigterm_losing_no_deli
     with psycopg.connect(clean_db) as conn:
         logged = {row[0] for row in conn.execute("SELECT id FROM stripe._events")}
     assert missed <= logged
-    first = serve.expect("scheduled_sync")  # the slot of the start: the first incremental sync
-    assert first["outcome"] == "ok" and first["stored"] >= 5
-    second = serve.expect("scheduled_sync")  # a later slot, by the server's clock
-    assert second["slot"] > first["slot"] and second["outcome"] == "ok"
+    first = serve.expect("scheduled_sync")  # the slot of the start: an incremental sync after the backfill
+    assert first["outcome"] == "ok" and first["run_id"] is not None
+    second = serve.expect("scheduled_sync")  # a later slot, by the server's clock: a run of its own
+    assert second["slot"] > first["slot"] and second["outcome"] == "ok" and second["run_id"] != first["run_id"]
     with psycopg.connect(clean_db) as conn:
         assert conn.execute("SELECT count(*) FROM stripe.customers").fetchone()[0] >= 5
 
