@@ -11,6 +11,8 @@ cannot drift from what works.
   they say they are ready, then Ctrl-C; Alembic's commands in a copy of the scripts; the install and test
   commands are checked to be the ones `.ci/run` executes; the console (`--demo`, no terminal here) and the
   benchmarks (minutes each, timed outside the suite) are checked to parse their arguments.
+- `ini` blocks are systemd units (systemd does not run here): the command each starts parses as the
+  headless command it names, and it is given time enough to drain on SIGTERM.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def emulator():
 
 def test_every_block_is_of_a_language_this_test_runs():
     assert BLOCKS, "the README has no code blocks"
-    assert {block.language for block in BLOCKS} <= {"sh", "python", "sql"}, [b.line for b in BLOCKS]
+    assert {block.language for block in BLOCKS} <= {"sh", "python", "sql", "ini"}, [b.line for b in BLOCKS]
 
 
 # -- python and sql ------------------------------------------------------------------------------------
@@ -156,7 +158,7 @@ def test_python_and_sql_blocks_run(clean_db, emulator, tmp_path):
 
 # -- shell ---------------------------------------------------------------------------------------------
 
-LONG_RUNNING = {"listen": "Ready!", "emulator": "listening on"}
+LONG_RUNNING = {"listen": "Ready!", "serve": "Serving on", "emulator": "listening on"}
 """Headless commands that serve until stopped, and what they print once ready."""
 
 
@@ -202,7 +204,7 @@ def _headless(command: str, line: int, database_url: str, emu: StripeEmulator, i
         _until_ready([*CLI, *arguments], LONG_RUNNING[subcommand], line)
         return
     arguments += _settings(database_url, emu)
-    if subcommand == "listen":
+    if subcommand in ("listen", "serve"):
         arguments = [("0" if previous == "--port" else word) for previous, word in zip(["", *arguments], arguments, strict=False)]
         _until_ready([*CLI, *arguments], LONG_RUNNING[subcommand], line)
         return
@@ -260,3 +262,24 @@ def _alembic(command: str, line: int, database_url: str, tmp_path: Path) -> None
     assert result.returncode == 0, f"README.md:{line}: {command}\n{result.stderr[-2000:]}"
     if words[1] == "revision":
         assert list((checkout / "alembic" / "versions").glob("*_add_a_column.py"))
+
+
+# -- systemd units -------------------------------------------------------------------------------------
+
+
+def test_systemd_units_start_a_command_that_parses_and_let_it_drain():
+    from stripe_sync_core.service import DEFAULT_DRAIN_SECONDS
+
+    units = [block for block in BLOCKS if block.language == "ini"]
+    assert units, "the README shows a systemd unit"
+    for block in units:
+        settings: dict[str, str] = {}
+        for text in block.text.splitlines():
+            if "=" in text and not text.startswith(("#", ";", "[")):
+                key, _, value = text.partition("=")
+                settings[key.strip()] = value.strip()
+        program, *arguments = shlex.split(settings["ExecStart"])
+        assert program.endswith("/stripe-sync-tui"), f"README.md:{block.line}: {program}"
+        _parses(arguments)
+        assert settings.get("KillSignal", "SIGTERM") == "SIGTERM"
+        assert float(settings["TimeoutStopSec"]) > DEFAULT_DRAIN_SECONDS, f"README.md:{block.line}"

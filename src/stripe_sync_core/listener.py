@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -112,8 +113,12 @@ class WebhookListener:
                  ngrok_auth_token: str | None = None, ngrok_path: str | None = None,
                  manage_webhook: bool | None = None, remove_webhook_on_exit: bool = False,
                  catch_up: bool = True, db_timeout: float = 5.0,
-                 webhook_check_seconds: float | None = 30.0) -> None:
+                 webhook_check_seconds: float | None = 30.0,
+                 configure_app: Callable[[web.Application], None] | None = None,
+                 shutdown_seconds: float = 10.0, public_url: str | None = None) -> None:
         self.ctx = ctx
+        self.public_url = public_url.rstrip("/") if public_url else None
+        """Where Stripe reaches this listener without a tunnel (a load balancer's URL): its webhook's base."""
         self.webhooks = webhooks
         self.managed_webhooks = managed_webhooks
         self.host = host
@@ -131,6 +136,10 @@ class WebhookListener:
         """How long one delivery may take before it is answered 503 (Stripe retries it)."""
         self.webhook_check_seconds = webhook_check_seconds
         """How often to check that its managed webhook is still recorded (None: only when asked)."""
+        self.configure_app = configure_app
+        """Called with the listener's application before it serves: more routes, middlewares (`serve`)."""
+        self.shutdown_seconds = shutdown_seconds
+        """On stop, how long requests in flight may take to finish once the port is closed."""
         self.state = ListenerState()
         self._runner: web.AppRunner | None = None
         self._tunnel: Tunnel | None = None
@@ -147,7 +156,7 @@ class WebhookListener:
         """Register a managed webhook by default when Stripe can call us: through a tunnel, or when
         "Stripe" is a local API (the emulator of the demo and the tests)."""
         base = self.ctx.config.stripe_api_base or ""
-        return bool(self.ngrok_auth_token) or "://127.0.0.1" in base or "://localhost" in base
+        return bool(self.ngrok_auth_token or self.public_url) or "://127.0.0.1" in base or "://localhost" in base
 
     async def start(self, *, wait_for_catch_up: bool = True) -> ListenerState:
         """Serve, open the tunnel and register the webhook when configured, then catch up."""
@@ -157,7 +166,9 @@ class WebhookListener:
         app = web.Application(client_max_size=self.max_body_bytes)
         app.router.add_post(self.path, self._on_webhook)
         app.router.add_get("/healthz", self._on_health)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
+        if self.configure_app is not None:
+            self.configure_app(app)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=self.shutdown_seconds)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         try:
@@ -176,6 +187,8 @@ class WebhookListener:
                 self._tunnel = await asyncio.to_thread(
                     open_tunnel, self.port, self.ngrok_auth_token, ngrok_path=self.ngrok_path, host=self.host)
                 self.state.public_url = self._tunnel.public_url
+            elif self.public_url:
+                self.state.public_url = self.public_url
             self.state.webhook_url = (f"{self.state.public_url}{self.path}" if self.state.public_url
                                       else self.state.local_url)
             if self.manage_webhook:

@@ -73,6 +73,11 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
                         help="stop when stdin closes (how a parent process, the console, stops its listener; "
                              "it also stops if that parent dies)")
 
+    from .serve import add_serve_arguments
+
+    add_serve_arguments(command("serve", "run as a service: webhooks, HTTP API, metrics, scheduled sync; "
+                                         "SIGTERM drains"))
+
     webhooks = command("webhooks", "managed webhook endpoints: list, create, delete")
     webhook_commands = webhooks.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
     webhook_commands.add_parser("list", help="list managed webhook endpoints", parents=parents)
@@ -169,16 +174,19 @@ def open_console(args: argparse.Namespace) -> int:
 
 
 async def _with_engine(config: SyncConfig, out: Output, body: Callable[[StripeSync], Awaitable[int]],
-                       progress: ProgressSink | None = None, *, needs_stripe: bool = False) -> int:
+                       progress: ProgressSink | None = None, *, needs_stripe: bool = False,
+                       migrate: Callable[[str], bool] | None = None) -> int:
+    """Open the engine (migrating first; `migrate(url)` may say there is nothing to do) and run `body`."""
     from stripe_sync_core import StripeSync, run_migrations
     from stripe_sync_core.embedded import resolve_database_url
 
     if needs_stripe:  # the key and the API base first: a wrong one must not cost a migration
         await _check_stripe(config, out)
     url = await asyncio.to_thread(resolve_database_url, config.database_url)
-    before, after = await asyncio.to_thread(run_migrations, url)
-    if before != after:
-        out.log(f"migrated the stripe schema to revision {after}")
+    if migrate is None or await asyncio.to_thread(migrate, url):
+        before, after = await asyncio.to_thread(run_migrations, url)
+        if before != after:
+            out.log(f"migrated the stripe schema to revision {after}")
     async with StripeSync(config.with_overrides(database_url=url), progress=progress) as sync:
         return await body(sync)
 
@@ -399,6 +407,12 @@ class _ListenProgress(HeadlessProgress):
             self.output.data({}, text=f"--> {event_type} [{event_id}]\n<-- [{status}] {outcome}")
 
 
+async def cmd_serve(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    from .serve import cmd_serve as serve
+
+    return await serve(args, config, out)
+
+
 async def cmd_webhooks(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
     async def body(sync: StripeSync) -> int:
         if args.webhooks_command == "list":
@@ -495,6 +509,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, SyncConfig, Output], Coroutin
     "backfill": cmd_backfill,
     "sync": cmd_sync,
     "listen": cmd_listen,
+    "serve": cmd_serve,
     "webhooks": cmd_webhooks,
     "delete-account": cmd_delete_account,
 }
