@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -15,18 +14,21 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stripe_sync_core import status
-from stripe_sync_core.config import ConfigError, SyncConfig, load_config
+# Only what every command needs is imported here: `--help` and the parser load this module, and each
+# command imports what it uses inside its function (the Stripe SDK, psycopg, Alembic, aiohttp cost
+# 0.1-0.3 s each; tests/test_startup.py checks what `--help` loads).
 from stripe_sync_core.errors import ErrorKind, InvalidInput, StripeSyncError
 from stripe_sync_core.masking import mask_database_url, mask_secret, mask_secrets_in
-from stripe_sync_core.progress import ProgressSink
 
-from .format import mode_label
 from .output import HeadlessProgress, Output
 
 if TYPE_CHECKING:
+    import asyncio
+
     from stripe_sync_core import DeletionReport, OpenRun, StripeSync
+    from stripe_sync_core.config import SyncConfig
     from stripe_sync_core.listener import ListenerState, WebhookListener
+    from stripe_sync_core.progress import ProgressSink
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -106,6 +108,8 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
 
 
 def _config(args: argparse.Namespace) -> SyncConfig:
+    from stripe_sync_core.config import load_config
+
     flags = {
         "database_url": getattr(args, "database_url", None),
         "stripe_secret_key": getattr(args, "stripe_key", None),
@@ -124,6 +128,8 @@ def _setup_logging(verbose: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one headless command; map every expected failure to a clear message and an exit code."""
+    import asyncio
+
     out = Output(json_mode=args.json)
     _setup_logging(args.verbose)
     try:
@@ -155,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def open_console(args: argparse.Namespace) -> int:
+    from stripe_sync_core.config import ConfigError
+
     try:
         config = _config(args)
     except ConfigError as error:
@@ -170,17 +178,30 @@ def open_console(args: argparse.Namespace) -> int:
 
 async def _with_engine(config: SyncConfig, out: Output, body: Callable[[StripeSync], Awaitable[int]],
                        progress: ProgressSink | None = None, *, needs_stripe: bool = False) -> int:
-    from stripe_sync_core import StripeSync, run_migrations
-    from stripe_sync_core.embedded import resolve_database_url
+    from stripe_sync_core import StripeSync
 
     if needs_stripe:  # the key and the API base first: a wrong one must not cost a migration
         await _check_stripe(config, out)
-    url = await asyncio.to_thread(resolve_database_url, config.database_url)
-    before, after = await asyncio.to_thread(run_migrations, url)
-    if before != after:
-        out.log(f"migrated the stripe schema to revision {after}")
+    url = await _migrated_database(config, out)
     async with StripeSync(config.with_overrides(database_url=url), progress=progress) as sync:
         return await body(sync)
+
+
+async def _migrated_database(config: SyncConfig, out: Output) -> str:
+    """The database's URL once its schema is current: Alembic is loaded only when it is not."""
+    import asyncio
+
+    from stripe_sync_core.embedded import resolve_database_url
+    from stripe_sync_core.schema_version import schema_is_current
+
+    url = await asyncio.to_thread(resolve_database_url, config.database_url)
+    if not await asyncio.to_thread(schema_is_current, url):
+        from stripe_sync_core import run_migrations
+
+        before, after = await asyncio.to_thread(run_migrations, url)
+        if before != after:
+            out.log(f"migrated the stripe schema to revision {after}")
+    return url
 
 
 async def _check_stripe(config: SyncConfig, out: Output) -> None:
@@ -198,6 +219,8 @@ async def _check_stripe(config: SyncConfig, out: Output) -> None:
 
 
 async def cmd_migrate(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    import asyncio
+
     from stripe_sync_core import run_migrations
     from stripe_sync_core.embedded import resolve_database_url
 
@@ -211,8 +234,15 @@ async def cmd_migrate(args: argparse.Namespace, config: SyncConfig, out: Output)
 
 
 async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
-    async def body(sync: StripeSync) -> int:
-        db = sync.database
+    # The database alone: no engine, no Stripe client (the SDK and aiohttp are most of a start-up).
+    from stripe_sync_core import status
+    from stripe_sync_core.database import Database
+
+    from .format import mode_label
+
+    db = Database(await _migrated_database(config, out), max_size=1)
+    await db.open()
+    try:
         counts = await status.table_row_counts(db)
         runs = await status.open_runs(db)
         last_event = await status.last_event(db)
@@ -235,11 +265,13 @@ async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) 
             out.table(dead, ["event_id", "event_type", "received_at", "deliveries", "reason", "body_bytes"],
                       kind="dead_letter")
         return EXIT_OK
-
-    return await _with_engine(config, out, body)
+    finally:
+        await db.close()
 
 
 async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    from stripe_sync_core import status
+
     async def body(sync: StripeSync) -> int:
         own = (await sync.get_current_account())["id"] if config.stripe_secret_key else None
         rows = await status.synced_account_rows(sync.database, own)
@@ -312,6 +344,8 @@ async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) 
     """Serve until interrupted. With --json, stdout streams one line per delivery (`event`) and the
     listener's state whenever it changes (`listener_state`: URLs, webhook, catch-up, counters): the
     stream the console follows its listener process by."""
+    import asyncio
+
     from stripe_sync_core.listener import ready_banner
 
     port = config.listener_port if args.port is None else args.port  # 0: a port the OS picks
@@ -348,6 +382,8 @@ def listener_state_record(state: ListenerState) -> dict[str, Any]:
 
 
 async def _stream_listener_state(listener: WebhookListener, out: Output, stopped: asyncio.Event) -> None:
+    import asyncio
+
     last: dict[str, Any] | None = None
     while not stopped.is_set():
         record = listener_state_record(listener.state)
@@ -363,6 +399,8 @@ async def _stream_listener_state(listener: WebhookListener, out: Output, stopped
 def _check_webhook_on_sigusr1(listener: WebhookListener) -> None:
     """SIGUSR1 asks the listener to check its managed webhook now, as the console does after a deletion
     removed one from Stripe (the listener re-registers or stops; its state says which)."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     checks: set[asyncio.Task] = set()
 
@@ -376,6 +414,8 @@ def _check_webhook_on_sigusr1(listener: WebhookListener) -> None:
 
 
 def _stop_when_stdin_closes(stopped: asyncio.Event) -> None:
+    import asyncio
+
     loop = asyncio.get_running_loop()
 
     def watch() -> None:
