@@ -54,8 +54,13 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
     command("accounts", "the key's account and every account with synced data")
 
     backfill = command("backfill", "copy existing Stripe objects into PostgreSQL (resumable)")
-    backfill.add_argument("object", help="an object type (customers, invoices, ...), several separated by "
-                                         "commas (one run covers them all), or 'all'")
+    backfill.add_argument("objects", nargs="*", metavar="OBJECT",
+                          help="object types in any order (customers invoices charges; table names, Stripe "
+                               "names or aliases; commas work too): one run covers them all; 'all' is every "
+                               "type but connected accounts")
+    backfill.add_argument("--exclude", action="append", default=[], metavar="OBJECT",
+                          help="leave these types out (repeat, or separate by commas), e.g. "
+                               "all --exclude payment_methods,active_entitlements")
     backfill.add_argument("--since", metavar="DATE", help="only objects created on or after (YYYY-MM-DD)")
     backfill.add_argument("--until", metavar="DATE", help="only objects created on or before (YYYY-MM-DD)")
     backfill.add_argument("--chunk", default=None, metavar="SIZE",
@@ -281,16 +286,35 @@ async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output
     return await _with_engine(config, out, body, needs_stripe=bool(config.stripe_secret_key))
 
 
-async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
-    objects: str | list[str] = "all"
-    if args.object != "all":
-        from stripe_sync_core.registry import object_type
+def _names(values: list[str]) -> list[str]:
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
-        objects = [name.strip() for name in args.object.split(",") if name.strip()]
-        for name in objects:
-            object_type(name)
-        if len(objects) == 1:
-            objects = objects[0]
+
+def backfill_objects(objects: list[str], exclude: list[str], *, join: bool = False) -> str | list[str]:
+    """What `backfill OBJECT... [--exclude OBJECT...]` asks for: `all`, or the registry tables named
+    (by table, Stripe name or alias, in any order: the run is the same). An unknown name is a usage
+    error naming the supported ones."""
+    from stripe_sync_core.backfill import ALL, tables_for
+
+    names, left_out = _names(objects), _names(exclude)
+    if not names:
+        if join:
+            return ALL  # `--join` works the open run, whatever its objects
+        raise UsageError("name the objects to backfill (customers invoices ..., or all)")
+    selection = ALL if ALL in names else names
+    if not left_out:
+        return selection if selection == ALL else tables_for(selection)
+    chosen, excluded = tables_for(selection), set(tables_for(left_out))
+    if not excluded & set(chosen):
+        raise UsageError(f"--exclude {', '.join(sorted(excluded))}: not among the objects to backfill")
+    kept = [table for table in chosen if table not in excluded]
+    if not kept:
+        raise UsageError("--exclude leaves no object to backfill")
+    return kept
+
+
+async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    objects = backfill_objects(args.objects, args.exclude, join=args.join)
     from stripe_sync_core.chunking import parse_created_bound
 
     created_gte, created_lte = parse_created_bound(args.since), parse_created_bound(args.until, end=True)
