@@ -68,6 +68,12 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
     backfill.add_argument("--concurrency", type=int, default=None, metavar="N", help="chunks fetched at once")
     backfill.add_argument("--join", action="store_true", help="add this process as a worker to the open run")
 
+    plan = command("plan", "how long a full backfill takes at the key's Stripe rate limits: objects per type "
+                           "(stored rows, else one list page each), requests per endpoint, duration")
+    plan.add_argument("objects", nargs="*", metavar="OBJECT", default=["all"],
+                      help="object types as for backfill (default: all)")
+    plan.add_argument("--exclude", action="append", default=[], metavar="OBJECT", help="leave these types out")
+
     sync = command("sync", "fetch one object by id and store it (type from the id prefix)")
     sync.add_argument("id", help="a Stripe object id, e.g. cus_123")
 
@@ -351,6 +357,45 @@ async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output
     return await _with_engine(config, out, body, progress=progress, needs_stripe=True)
 
 
+async def cmd_plan(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    from stripe_sync_core.backfill import tables_for
+
+    from .format import mode_label
+
+    tables = tables_for(backfill_objects(args.objects, args.exclude))
+
+    async def body(sync: StripeSync) -> int:
+        from stripe_sync_core.estimate import estimate_from_stripe
+
+        account = await sync.get_current_account()
+        created = account.get("created")
+        estimate = await estimate_from_stripe(sync.stripe, sync.database, tables, livemode=config.livemode,
+                                              floor=created if isinstance(created, int) else None)
+        out.table([{"object": c.table, "objects": c.objects, "counted": c.source} for c in estimate.counts],
+                  ["object", "objects", "counted"], kind="plan_count")
+        out.table([{"endpoint": e.endpoint, "requests": e.requests, "why": e.why} for e in estimate.endpoints],
+                  ["endpoint", "requests", "why"], kind="plan_endpoint")
+        absent = (f"; not asked (nothing to list): {', '.join(estimate.children_absent)}"
+                  if estimate.children_absent else "")
+        out.data({"kind": "plan_estimate", **{k: v for k, v in estimate.to_dict().items()
+                                              if k not in ("counts", "endpoints")}},
+                 text=f"full backfill: {estimate.requests:,} requests, about {_duration(estimate.seconds)} at "
+                      f"{estimate.requests_per_second:g} req/s ({mode_label(config.livemode)} key) and "
+                      f"{estimate.endpoint_requests_per_second:g} req/s per endpoint; pace set by "
+                      f"{estimate.bottleneck}{absent}")
+        return EXIT_OK
+
+    return await _with_engine(config, out, body, needs_stripe=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 async def cmd_sync(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
     from stripe_sync_core.registry import object_type_for_id
 
@@ -557,6 +602,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, SyncConfig, Output], Coroutin
     "status": cmd_status,
     "accounts": cmd_accounts,
     "backfill": cmd_backfill,
+    "plan": cmd_plan,
     "sync": cmd_sync,
     "listen": cmd_listen,
     "webhooks": cmd_webhooks,
