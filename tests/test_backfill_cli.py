@@ -79,6 +79,16 @@ def test_several_types_in_one_command_are_one_run(clean_db):
         for table in ("customers", "invoices", "charges"):
             assert stored[table] == len(emu.objects(table)) > 0, table
 
+        plan = _run("--headless", "--json", "plan", "customers", "payment_methods", *settings)
+        assert plan.returncode == 0, plan.stderr
+        records = [json.loads(line) for line in plan.stdout.splitlines()]
+        counts = {r["object"]: (r["objects"], r["counted"]) for r in records if r["kind"] == "plan_count"}
+        customers = len(emu.objects("customers"))
+        assert counts == {"customers": (customers, "stored")}  # the rows the backfill above stored
+        [estimate] = [r for r in records if r["kind"] == "plan_estimate"]
+        assert estimate["requests"] == 1 + customers  # a page of customers, then one list per customer
+        assert (estimate["requests_per_second"], estimate["endpoint_requests_per_second"]) == (25, 25)  # test key
+
         excluded = _run("--headless", "--json", "backfill", "all", "--exclude",
                         "payment_methods,active_entitlements,customers,invoices,charges", "--chunk", "month",
                         *settings)

@@ -143,3 +143,36 @@ async def estimate_from_stripe(api: StripeApi, database: Database | None, tables
     return estimate_backfill(wanted, {t: c.objects for t, c in counts.items()}, requests_per_second=rate,
                              endpoint_requests_per_second=endpoint_rate, children_absent=absent,
                              sources={t: c.source for t, c in counts.items()})
+
+
+async def estimate_from_stored(database: Database, tables: Iterable[str], *,
+                               livemode: bool | None) -> BackfillEstimate | None:
+    """`estimate_backfill` at the key's real limits from the rows already stored (what a console sees
+    without asking Stripe); None while none of the listed types has a stored row."""
+    from .status import table_row_counts
+
+    wanted = list(tables)
+    stored = await table_row_counts(database)
+    roots = {listing.root.table for listing in plan_listings(wanted)}
+    counts = {table: n for table, n in stored.items() if table in roots and n}
+    if not counts:
+        return None
+    rate, endpoint_rate = key_limits(livemode)
+    return estimate_backfill(wanted, counts, requests_per_second=rate, endpoint_requests_per_second=endpoint_rate)
+
+
+def describe(estimate: BackfillEstimate, mode: str) -> str:
+    """One sentence: requests, duration and what sets the pace."""
+    absent = (f"; no parent asked for {', '.join(estimate.children_absent)} (nothing to list)"
+              if estimate.children_absent else "")
+    return (f"full backfill: {estimate.requests:,} requests, about {duration_text(estimate.seconds)} at "
+            f"{estimate.requests_per_second:g} req/s ({mode} key) and {estimate.endpoint_requests_per_second:g} "
+            f"req/s per endpoint; pace set by {estimate.bottleneck}{absent}")
+
+
+def duration_text(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -365,7 +365,7 @@ async def cmd_plan(args: argparse.Namespace, config: SyncConfig, out: Output) ->
     tables = tables_for(backfill_objects(args.objects, args.exclude))
 
     async def body(sync: StripeSync) -> int:
-        from stripe_sync_core.estimate import estimate_from_stripe
+        from stripe_sync_core.estimate import describe, estimate_from_stripe
 
         account = await sync.get_current_account()
         created = account.get("created")
@@ -375,25 +375,12 @@ async def cmd_plan(args: argparse.Namespace, config: SyncConfig, out: Output) ->
                   ["object", "objects", "counted"], kind="plan_count")
         out.table([{"endpoint": e.endpoint, "requests": e.requests, "why": e.why} for e in estimate.endpoints],
                   ["endpoint", "requests", "why"], kind="plan_endpoint")
-        absent = (f"; not asked (nothing to list): {', '.join(estimate.children_absent)}"
-                  if estimate.children_absent else "")
         out.data({"kind": "plan_estimate", **{k: v for k, v in estimate.to_dict().items()
                                               if k not in ("counts", "endpoints")}},
-                 text=f"full backfill: {estimate.requests:,} requests, about {_duration(estimate.seconds)} at "
-                      f"{estimate.requests_per_second:g} req/s ({mode_label(config.livemode)} key) and "
-                      f"{estimate.endpoint_requests_per_second:g} req/s per endpoint; pace set by "
-                      f"{estimate.bottleneck}{absent}")
+                 text=describe(estimate, mode_label(config.livemode)))
         return EXIT_OK
 
     return await _with_engine(config, out, body, needs_stripe=True)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 async def cmd_sync(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
