@@ -9,7 +9,6 @@ import logging
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CODES[error.kind]
     except Exception as error:  # a bug: say so plainly; the traceback is one flag away
         if args.verbose:
+            import traceback
+
             out.log(traceback.format_exc())
         out.log(f"error: unexpected {type(error).__name__}: {error} (run with -v for the traceback)")
         return EXIT_FAILED
