@@ -21,7 +21,15 @@ from .catchup import ApplyEvent, event_still_listed, newest_event
 from .chunk_worker import ChunkOutcome, ChunkWorker, RunContext
 from .chunking import ChunkSpec, SplitLimits, fixed_windows, parse_chunk_spec
 from .errors import Refused
-from .listing import Listing, complete_embedded, gather_or_cancel, list_all, plan_listings
+from .listing import (
+    Listing,
+    children_that_cannot_exist,
+    complete_embedded,
+    gather_or_cancel,
+    list_all,
+    plan_listings,
+    without_children,
+)
 from .registry import (
     REGISTRY,
     ObjectType,
@@ -275,6 +283,10 @@ class Backfill:
                 self.ctx.log.warning("cannot list events (%s): later runs will be full passes", error)
         params: dict[str, Any] = {"mode": mode, "chunk": str(spec), "account_created": floor,
                                   "events_cursor_id": newest["id"] if newest else None}
+        try:  # every worker of the run (other processes too) skips what cannot exist
+            params["children_absent"] = await children_that_cannot_exist(api, plan_listings(tables), header)
+        except StripeApiError as error:  # a restricted key: ask each parent, as before
+            self.ctx.log.info("cannot tell which children exist (%s): every parent is asked", error)
         chunks: list[PlannedChunk] = []
         base = None
         if mode == "full" and not full:
@@ -331,7 +343,8 @@ class Backfill:
     def _run_context(self, run: Run, lease: WorkerLease) -> RunContext:
         return RunContext(
             run=run, account_id=run.account_id, header=self.ctx.account.header(run.account_id),
-            listings={listing.root.table: listing for listing in plan_listings(run.objects)},
+            listings={listing.root.table: without_children(listing, run.params.get("children_absent") or ())
+                      for listing in plan_listings(run.objects)},
             tables=set(run.objects), automatic=run.params.get("chunk", "auto") == "auto",
             floor=run.params.get("account_created") or STRIPE_LAUNCH, lease=lease, priorities={})
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from .config import default_data_dir
 from .errors import Unavailable
+
+if TYPE_CHECKING:  # psutil is needed only to start the embedded server: a command given a URL skips it
+    import psutil
 
 log = logging.getLogger("stripe_sync_core.embedded")
 
@@ -28,6 +29,8 @@ def clear_stale_postmaster_pid(pgdata: Path) -> bool:
     After a reboot the pid in the file may belong to an unrelated process, which makes pgserver
     believe a server is running and hand out a socket nobody listens on.
     """
+    import psutil
+
     pid_file = pgdata / "postmaster.pid"
     try:
         pid = int(pid_file.read_text().splitlines()[0])
@@ -47,6 +50,8 @@ def clear_stale_postmaster_pid(pgdata: Path) -> bool:
 
 
 def _serves(process: psutil.Process, pgdata: Path) -> bool:
+    import psutil
+
     try:
         return str(pgdata) in " ".join(process.cmdline()) or Path(process.cwd()) == pgdata
     except psutil.Error:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -93,6 +93,25 @@ def plan_listings(tables: Iterable[str]) -> list[Listing]:
             slot["per_parent"].append(entry)
     return [Listing(REGISTRY[t], tuple(roots[t]["embedded"]), tuple(roots[t]["per_parent"]))
             for t in REGISTRY if t in roots]
+
+
+async def children_that_cannot_exist(api: StripeApi, listings: Iterable[Listing], account: str | None) -> list[str]:
+    """Per-parent child tables whose source is empty (`ParentListing.only_with`): one request each
+    instead of one per parent (an account without entitlement features has no active entitlements,
+    and a backfill of its customers then asks nothing of that endpoint)."""
+    empty: list[str] = []
+    for listing in listings:
+        for child in listing.per_parent:
+            source = child.parent.only_with if child.parent is not None else None
+            if source and not (await api.get(source, {"limit": 1}, account=account)).get("data"):
+                empty.append(child.table)
+    return empty
+
+
+def without_children(listing: Listing, tables: Iterable[str]) -> Listing:
+    """`listing` without the per-parent children of `tables` (found not to exist)."""
+    skipped = set(tables)
+    return replace(listing, per_parent=tuple(c for c in listing.per_parent if c.table not in skipped))
 
 
 def split_path(path: str) -> tuple[str, dict[str, str]]:

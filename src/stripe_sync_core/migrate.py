@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import urlencode
 
 from alembic import command
@@ -19,17 +18,7 @@ from .database import DatabaseUnavailable
 from .embedded import resolve_database_url
 from .errors import StripeSyncError
 from .masking import mask_database_url, mask_secrets_in
-
-
-def _find_migrations_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_alembic", here.parents[1] / "alembic"):  # installed wheel, checkout
-        if (candidate / "env.py").is_file():
-            return candidate
-    raise ImportError(f"stripe_sync_core: migration scripts not found next to {here} (a broken install?)")
-
-
-MIGRATIONS_DIR = _find_migrations_dir()
+from .schema_version import MIGRATIONS_DIR
 
 # Any constant shared by every process of every deployment: two `migrate` at once serialise on it.
 MIGRATION_LOCK_KEY = 0x5354_5253_594E  # "STRSYN"

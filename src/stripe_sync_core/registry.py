@@ -45,6 +45,9 @@ class ParentListing:
     """Query parameter naming the parent, when ``path`` takes it as a filter instead."""
     expand_on_parent: str | None = None
     """Field of the parent that embeds these children when the parent list asks ``expand[]=data.<field>``."""
+    only_with: str | None = None
+    """A list endpoint that must hold something for any of these children to exist (an active
+    entitlement comes from a feature): when it is empty as a run starts, no parent is asked."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,8 @@ _ENTRIES: tuple[ObjectType, ...] = (
            aliases=("feature", "entitlements.feature")),
     _entry("active_entitlements", "entitlements.active_entitlement", ["ent_"], None,
            "/v1/entitlements/active_entitlements/{id}", list_filters=frozenset(),
-           parent=ParentListing("customers", "/v1/entitlements/active_entitlements", parent_filter="customer"),
+           parent=ParentListing("customers", "/v1/entitlements/active_entitlements", parent_filter="customer",
+                                only_with="/v1/entitlements/features"),
            parent_column="customer",
            event_types=("entitlements.active_entitlement_summary.updated",),
            deletion="remove", aliases=("active_entitlement", "customer_with_entitlements")),

@@ -10,11 +10,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .database import Database
 from .errors import NotConfigured
 from .masking import mask_secrets_in
-from .stripe_api import StripeApi
+
+if TYPE_CHECKING:
+    from .stripe_api import StripeApi
 
 RUN_HISTORY_LIMIT = 500
 RECENT_EVENTS_LIMIT = 1000

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
+from typing import TYPE_CHECKING
 
-from .emulator import StripeEmulator, to_epoch, tune_gc
+# The project CLI builds its parser (and so `--help`) with `add_emulator_arguments`: the emulator
+# itself (aiohttp, its generators) is imported only when one is built.
+if TYPE_CHECKING:
+    from .emulator import StripeEmulator
 
 
 def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +32,8 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_from_args(args: argparse.Namespace) -> StripeEmulator:
+    from .emulator import StripeEmulator, to_epoch
+
     return StripeEmulator(
         seed=args.seed, customers=args.customers, start=to_epoch(args.start), end=to_epoch(args.end),
         connected_accounts=args.connected_accounts, rate_limit=args.rate_limit, error_rate=args.error_rate,
@@ -50,6 +54,11 @@ def run_from_args(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+    import asyncio
+    import signal
+
+    from .emulator import tune_gc
 
     tune_gc()
 

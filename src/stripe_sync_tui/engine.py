@@ -21,6 +21,7 @@ from typing import TypeVar
 from stripe_sync_core import status
 from stripe_sync_core.config import SyncConfig
 from stripe_sync_core.errors import Refused
+from stripe_sync_core.estimate import BackfillEstimate
 from stripe_sync_core.loop_thread import LoopThread
 from stripe_sync_core.managed_webhooks import ManagedWebhook
 from stripe_sync_core.masking import mask_database_url, mask_secrets_in
@@ -197,6 +198,16 @@ class ConsoleEngine:
             return listener_view(self._listener), history
 
         return await self._on_engine_loop(read)
+
+    async def backfill_estimate(self, objects: Sequence[str]) -> BackfillEstimate | None:
+        """How long a full backfill of `objects` takes at the key's Stripe limits, from the rows already
+        stored (None before any is): the plan's duration, without asking Stripe."""
+        from stripe_sync_core.backfill import tables_for
+        from stripe_sync_core.estimate import estimate_from_stored
+
+        tables = tables_for(list(objects))
+        return await self._on_engine_loop(
+            lambda sync: estimate_from_stored(sync.database, tables, livemode=self.config.livemode))
 
     async def synced_accounts(self) -> list[dict]:
         return await self._on_engine_loop(lambda sync: sync.get_all_synced_accounts())

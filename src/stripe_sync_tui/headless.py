@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import logging
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stripe_sync_core import status
-from stripe_sync_core.config import ConfigError, SyncConfig, load_config
+# Only what every command needs is imported here: `--help` and the parser load this module, and each
+# command imports what it uses inside its function (the Stripe SDK, psycopg, Alembic, aiohttp cost
+# 0.1-0.3 s each; tests/test_startup.py checks what `--help` loads).
 from stripe_sync_core.errors import ErrorKind, InvalidInput, StripeSyncError
 from stripe_sync_core.masking import mask_database_url, mask_secret, mask_secrets_in
-from stripe_sync_core.progress import ProgressSink
 
-from .format import mode_label
 from .output import HeadlessProgress, Output
 
 if TYPE_CHECKING:
+    import asyncio
+
     from stripe_sync_core import DeletionReport, OpenRun, StripeSync
+    from stripe_sync_core.config import SyncConfig
     from stripe_sync_core.listener import ListenerState, WebhookListener
+    from stripe_sync_core.progress import ProgressSink
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -52,14 +53,25 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
     command("accounts", "the key's account and every account with synced data")
 
     backfill = command("backfill", "copy existing Stripe objects into PostgreSQL (resumable)")
-    backfill.add_argument("object", help="an object type (customers, invoices, ...), several separated by "
-                                         "commas (one run covers them all), or 'all'")
+    backfill.add_argument("objects", nargs="*", metavar="OBJECT",
+                          help="object types in any order (customers invoices charges; table names, Stripe "
+                               "names or aliases; commas work too): one run covers them all; 'all' is every "
+                               "type but connected accounts")
+    backfill.add_argument("--exclude", action="append", default=[], metavar="OBJECT",
+                          help="leave these types out (repeat, or separate by commas), e.g. "
+                               "all --exclude payment_methods,active_entitlements")
     backfill.add_argument("--since", metavar="DATE", help="only objects created on or after (YYYY-MM-DD)")
     backfill.add_argument("--until", metavar="DATE", help="only objects created on or before (YYYY-MM-DD)")
     backfill.add_argument("--chunk", default=None, metavar="SIZE",
                           help="date-range chunk: auto (default), day, week, month, or a number of days")
     backfill.add_argument("--concurrency", type=int, default=None, metavar="N", help="chunks fetched at once")
     backfill.add_argument("--join", action="store_true", help="add this process as a worker to the open run")
+
+    plan = command("plan", "how long a full backfill takes at the key's Stripe rate limits: objects per type "
+                           "(stored rows, else one list page each), requests per endpoint, duration")
+    plan.add_argument("objects", nargs="*", metavar="OBJECT", default=["all"],
+                      help="object types as for backfill (default: all)")
+    plan.add_argument("--exclude", action="append", default=[], metavar="OBJECT", help="leave these types out")
 
     sync = command("sync", "fetch one object by id and store it (type from the id prefix)")
     sync.add_argument("id", help="a Stripe object id, e.g. cus_123")
@@ -111,6 +123,8 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
 
 
 def _config(args: argparse.Namespace) -> SyncConfig:
+    from stripe_sync_core.config import load_config
+
     flags = {
         "database_url": getattr(args, "database_url", None),
         "stripe_secret_key": getattr(args, "stripe_key", None),
@@ -129,6 +143,8 @@ def _setup_logging(verbose: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one headless command; map every expected failure to a clear message and an exit code."""
+    import asyncio
+
     out = Output(json_mode=args.json)
     _setup_logging(args.verbose)
     try:
@@ -154,12 +170,16 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CODES[error.kind]
     except Exception as error:  # a bug: say so plainly; the traceback is one flag away
         if args.verbose:
+            import traceback
+
             out.log(traceback.format_exc())
         out.log(f"error: unexpected {type(error).__name__}: {error} (run with -v for the traceback)")
         return EXIT_FAILED
 
 
 def open_console(args: argparse.Namespace) -> int:
+    from stripe_sync_core.config import ConfigError
+
     try:
         config = _config(args)
     except ConfigError as error:
@@ -174,21 +194,31 @@ def open_console(args: argparse.Namespace) -> int:
 
 
 async def _with_engine(config: SyncConfig, out: Output, body: Callable[[StripeSync], Awaitable[int]],
-                       progress: ProgressSink | None = None, *, needs_stripe: bool = False,
-                       migrate: Callable[[str], bool] | None = None) -> int:
-    """Open the engine (migrating first; `migrate(url)` may say there is nothing to do) and run `body`."""
-    from stripe_sync_core import StripeSync, run_migrations
-    from stripe_sync_core.embedded import resolve_database_url
+                       progress: ProgressSink | None = None, *, needs_stripe: bool = False) -> int:
+    from stripe_sync_core import StripeSync
 
     if needs_stripe:  # the key and the API base first: a wrong one must not cost a migration
         await _check_stripe(config, out)
+    url = await _migrated_database(config, out)
+    async with StripeSync(config.with_overrides(database_url=url), progress=progress) as sync:
+        return await body(sync)
+
+
+async def _migrated_database(config: SyncConfig, out: Output) -> str:
+    """The database's URL once its schema is current: Alembic is loaded only when it is not."""
+    import asyncio
+
+    from stripe_sync_core.embedded import resolve_database_url
+    from stripe_sync_core.schema_version import schema_is_current
+
     url = await asyncio.to_thread(resolve_database_url, config.database_url)
-    if migrate is None or await asyncio.to_thread(migrate, url):
+    if not await asyncio.to_thread(schema_is_current, url):
+        from stripe_sync_core import run_migrations
+
         before, after = await asyncio.to_thread(run_migrations, url)
         if before != after:
             out.log(f"migrated the stripe schema to revision {after}")
-    async with StripeSync(config.with_overrides(database_url=url), progress=progress) as sync:
-        return await body(sync)
+    return url
 
 
 async def _check_stripe(config: SyncConfig, out: Output) -> None:
@@ -206,6 +236,8 @@ async def _check_stripe(config: SyncConfig, out: Output) -> None:
 
 
 async def cmd_migrate(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    import asyncio
+
     from stripe_sync_core import run_migrations
     from stripe_sync_core.embedded import resolve_database_url
 
@@ -219,8 +251,15 @@ async def cmd_migrate(args: argparse.Namespace, config: SyncConfig, out: Output)
 
 
 async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
-    async def body(sync: StripeSync) -> int:
-        db = sync.database
+    # The database alone: no engine, no Stripe client (the SDK and aiohttp are most of a start-up).
+    from stripe_sync_core import status
+    from stripe_sync_core.database import Database
+
+    from .format import mode_label
+
+    db = Database(await _migrated_database(config, out), max_size=1)
+    await db.open()
+    try:
         counts = await status.table_row_counts(db)
         runs = await status.open_runs(db)
         last_event = await status.last_event(db)
@@ -243,11 +282,13 @@ async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) 
             out.table(dead, ["event_id", "event_type", "received_at", "deliveries", "reason", "body_bytes"],
                       kind="dead_letter")
         return EXIT_OK
-
-    return await _with_engine(config, out, body)
+    finally:
+        await db.close()
 
 
 async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    from stripe_sync_core import status
+
     async def body(sync: StripeSync) -> int:
         own = (await sync.get_current_account())["id"] if config.stripe_secret_key else None
         rows = await status.synced_account_rows(sync.database, own)
@@ -257,16 +298,35 @@ async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output
     return await _with_engine(config, out, body, needs_stripe=bool(config.stripe_secret_key))
 
 
-async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
-    objects: str | list[str] = "all"
-    if args.object != "all":
-        from stripe_sync_core.registry import object_type
+def _names(values: list[str]) -> list[str]:
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
-        objects = [name.strip() for name in args.object.split(",") if name.strip()]
-        for name in objects:
-            object_type(name)
-        if len(objects) == 1:
-            objects = objects[0]
+
+def backfill_objects(objects: list[str], exclude: list[str], *, join: bool = False) -> str | list[str]:
+    """What `backfill OBJECT... [--exclude OBJECT...]` asks for: `all`, or the registry tables named
+    (by table, Stripe name or alias, in any order: the run is the same). An unknown name is a usage
+    error naming the supported ones."""
+    from stripe_sync_core.backfill import ALL, tables_for
+
+    names, left_out = _names(objects), _names(exclude)
+    if not names:
+        if join:
+            return ALL  # `--join` works the open run, whatever its objects
+        raise UsageError("name the objects to backfill (customers invoices ..., or all)")
+    selection = ALL if ALL in names else names
+    if not left_out:
+        return selection if selection == ALL else tables_for(selection)
+    chosen, excluded = tables_for(selection), set(tables_for(left_out))
+    if not excluded & set(chosen):
+        raise UsageError(f"--exclude {', '.join(sorted(excluded))}: not among the objects to backfill")
+    kept = [table for table in chosen if table not in excluded]
+    if not kept:
+        raise UsageError("--exclude leaves no object to backfill")
+    return kept
+
+
+async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    objects = backfill_objects(args.objects, args.exclude, join=args.join)
     from stripe_sync_core.chunking import parse_created_bound
 
     created_gte, created_lte = parse_created_bound(args.since), parse_created_bound(args.until, end=True)
@@ -303,6 +363,32 @@ async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output
     return await _with_engine(config, out, body, progress=progress, needs_stripe=True)
 
 
+async def cmd_plan(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    from stripe_sync_core.backfill import tables_for
+
+    from .format import mode_label
+
+    tables = tables_for(backfill_objects(args.objects, args.exclude))
+
+    async def body(sync: StripeSync) -> int:
+        from stripe_sync_core.estimate import describe, estimate_from_stripe
+
+        account = await sync.get_current_account()
+        created = account.get("created")
+        estimate = await estimate_from_stripe(sync.stripe, sync.database, tables, livemode=config.livemode,
+                                              floor=created if isinstance(created, int) else None)
+        out.table([{"object": c.table, "objects": c.objects, "counted": c.source} for c in estimate.counts],
+                  ["object", "objects", "counted"], kind="plan_count")
+        out.table([{"endpoint": e.endpoint, "requests": e.requests, "why": e.why} for e in estimate.endpoints],
+                  ["endpoint", "requests", "why"], kind="plan_endpoint")
+        out.data({"kind": "plan_estimate", **{k: v for k, v in estimate.to_dict().items()
+                                              if k not in ("counts", "endpoints")}},
+                 text=describe(estimate, mode_label(config.livemode)))
+        return EXIT_OK
+
+    return await _with_engine(config, out, body, needs_stripe=True)
+
+
 async def cmd_sync(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
     from stripe_sync_core.registry import object_type_for_id
 
@@ -320,6 +406,8 @@ async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) 
     """Serve until interrupted. With --json, stdout streams one line per delivery (`event`) and the
     listener's state whenever it changes (`listener_state`: URLs, webhook, catch-up, counters): the
     stream the console follows its listener process by."""
+    import asyncio
+
     from stripe_sync_core.listener import ready_banner
 
     port = config.listener_port if args.port is None else args.port  # 0: a port the OS picks
@@ -356,6 +444,8 @@ def listener_state_record(state: ListenerState) -> dict[str, Any]:
 
 
 async def _stream_listener_state(listener: WebhookListener, out: Output, stopped: asyncio.Event) -> None:
+    import asyncio
+
     last: dict[str, Any] | None = None
     while not stopped.is_set():
         record = listener_state_record(listener.state)
@@ -371,6 +461,8 @@ async def _stream_listener_state(listener: WebhookListener, out: Output, stopped
 def _check_webhook_on_sigusr1(listener: WebhookListener) -> None:
     """SIGUSR1 asks the listener to check its managed webhook now, as the console does after a deletion
     removed one from Stripe (the listener re-registers or stops; its state says which)."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     checks: set[asyncio.Task] = set()
 
@@ -384,6 +476,8 @@ def _check_webhook_on_sigusr1(listener: WebhookListener) -> None:
 
 
 def _stop_when_stdin_closes(stopped: asyncio.Event) -> None:
+    import asyncio
+
     loop = asyncio.get_running_loop()
 
     def watch() -> None:
@@ -507,6 +601,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, SyncConfig, Output], Coroutin
     "status": cmd_status,
     "accounts": cmd_accounts,
     "backfill": cmd_backfill,
+    "plan": cmd_plan,
     "sync": cmd_sync,
     "listen": cmd_listen,
     "serve": cmd_serve,

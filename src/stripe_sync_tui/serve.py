@@ -124,14 +124,4 @@ async def cmd_serve(args: argparse.Namespace, config: SyncConfig, out: Output) -
         return 0
 
     progress = _ServeProgress(out, metrics)
-    return await _with_engine(config, out, body, progress=progress, needs_stripe=True, migrate=schema_behind)
-
-
-def schema_behind(url: str) -> bool:
-    """Whether the schema needs migrating. At head (migrated beforehand over a direct connection), serve
-    starts without taking the migration lock, which a transaction-mode pooler cannot hold."""
-    from alembic.script import ScriptDirectory
-
-    from stripe_sync_core.migrate import MIGRATIONS_DIR, current_revision
-
-    return current_revision(url) != ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    return await _with_engine(config, out, body, progress=progress, needs_stripe=True)

@@ -19,6 +19,7 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Selecti
 from stripe_sync_core.backfill import preview_chunks, tables_for
 from stripe_sync_core.chunking import InvalidDate, parse_created_bound
 from stripe_sync_core.errors import InvalidInput
+from stripe_sync_core.estimate import describe
 from stripe_sync_core.registry import REGISTRY
 from stripe_sync_core.runs import PlannedChunk
 from stripe_sync_core.status import RunSummary
@@ -81,6 +82,8 @@ class BackfillScreen(ChunkJumps, ConsoleScreen):
         self.resumable: RunSummary | None = None
         self.plan: list[PlannedChunk] = []
         self.plan_chunk = "auto"
+        self.plan_estimate = ""
+        """The plan's duration at the key's Stripe limits, from the rows stored ("" before any is)."""
         self.chunk_rows = ChunkRows()
         self._offers: tuple[bool, bool] | None = None
 
@@ -174,7 +177,19 @@ class BackfillScreen(ChunkJumps, ConsoleScreen):
                            c.note))
             for i, c in enumerate(self.plan)
         ])
+        self.plan_estimate = ""
         self._title()
+        self.run_worker(self._estimate(request.objects), group="estimate", exclusive=True, exit_on_error=False)
+
+    async def _estimate(self, objects: tuple[str, ...]) -> None:
+        engine = self.console.engine
+        if engine is None:
+            return
+        estimate = await engine.backfill_estimate(objects)
+        if estimate is not None and self.plan and self.run_id is None:
+            text = describe(estimate, fmt.mode_label(engine.livemode))
+            self.plan_estimate = f"{text[:1].upper()}{text[1:]} (from the rows stored)."
+            self._title()
 
     # -- start, cancel, resume --------------------------------------------------------------------
 
@@ -333,7 +348,7 @@ class BackfillScreen(ChunkJumps, ConsoleScreen):
         elif self.plan and self.run_id is None:
             title.update(Content.assemble(("Plan", "bold"), f"  {len(self.plan):,} chunks  ",
                                           ("s starts", "$text-muted")))
-            note = plan_explanation(self.plan_chunk)
+            note = " ".join(filter(None, (plan_explanation(self.plan_chunk), self.plan_estimate)))
         elif self.run_id is not None:
             total = sum(p.chunks_total for p in view.progress) if view else 0
             title.update(Content.assemble((f"Run #{self.run_id}", "bold"), "  finished",

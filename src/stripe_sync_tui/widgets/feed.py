@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Union
 
 from rich.segment import Segment
 from rich.text import Text
@@ -26,7 +25,7 @@ from ..theme import meaning_style
 MAX_LINES = 10_000
 
 ARRIVED, REPLY = 0, 1
-FeedLine = Union[Text, tuple[FeedEvent, int]]
+FeedLine = Text | tuple[FeedEvent, int]
 """A line of the feed: text (a notice), or one of an event's two lines, styled when drawn."""
 
 
