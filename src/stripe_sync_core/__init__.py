@@ -24,6 +24,8 @@ from .results import (
     ObjectBackfillResult,
     OpenRun,
     SingleSyncResult,
+    VerifyDifference,
+    VerifyResult,
     WebhookOutcome,
 )
 from .runs import RunHeld
@@ -78,6 +80,8 @@ __all__ = [
     "StripeSyncError",
     "SyncConfig",
     "Unavailable",
+    "VerifyDifference",
+    "VerifyResult",
     "WebhookError",
     "WebhookListener",
     "WebhookOutcome",
