@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from .context import EngineContext
 
 EVENTS_PATH = "/v1/events"
+REFRESH_CONCURRENCY = 8
+"""Rows re-fetched at once after an event that may have changed their silent fields (the request budget paces them)."""
 
 ApplyEvent = Callable[[dict], Awaitable[WebhookOutcome]]
 """Applies one trusted event the way a webhook delivery is applied; returns its outcome."""
@@ -102,8 +104,8 @@ def _containing(path: str, object_id: str) -> str:
     are lists): `items.data.price` -> {"items": {"data": [{"price": {"id": ...}}]}}."""
     doc: object = {"id": object_id}
     for name in reversed(path.split(".")):
-        doc = [doc] if name == "data" else {name: doc}
-    return json.dumps(doc[0] if isinstance(doc, list) else doc)
+        doc = {name: [doc] if name == "data" else doc}
+    return json.dumps(doc)
 
 
 class StaleFieldRefresher:
@@ -155,18 +157,23 @@ class StaleFieldRefresher:
         api, store = self.ctx.stripe, self.ctx.store
         if entry.retrieve_path is None:  # checkout line items: list them again under their parent
             return await self._refresh_through_parent(entry, ids)
-        written = 0
         expand = retrieve_expansions(entry, expand_only_lists(entry))
-        for object_id in ids:
-            observed = self.ctx.now()
-            try:
-                obj = await api.get(object_path(entry.retrieve_path, id=object_id),
-                                    {"expand": expand} if expand else None, account=self.header)
-            except ObjectNotFound:  # deleted: its own events say so
-                continue
-            if obj.get("id") == object_id and not obj.get("deleted"):
-                written += (await store.store(entry, [obj], self.account_id, observed)).count
-        return written
+        gate = asyncio.Semaphore(REFRESH_CONCURRENCY)
+        path = entry.retrieve_path
+
+        async def one(object_id: str) -> int:
+            async with gate:
+                observed = self.ctx.now()
+                try:
+                    obj = await api.get(object_path(path, id=object_id), {"expand": expand} if expand else None,
+                                        account=self.header)
+                except ObjectNotFound:  # deleted: its own events say so
+                    return 0
+                if obj.get("id") != object_id or obj.get("deleted"):
+                    return 0
+                return (await store.store(entry, [obj], self.account_id, observed)).count
+
+        return sum(await asyncio.gather(*(one(object_id) for object_id in ids)))
 
     async def _refresh_through_parent(self, entry: ObjectType, ids: list[str]) -> int:
         if entry.parent is None or entry.parent_column is None:
