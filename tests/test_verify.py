@@ -179,3 +179,18 @@ def test_bad_input_is_a_clear_error_before_any_connection(args, message, capsys)
                         "--stripe-key", "sk_test_x")
     assert code == 2
     assert message in err
+
+
+async def test_a_connected_account_is_verified_under_its_own_header_and_rows(clean_db):
+    with StripeEmulator(seed=82, customers=4, connected_accounts=1, connected_customers=3,
+                        start="2024-01-01", end="2024-12-31") as emu:
+        (connected,) = emu.connected_account_ids
+        async with engine(clean_db, emu) as sync:
+            await sync.process_until_done("customers")
+            await sync.process_until_done("customers", account_id=connected)
+            quiet = emu.create("customers", {"email": "quiet@example.com"}, account=connected, silent=True)
+            (theirs,) = await sync.verify("customers", account_id=connected)
+            (ours,) = await sync.verify("customers")
+        assert (theirs.account_id, theirs.checked, [d.id for d in theirs.differences]) == (
+            connected, len(emu.objects("customers", account=connected)), [quiet["id"]])
+        assert ours.clean and ours.checked == len(emu.objects("customers"))
