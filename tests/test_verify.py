@@ -189,8 +189,10 @@ async def test_a_connected_account_is_verified_under_its_own_header_and_rows(cle
             await sync.process_until_done("customers")
             await sync.process_until_done("customers", account_id=connected)
             quiet = emu.create("customers", {"email": "quiet@example.com"}, account=connected, silent=True)
-            (theirs,) = await sync.verify("customers", account_id=connected)
+            verified = _by_type(await sync.verify(["customers", "accounts"], account_id=connected))
+            theirs, account = verified["customers"], verified["accounts"]
             (ours,) = await sync.verify("customers")
         assert (theirs.account_id, theirs.checked, [d.id for d in theirs.differences]) == (
             connected, len(emu.objects("customers", account=connected)), [quiet["id"]])
         assert ours.clean and ours.checked == len(emu.objects("customers"))
+        assert account.clean and account.checked == 1  # the account's own object, as its backfill stored it

@@ -43,6 +43,7 @@ EXAMPLES = 20
 MAX_PATH_DEPTH = 5
 RETRIEVE_CONCURRENCY = 8
 KINDS = ("missing", "deleted", "changed", "stale")
+ACCOUNTS = "accounts"
 
 
 class InvalidSample(InvalidInput, ValueError):
@@ -76,8 +77,12 @@ async def verify(ctx: EngineContext, tables: Sequence[str], *, account_id: str |
     wanted = list(tables)
     seen: dict[str, _Seen] = {table: _Seen() for table in wanted}
     parents_listed: dict[str, set[str]] = {}
-    for listing in plan_listings(_with_nested_children(wanted)):
+    for listing in plan_listings(_with_nested_children([t for t in wanted if t != ACCOUNTS])):
         await _list(ctx, listing, header, since, sample, seen, parents_listed)
+    if ACCOUNTS in seen:  # the account itself (`/v1/accounts` lists a platform's connected accounts)
+        observed = ctx.now()
+        path = "/v1/account" if header is None else object_path("/v1/accounts/{id}", id=account)
+        seen[ACCOUNTS].add(await ctx.stripe.get(path), observed)
     results = []
     for table in wanted:
         entry = REGISTRY[table]
@@ -144,6 +149,9 @@ async def _stored_rows(ctx: EngineContext, entry: ObjectType, account: str, seen
     children of listed parents, rows created since, and a random `sample` of the rest."""
     table = f"stripe.{entry.table}"
     select = f"SELECT id, _raw_data, _last_synced_at FROM {table} WHERE _account_id = %s"
+    if entry.table == ACCOUNTS:  # the account's own row
+        rows = await ctx.database.fetch_all(f"{select} AND id = %s", (account, account))
+        return {r["id"]: r for r in rows}
     if since is None and sample is None:
         rows = await ctx.database.fetch_all(select, (account,))
         return {r["id"]: r for r in rows}
