@@ -8,8 +8,9 @@ of the object's own: a charge's `disputed`, prices embedded in subscription item
 fault, but still not the current state. Types are listed the way the backfill lists them (children
 through their parents), so what is compared is what a backfill would have stored.
 
-`repair` stores Stripe's state under the same no-lost-update rule as every write: a repaired object
-carries the time before it was fetched, so a row a webhook wrote meanwhile (a later state) is kept.
+A row written after Stripe's answer (a webhook's later state) is not judged. `repair` stores Stripe's
+state under the same no-lost-update rule as every write: a repaired object carries the time before it
+was fetched, so a row a webhook writes meanwhile is kept.
 Each type's outcome is kept in `stripe._verify_results` (its last verify), which the console shows.
 """
 
@@ -37,6 +38,7 @@ from .stripe_api import ObjectNotFound
 
 if TYPE_CHECKING:
     from .context import EngineContext
+    from .database import Database
 
 EXAMPLES = 20
 """Differences kept per type (with their fields) in a result; the counts are complete."""
@@ -163,9 +165,8 @@ async def _stored_rows(ctx: EngineContext, entry: ObjectType, account: str, seen
         rows += await ctx.database.fetch_all(
             f"{select} AND (_raw_data->>'{entry.created_field}')::bigint >= %s", (account, since))
     if sample is not None:
-        rows += await ctx.database.fetch_all(
-            f"{select} AND NOT deleted ORDER BY random() LIMIT %s" if _has_deleted(entry) else
-            f"{select} ORDER BY random() LIMIT %s", (account, sample))
+        rows += await ctx.database.fetch_all(f"{select} AND NOT deleted ORDER BY random() LIMIT %s",
+                                             (account, sample))
     return {r["id"]: r for r in rows}
 
 
@@ -180,10 +181,6 @@ def _parent_column(entry: ObjectType) -> str | None:
     return nested.parent_field if nested is not None and nested.parent_field else parent.stripe_object
 
 
-def _has_deleted(entry: ObjectType) -> bool:
-    return entry.deletion == "flag"
-
-
 async def _verify_type(ctx: EngineContext, entry: ObjectType, account: str, header: str | None, seen: _Seen,
                        since: int | None, sample: int | None, parents: set[str], repair: bool) -> VerifyResult:
     checked_at = ctx.now()
@@ -195,6 +192,8 @@ async def _verify_type(ctx: EngineContext, entry: ObjectType, account: str, head
         row = stored.get(object_id)
         if row is None:
             differences.append(VerifyDifference(object_id, "missing", ()))
+            continue
+        if _newer(row, seen.observed[object_id]):  # written after Stripe's answer (a webhook): not judged
             continue
         difference = _compare(entry, object_id, _raw(row), obj)
         if difference is not None:
@@ -208,6 +207,8 @@ async def _verify_type(ctx: EngineContext, entry: ObjectType, account: str, head
             gone_observed.append(observed)
             continue
         seen.add(current, observed, None)
+        if _newer(row, observed):
+            continue
         difference = _compare(entry, row["id"], raw, current)
         if difference is not None:
             differences.append(difference)
@@ -219,6 +220,12 @@ async def _verify_type(ctx: EngineContext, entry: ObjectType, account: str, head
         deleted=counts["deleted"], changed=counts["changed"], stale=counts["stale"], repaired=repaired,
         repair=repair, sample=sample, since=since, checked_at=checked_at,
         differences=tuple(sorted(differences, key=lambda d: (KINDS.index(d.kind), d.id))[:EXAMPLES]))
+
+
+def _newer(row: dict, observed: datetime) -> bool:
+    """The row holds a state observed after Stripe's answer: comparing them would report the change that
+    arrived meanwhile as drift, and a repair would not overwrite it anyway."""
+    return row["_last_synced_at"] is not None and row["_last_synced_at"] > observed
 
 
 def _raw(row: dict) -> dict:
@@ -364,10 +371,10 @@ async def _record(ctx: EngineContext, result: VerifyResult) -> None:
          "differences": json.dumps([d.to_dict() for d in result.differences])})
 
 
-async def last_results(ctx_database: Any, account_id: str | None = None) -> list[dict]:
-    """The last verify of each type (of one account, or all), newest first: what the console shows."""
+async def last_results(database: Database, account_id: str | None = None) -> list[dict]:
+    """The last verify of each type (of one account, or every account), by type: what the console shows."""
     where = "WHERE account_id = %s " if account_id else ""
-    return await ctx_database.fetch_all(
+    return await database.fetch_all(
         "SELECT account_id, object, checked_at, checked, missing, deleted, changed, stale, repaired, repair, "
         f"sample, since FROM stripe._verify_results {where}ORDER BY object, account_id",
         (account_id,) if account_id else None)
