@@ -25,7 +25,8 @@ _EXPORTS: dict[str, str] = {
     "REGISTRY": "registry", "ObjectType": "registry",
     "BackfillResult": "results", "BackfillStep": "results", "DeletionReport": "results",
     "ManagedWebhookRef": "results", "ObjectBackfillResult": "results", "OpenRun": "results",
-    "SingleSyncResult": "results", "WebhookOutcome": "results",
+    "SingleSyncResult": "results", "VerifyDifference": "results", "VerifyResult": "results",
+    "WebhookOutcome": "results",
     "RunHeld": "runs",
     "ObjectNotFound": "stripe_api", "StripeApiError": "stripe_api", "StripeKeyMissing": "stripe_api",
     "EngineNotOpen": "sync", "StripeSync": "sync",
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
         ObjectBackfillResult,
         OpenRun,
         SingleSyncResult,
+        VerifyDifference,
+        VerifyResult,
         WebhookOutcome,
     )
     from .runs import RunHeld
@@ -110,6 +113,8 @@ __all__ = [
     "StripeSyncError",
     "SyncConfig",
     "Unavailable",
+    "VerifyDifference",
+    "VerifyResult",
     "WebhookError",
     "WebhookListener",
     "WebhookOutcome",

@@ -26,7 +26,7 @@ class AccountDeletionRefused(Refused, RuntimeError):
 
 # Bookkeeping tables, deleted after the object tables; `_sync_obj_runs` goes with its runs (ON DELETE CASCADE).
 _INTERNAL = (("_events", "account_id"), ("_dead_letters", "account_id"), ("_managed_webhooks", "account_id"),
-             ("_sync_runs", "account_id"))
+             ("_sync_runs", "account_id"), ("_verify_results", "account_id"))
 
 
 async def delete_synced_account_data(ctx: EngineContext, account_id: str, *, dry_run: bool = True,

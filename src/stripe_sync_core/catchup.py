@@ -10,13 +10,32 @@ a resumed catch-up continues after it, and an event applied twice is recognised 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
-from .registry import ENTITLEMENT_SUMMARY_EVENT, EVENT_TYPES, ObjectType, object_type_for_stripe_object
+from .listing import child_list_call, list_all
+from .registry import (
+    ENTITLEMENT_SUMMARY_EVENT,
+    EVENT_TYPES,
+    REGISTRY,
+    ObjectType,
+    SilentField,
+    expand_only_lists,
+    ids_at,
+    object_path,
+    object_type_for_stripe_object,
+    retrieve_expansions,
+)
 from .results import WebhookOutcome
 from .stripe_api import ObjectNotFound, StripeApi
 
+if TYPE_CHECKING:
+    from .context import EngineContext
+
 EVENTS_PATH = "/v1/events"
+REFRESH_CONCURRENCY = 8
+"""Rows re-fetched at once after an event that may have changed their silent fields (the request budget paces them)."""
 
 ApplyEvent = Callable[[dict], Awaitable[WebhookOutcome]]
 """Applies one trusted event the way a webhook delivery is applied; returns its outcome."""
@@ -62,14 +81,115 @@ def event_target(event: dict, tables: set[str]) -> ObjectType | None:
 
 class EventApplier:
     """Applies a page of events, oldest first, for the tables of one run, through `apply_event` (the
-    webhook processor's path: it records each event, so a replay is a no-op there)."""
+    webhook processor's path: it records each event, so a replay is a no-op there); then, with a
+    `refresher`, re-fetches the rows whose silent fields those events may have changed."""
 
-    def __init__(self, apply_event: ApplyEvent, tables: set[str]) -> None:
+    def __init__(self, apply_event: ApplyEvent, tables: set[str],
+                 refresher: StaleFieldRefresher | None = None) -> None:
         self.apply_event = apply_event
         self.tables = tables
+        self.refresher = refresher
 
     async def apply(self, events: Sequence[dict]) -> int:
         """Route each covered event; returns how many were."""
         routed = [event for event in events if event_target(event, self.tables) is not None]
         await asyncio.gather(*(self.apply_event(event) for event in routed))
+        if self.refresher is not None:
+            await self.refresher.refresh(events)
         return len(routed)
+
+
+def _containing(path: str, object_id: str) -> str:
+    """A jsonb containment document matching rows that hold `object_id` at `path` (`data` segments
+    are lists): `items.data.price` -> {"items": {"data": [{"price": {"id": ...}}]}}."""
+    doc: object = {"id": object_id}
+    for name in reversed(path.split(".")):
+        doc = {name: [doc] if name == "data" else doc}
+    return json.dumps(doc)
+
+
+class StaleFieldRefresher:
+    """Re-fetches rows of a run's tables whose `SilentField`s an event may have changed without an event
+    of their own (a charge's `disputed` after its dispute, prices embedded in subscription items after a
+    price update). Each is stored as of the time before its fetch, under the no-lost-update rule."""
+
+    def __init__(self, ctx: EngineContext, account_id: str, header: str | None, tables: set[str]) -> None:
+        self.ctx = ctx
+        self.account_id = account_id
+        self.header = header
+        self.fields = [(REGISTRY[t], f) for t in REGISTRY if t in tables for f in REGISTRY[t].silent_fields]
+        self.refreshed = 0
+
+    async def targets(self, events: Sequence[dict]) -> dict[str, set[str]]:
+        """Ids to refresh per table, from a page of events."""
+        wanted: dict[str, set[str]] = {}
+        for event in events:
+            obj = (event.get("data") or {}).get("object") or {}
+            for entry, silent in self.fields:
+                if event.get("type") in silent.after:
+                    ids = await self._rows_touched(entry, silent, obj)
+                    if ids:
+                        wanted.setdefault(entry.table, set()).update(ids)
+        return wanted
+
+    async def _rows_touched(self, entry: ObjectType, silent: SilentField, obj: dict) -> set[str]:
+        ids: set[str] = set()
+        for path in silent.named_by:
+            ids |= ids_at(obj, path)
+        if silent.holds_id_at and isinstance(obj.get("id"), str):
+            rows = await self.ctx.database.fetch_all(
+                f"SELECT id FROM stripe.{entry.table} WHERE _account_id = %s AND _raw_data @> %s::jsonb",
+                (self.account_id, _containing(silent.holds_id_at, obj["id"])))
+            ids |= {row["id"] for row in rows}
+        return ids
+
+    async def refresh(self, events: Sequence[dict]) -> int:
+        """Refresh what a page of events may have made stale; returns the rows written."""
+        if not self.fields:
+            return 0
+        written = 0
+        for table, ids in (await self.targets(events)).items():
+            written += await self._refresh(REGISTRY[table], sorted(ids))
+        self.refreshed += written
+        return written
+
+    async def _refresh(self, entry: ObjectType, ids: list[str]) -> int:
+        api, store = self.ctx.stripe, self.ctx.store
+        if entry.retrieve_path is None:  # checkout line items: list them again under their parent
+            return await self._refresh_through_parent(entry, ids)
+        expand = retrieve_expansions(entry, expand_only_lists(entry))
+        gate = asyncio.Semaphore(REFRESH_CONCURRENCY)
+        path = entry.retrieve_path
+
+        async def one(object_id: str) -> int:
+            async with gate:
+                observed = self.ctx.now()
+                try:
+                    obj = await api.get(object_path(path, id=object_id), {"expand": expand} if expand else None,
+                                        account=self.header)
+                except ObjectNotFound:  # deleted: its own events say so
+                    return 0
+                if obj.get("id") != object_id or obj.get("deleted"):
+                    return 0
+                return (await store.store(entry, [obj], self.account_id, observed)).count
+
+        return sum(await asyncio.gather(*(one(object_id) for object_id in ids)))
+
+    async def _refresh_through_parent(self, entry: ObjectType, ids: list[str]) -> int:
+        if entry.parent is None or entry.parent_column is None:
+            return 0
+        rows = await self.ctx.database.fetch_all(
+            f'SELECT DISTINCT "{entry.parent_column}" AS parent FROM stripe.{entry.table} '
+            "WHERE id = ANY(%s) AND _account_id = %s", (ids, self.account_id))
+        written = 0
+        for parent in sorted(r["parent"] for r in rows if r["parent"]):
+            observed = self.ctx.now()
+            path, params = child_list_call(entry, object_path(entry.parent.path, parent_id=parent))
+            try:
+                children = await list_all(self.ctx.stripe, path, params, account=self.header)
+            except ObjectNotFound:
+                continue
+            written += (await self.ctx.store.store(entry, children, self.account_id, observed,
+                                                   parent_id=parent)).count
+        return written
+

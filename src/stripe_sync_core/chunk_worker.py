@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import errors as pg_errors
 
-from .catchup import EVENTS_PATH, ApplyEvent, EventApplier, oldest_event
+from .catchup import EVENTS_PATH, ApplyEvent, EventApplier, StaleFieldRefresher, oldest_event
 from .chunking import SplitLimits, estimate_remaining, plan_split
 from .listing import PAGE_SIZE, Listing, complete_embedded, embedded_items, gather_or_cancel, list_per_parent
 from .masking import mask_secrets_in
@@ -277,7 +277,9 @@ class ChunkWorker:
 
     async def _catch_up(self, chunk: Chunk, outcome: ChunkOutcome, max_pages: int | None) -> None:
         """Apply events newer than the chunk's cursor, oldest first, a page at a time."""
-        applier = EventApplier(self.apply_event, self.run_ctx.tables)
+        run_ctx = self.run_ctx
+        applier = EventApplier(self.apply_event, run_ctx.tables,
+                               StaleFieldRefresher(self.ctx, run_ctx.account_id, run_ctx.header, run_ctx.tables))
         api, header = self.ctx.stripe, self.run_ctx.header
         pages = 0
         while max_pages is None or pages < max_pages:

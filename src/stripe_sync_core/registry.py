@@ -51,6 +51,24 @@ class ParentListing:
 
 
 @dataclass(frozen=True)
+class SilentField:
+    """A field Stripe changes without an event of the object's own: only another object's event hints at
+    it (a dispute's for a charge's `disputed`, a price's for the prices embedded in subscription items).
+    An incremental run refreshes the rows such an event may have touched; `verify` calls a difference
+    confined to these fields `stale` rather than `changed`.
+
+    Paths are dotted through embedded lists (`items.data.price`: the `price` of every item)."""
+
+    path: str
+    after: tuple[str, ...]
+    """Event types after which the field may have changed."""
+    named_by: tuple[str, ...] = ()
+    """Paths in the event's object holding the ids of the rows to refresh (`charge` of a dispute)."""
+    holds_id_at: str | None = None
+    """Path in the row holding the event object's id (`items.data.price`): rows embedding it are refreshed."""
+
+
+@dataclass(frozen=True)
 class ObjectType:
     """Everything the engine knows about one supported Stripe object type."""
 
@@ -77,6 +95,10 @@ class ObjectType:
     includable: tuple[str, ...] = ()
     """Fields Stripe sends only when asked (`expand[]=tiers`): every fetch of this type asks for them,
     so the stored copy is the whole object."""
+    volatile: tuple[str, ...] = ()
+    """Fields whose value differs between two reads of an unchanged object (signed URLs): `verify`
+    ignores them (dotted paths, through embedded lists)."""
+    silent_fields: tuple[SilentField, ...] = ()
 
     @property
     def listable_by_created(self) -> bool:
@@ -96,6 +118,10 @@ def _entry(table: str, stripe_object: str, prefixes: Iterable[str], list_path: s
     kwargs.setdefault("fixture_key", stripe_object)
     return ObjectType(table, stripe_object, tuple(prefixes), list_path, retrieve_path, **kwargs)
 
+
+PRICE_EVENTS = ("price.updated",)
+PLAN_EVENTS = ("plan.updated",)
+INVOICE_EVENTS_NAMING_ITEMS = ("invoice.created", "invoice.updated", "invoice.finalized")
 
 _ENTRIES: tuple[ObjectType, ...] = (
     _entry("accounts", "account", ["acct_"], "/v1/accounts", "/v1/accounts/{id}",
@@ -136,11 +162,15 @@ _ENTRIES: tuple[ObjectType, ...] = (
            ),
            nested_lists=(NestedList("items", "/v1/subscription_items?subscription={id}", "subscription_items",
                                      parent_field="subscription", retire_missing=True),),
-           final_states=frozenset({"canceled", "incomplete_expired"}), aliases=("subscription",)),
+           final_states=frozenset({"canceled", "incomplete_expired"}), aliases=("subscription",),
+           silent_fields=(SilentField("items.data.price", PRICE_EVENTS, holds_id_at="items.data.price"),
+                          SilentField("items.data.plan", PLAN_EVENTS, holds_id_at="items.data.plan"))),
     _entry("subscription_items", "subscription_item", ["si_"], None, "/v1/subscription_items/{id}",
            list_filters=frozenset(),
            parent=ParentListing("subscriptions", "/v1/subscription_items", parent_filter="subscription"),
-           aliases=("subscription_item",)),
+           aliases=("subscription_item",),
+           silent_fields=(SilentField("price", PRICE_EVENTS, holds_id_at="price"),
+                          SilentField("plan", PLAN_EVENTS, holds_id_at="plan"))),
     _entry("subscription_schedules", "subscription_schedule", ["sub_sched_"], "/v1/subscription_schedules",
            "/v1/subscription_schedules/{id}", list_filters=frozenset({"created", "customer"}),
            event_types=(
@@ -160,12 +190,16 @@ _ENTRIES: tuple[ObjectType, ...] = (
            ),
            deleted_event_types=("invoice.deleted",),
            nested_lists=(NestedList("lines", "/v1/invoices/{id}/lines"),),
-           final_states=frozenset({"void"}), aliases=("invoice",)),
+           final_states=frozenset({"void"}), aliases=("invoice",),
+           volatile=("hosted_invoice_url", "invoice_pdf")),
     _entry("invoice_items", "invoiceitem", ["ii_"], "/v1/invoiceitems", "/v1/invoiceitems/{id}",
            list_filters=frozenset({"created", "customer", "invoice"}),
            event_types=("invoiceitem.created", "invoiceitem.updated", "invoiceitem.deleted"),
            deleted_event_types=("invoiceitem.deleted",), created_field="date",
-           aliases=("invoice_item", "invoiceitem")),
+           aliases=("invoice_item", "invoiceitem"),
+           # Invoicing a pending item sets its `invoice` with no invoiceitem event: the invoice's lines name it.
+           silent_fields=(SilentField("invoice", INVOICE_EVENTS_NAMING_ITEMS, named_by=(
+               "lines.data.parent.invoice_item_details.invoice_item", "lines.data.invoice_item")),)),
     _entry("credit_notes", "credit_note", ["cn_"], "/v1/credit_notes", "/v1/credit_notes/{id}",
            list_filters=frozenset({"created", "customer", "invoice"}),
            event_types=("credit_note.created", "credit_note.updated", "credit_note.voided"),
@@ -178,7 +212,10 @@ _ENTRIES: tuple[ObjectType, ...] = (
                "charge.succeeded", "charge.updated",
            ),
            nested_lists=(NestedList("refunds", "/v1/refunds?charge={id}", "refunds", parent_field="charge"),),
-           final_states=frozenset({"failed", "succeeded"}), aliases=("charge",)),
+           final_states=frozenset({"failed", "succeeded"}), aliases=("charge",), volatile=("receipt_url",),
+           # A dispute sets its charge's `disputed` without a charge event.
+           silent_fields=(SilentField("disputed", ("charge.dispute.created", "charge.dispute.closed"),
+                                      named_by=("charge",)),)),
     _entry("refunds", "refund", ["re_", "pyr_"], "/v1/refunds", "/v1/refunds/{id}",
            list_filters=frozenset({"created", "charge", "payment_intent"}),
            event_types=("refund.created", "refund.failed", "refund.updated", "charge.refund.updated"),
@@ -237,12 +274,14 @@ _ENTRIES: tuple[ObjectType, ...] = (
                                     "checkout_session_line_items", parent_field="checkout_session",
                                     retire_missing=True),),
            final_states=frozenset({"complete", "expired"}),
-           aliases=("checkout_session", "checkout.session")),
+           aliases=("checkout_session", "checkout.session"),
+           silent_fields=(SilentField("line_items.data.price", PRICE_EVENTS, holds_id_at="line_items.data.price"),)),
     _entry("checkout_session_line_items", "item", ["li_"], None, None, list_filters=frozenset(),
            parent=ParentListing("checkout_sessions", "/v1/checkout/sessions/{parent_id}/line_items",
                                 expand_on_parent="line_items"),
            parent_column="checkout_session", deletion="remove", aliases=("checkout_session_line_item",),
-           includable=("discounts", "taxes")),
+           includable=("discounts", "taxes"),
+           silent_fields=(SilentField("price", PRICE_EVENTS, holds_id_at="price"),)),
     _entry("tax_ids", "tax_id", ["txi_"], None, "/v1/tax_ids/{id}", list_filters=frozenset(),
            parent=ParentListing("customers", "/v1/customers/{parent_id}/tax_ids", expand_on_parent="tax_ids"),
            event_types=("customer.tax_id.created", "customer.tax_id.deleted", "customer.tax_id.updated"),
@@ -372,3 +411,35 @@ def check_object(entry: ObjectType, obj: dict, object_id: str) -> dict:
         raise UnexpectedObject(f"asked Stripe for {entry.stripe_object} {object_id!r}, got "
                                f"{obj.get('object')!r} {obj.get('id')!r}: not stored")
     return obj
+
+
+def values_at(obj: object, path: str) -> list:
+    """The values at a dotted path, through embedded lists (`items.data.price` gives every item's
+    price); an embedded object stands for its id where a path ends at a reference."""
+    current: list = [obj]
+    for name in path.split("."):
+        found: list = []
+        for value in current:
+            if isinstance(value, dict) and name in value:
+                inner = value[name]
+                found.extend(inner if isinstance(inner, list) else [inner])
+        current = found
+    return current
+
+
+def ids_at(obj: object, path: str) -> set[str]:
+    """The object ids a path holds: strings, or the `id` of embedded objects."""
+    out = set()
+    for value in values_at(obj, path):
+        ref = value.get("id") if isinstance(value, dict) else value
+        if isinstance(ref, str) and ref:
+            out.add(ref)
+    return out
+
+
+def expand_only_lists(entry: ObjectType) -> list[str]:
+    """Nested lists of `entry`, stored in a child table, that Stripe sends only when asked to expand
+    them (`line_items` of a checkout session)."""
+    return [n.field for n in entry.nested_lists if n.child_table and any(
+        e.parent is not None and e.parent.parent_table == entry.table and e.parent.expand_on_parent == n.field
+        for e in REGISTRY.values())]

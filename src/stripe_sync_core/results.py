@@ -135,3 +135,57 @@ class DeletionReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+VerifyKind = Literal["missing", "deleted", "changed", "stale"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyDifference:
+    """One row that disagrees with Stripe: `missing` (Stripe has it, the database not), `deleted` (Stripe
+    no longer returns it), `changed` (the stored object differs; `fields` says where) or `stale` (differs
+    only in fields Stripe changes without an event, the registry's `silent_fields`)."""
+
+    id: str
+    kind: str
+    fields: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "fields": list(self.fields)}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """`verify` of one object type: how many objects were compared and how many disagree, by kind;
+    `differences` holds the first few (the counts are complete)."""
+
+    object: str
+    account_id: str
+    checked: int
+    stripe_objects: int
+    stored_rows: int
+    missing: int
+    deleted: int
+    changed: int
+    stale: int
+    repaired: int
+    repair: bool
+    sample: int | None
+    since: int | None
+    checked_at: datetime
+    differences: tuple[VerifyDifference, ...] = ()
+
+    @property
+    def drift(self) -> int:
+        return self.missing + self.deleted + self.changed + self.stale
+
+    @property
+    def clean(self) -> bool:
+        return self.drift == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "differences"}
+        out["checked_at"] = self.checked_at.isoformat()
+        out["drift"] = self.drift
+        out["differences"] = [d.to_dict() for d in self.differences]
+        return out

@@ -23,7 +23,15 @@ from .listener import WebhookListener
 from .log_filters import STRIPE_SDK_SECRETS
 from .managed_webhooks import ManagedWebhook, ManagedWebhooks
 from .progress import ProgressSink
-from .results import BackfillResult, BackfillStep, DeletionReport, OpenRun, SingleSyncResult, WebhookOutcome
+from .results import (
+    BackfillResult,
+    BackfillStep,
+    DeletionReport,
+    OpenRun,
+    SingleSyncResult,
+    VerifyResult,
+    WebhookOutcome,
+)
 from .stripe_api import StripeApi
 from .webhooks import WebhookOptions, WebhookProcessor
 
@@ -246,6 +254,25 @@ class StripeSync:
     async def sync_single_entity(self, object_id: str, *, account_id: str | None = None) -> SingleSyncResult:
         """Fetch one object by id (its type from the id prefix) and store it."""
         return await self.backfill.sync_single_entity(object_id, account_id=account_id)
+
+    # -- drift check (verify.py) -----------------------------------------------------------------
+
+    async def verify(self, object: str | Sequence[str] = "all", *, account_id: str | None = None,
+                     since: int | None = None, sample: int | None = None, repair: bool = False) -> list[VerifyResult]:
+        """Compare the database with Stripe for `object` (or all types): rows missing, deleted, changed or
+        stale, per type; `repair` stores Stripe's state (never over a row observed later). `since` limits
+        it to objects created since (epoch seconds), `sample` to the newest N and N random stored rows."""
+        from . import verify
+        from .backfill import tables_for
+
+        return await verify.verify(self.context, tables_for(object), account_id=account_id, since=since,
+                                   sample=sample, repair=repair)
+
+    async def last_verify_results(self, account_id: str | None = None) -> list[dict]:
+        """The last verify of each type (of one account, or every account), as stored."""
+        from .verify import last_results
+
+        return await last_results(self.database, account_id)
 
 
 def _opened(part: T | None) -> T:

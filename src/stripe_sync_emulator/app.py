@@ -189,6 +189,7 @@ async def control_handler(request: web.Request) -> web.Response:
     try:
         p = await _control_params(request)
         account = p.pop("account", None)
+        silent = p.pop("silent", None) in (True, "true", "1")
         body: Any
         if parts == ["info"]:
             body = ctl.info(info.get("api_base"), info.get("secret_key"))
@@ -216,9 +217,9 @@ async def control_handler(request: web.Request) -> web.Response:
             limit = int(p.get("limit", len(objs) or 1))
             body = {"object": "list", "data": objs[:limit], "count": len(objs)}
         elif len(parts) == 2 and parts[0] == "objects" and method == "POST":
-            body = ctl.create(parts[1], p, account)
+            body = ctl.create(parts[1], p, account, silent=silent)
         elif len(parts) == 4 and parts[0] == "objects" and method == "POST":
-            body = ctl.action(parts[1], parts[2], parts[3], p, account)
+            body = ctl.action(parts[1], parts[2], parts[3], p, account, silent=silent)
         elif parts == ["deliveries"]:
             d = core.deliverer
             body = {"pending": d.pending if d else 0, "log": list(d.log)[-int(p.get("limit", 200)):] if d else []}

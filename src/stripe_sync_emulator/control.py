@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from . import registry
@@ -112,25 +114,41 @@ class Control:
                     core.faults.burst_events = 0
                     core.faults.burst_second = None
 
+    @contextmanager
+    def _events(self, silent: bool) -> Iterator[None]:
+        """`silent`: the change records and delivers no event (held with the core's lock)."""
+        if not silent:
+            yield
+            return
+        self.core.events_muted += 1
+        try:
+            yield
+        finally:
+            self.core.events_muted -= 1
+
     def create(self, type_name: str, params: dict[str, Any], account: str | None = None,
-               livemode: bool = False) -> dict[str, Any]:
-        """Create through the same operation as the API (also disputes, fraud warnings, reviews)."""
+               livemode: bool = False, *, silent: bool = False) -> dict[str, Any]:
+        """Create through the same operation as the API (also disputes, fraud warnings, reviews).
+        `silent`: without any event (an object the account's event stream never mentions)."""
         fn = registry.CREATE.get(type_name)
         if fn is None:
             raise invalid(f"Objects of type {type_name} cannot be created", param="type")
-        with self.core.lock:
+        with self.core.lock, self._events(silent):
             return fn(Ctx(self.core, self.account(account), livemode), params)
 
     def action(self, type_name: str, ident: str, action: str, params: dict[str, Any],
-               account: str | None = None, livemode: bool = False) -> dict[str, Any]:
+               account: str | None = None, livemode: bool = False, *, silent: bool = False) -> dict[str, Any]:
+        """An action (`update` and `delete` too) on one object; `silent`: without any event."""
         fn = registry.CONTROL_ACTIONS.get((type_name, action)) or registry.ACTIONS.get((type_name, action))
         if fn is None:
             if action == "update" and type_name in registry.UPDATE:
                 fn = registry.UPDATE[type_name]
+            elif action == "delete" and type_name in registry.DELETE:
+                fn = registry.DELETE[type_name]
             else:
                 raise invalid(f"Unknown action {action} for {type_name}", param="action")
         store = self.account(account)
-        with self.core.lock:
+        with self.core.lock, self._events(silent):
             seq = store.live_seq_or_404(type_name, ident)
             return fn(Ctx(self.core, store, livemode), seq, params)
 

@@ -95,6 +95,9 @@ class EmulatorCore:
         self.deliverer: Deliverer | None = None
         self.mutation_rng = random.Random(stable_hash("mutations", seed))
         self._events_since_prune = 0
+        self.events_muted = 0
+        """Above 0 while a control-API change runs `silent`: it records no event and delivers none (the
+        drift Stripe itself causes, or a lost event, for `verify` tests)."""
 
     # ---- accounts -------------------------------------------------------------------------------
     def _account_object(self, acct_id: str, created: int, typ: str, k: int) -> dict[str, Any]:
@@ -143,6 +146,8 @@ class EmulatorCore:
 
     def record_event(self, account: AccountStore, typ: str, obj: dict[str, Any], previous: dict[str, Any] | None, *,
                      livemode: bool, request_id: str | None, idempotency_key: str | None) -> dict[str, Any]:
+        if self.events_muted:  # a silent change: the event never happened
+            return {"id": None, "object": "event", "type": typ, "data": {"object": obj}}
         faults = self.faults
         created = self.now()
         if faults.burst_events > 0:

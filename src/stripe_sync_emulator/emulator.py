@@ -306,14 +306,18 @@ class StripeEmulator:
         """Perform ``n`` random realistic changes (each emits events); returns the events."""
         return self._call(self.control.mutate_random, n, account, burst)
 
-    def create(self, type_name: str, params: dict[str, Any], account: str | None = None) -> dict[str, Any]:
+    def create(self, type_name: str, params: dict[str, Any], account: str | None = None, *,
+               silent: bool = False) -> dict[str, Any]:
         """Create any object, including ones Stripe only creates itself (disputes, early fraud
-        warnings, reviews). Params use the API's names (strings or plain values)."""
-        return self._call(self.control.create, type_name, params, account)
+        warnings, reviews). Params use the API's names (strings or plain values). `silent`: no event
+        is recorded or delivered (drift for `verify`: an object no event announced)."""
+        return self._call(self.control.create, type_name, params, account, silent=silent)
 
     def action(self, type_name: str, ident: str, action: str, params: dict[str, Any] | None = None,
-               account: str | None = None) -> dict[str, Any]:
-        return self._call(self.control.action, type_name, ident, action, params or {}, account)
+               account: str | None = None, *, silent: bool = False) -> dict[str, Any]:
+        """An action on one object: an API action (`capture`, `cancel`...), `update` or `delete`.
+        `silent`: no event is recorded or delivered (an object changed or deleted without an event)."""
+        return self._call(self.control.action, type_name, ident, action, params or {}, account, silent=silent)
 
     def complete_checkout_session(self, ident: str, account: str | None = None) -> dict[str, Any]:
         return self.action("checkout_sessions", ident, "complete", {}, account)

@@ -57,6 +57,8 @@ class RunsView:
     current: RunSummary | None
     progress: list[ObjectProgress]
     history: list[RunSummary]
+    verify: list[dict] = field(default_factory=list)
+    """The last `verify` of each object type (`stripe._verify_results`), when one ran."""
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,11 @@ class ConsoleEngine:
 
     async def runs_view(self, now: datetime) -> RunsView:
         async def read(sync: StripeSync) -> RunsView:
+            from stripe_sync_core.verify import last_results
+
             run, progress = await status.current_run_rows(sync.database, now=now)
-            return RunsView(run, progress, await status.run_history(sync.database))
+            return RunsView(run, progress, await status.run_history(sync.database),
+                            await last_results(sync.database))
 
         return await self._on_engine_loop(read)
 

@@ -113,6 +113,10 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
                                 help="delete even while a run of that account is open; with --abandon-runs, abandon "
                                      "runs a live worker holds too (it stops at its next page)")
 
+    from .commands_verify import add_verify_command
+
+    add_verify_command(command)
+
     emulator = command("emulator", "run the local Stripe API emulator (127.0.0.1 only)")
     try:
         from stripe_sync_emulator.cli import add_emulator_arguments
@@ -596,6 +600,12 @@ def _print_deletion(out: Output, result: DeletionReport, *, dry_run: bool) -> No
             out.log(f"warning: {warning}")
 
 
+async def cmd_verify(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
+    from .commands_verify import cmd_verify as verify
+
+    return await verify(args, config, out, _with_engine)
+
+
 _HANDLERS: dict[str, Callable[[argparse.Namespace, SyncConfig, Output], Coroutine[Any, Any, int]]] = {
     "migrate": cmd_migrate,
     "status": cmd_status,
@@ -607,6 +617,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, SyncConfig, Output], Coroutin
     "serve": cmd_serve,
     "webhooks": cmd_webhooks,
     "delete-account": cmd_delete_account,
+    "verify": cmd_verify,
 }
 
 __all__ = ["add_commands", "open_console", "run"]

@@ -52,6 +52,22 @@ def run_title(run: RunSummary | None, now: Any, progress: Sequence[ObjectProgres
     )
 
 
+def verify_line(results: Sequence[dict], now: datetime) -> Content:
+    """The last verify of each type: clean, or how many rows differ from Stripe (and how)."""
+    newest = max(r["checked_at"] for r in results)
+    several_accounts = len({r["account_id"] for r in results}) > 1
+    parts: list[str | tuple[str, str]] = [("Last verify", "bold"), f" {fmt.ago(newest, now)}:"]
+    for r in results:
+        drift = {kind: r[kind] for kind in ("missing", "deleted", "changed", "stale") if r[kind]}
+        left = sum(drift.values()) - (r["repaired"] if r["repair"] else 0)
+        label = "clean" if not drift else ", ".join(f"{n:,} {kind}" for kind, n in drift.items())
+        if drift and r["repair"]:
+            label += f" ({r['repaired']:,} repaired)"
+        name = f"{r['account_id']}/{r['object']}" if several_accounts else r["object"]
+        parts += [f" {name} ", (label, "$success" if left <= 0 else "$warning"), " ·"]
+    return Content.assemble(*parts[:-1])
+
+
 class RateHistory:
     """Objects per second of the current run between successive refreshes (the sparkline's data)."""
 
@@ -78,6 +94,7 @@ class RunsScreen(ConsoleScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="run-title", classes="section-title")
+        yield Static(id="verify-line")
         yield Sparkline([], id="rate-spark", summary_function=max)
         yield FilterableTable(CURRENT_COLUMNS, fill="error", id="current", empty="no objects in this run",
                               classes="upper")
@@ -97,6 +114,10 @@ class RunsScreen(ConsoleScreen):
         app = self.app
         now = self.console.clock.now()
         self.query_one("#run-title", Static).update(run_title(run, now, progress))
+        verify = self.query_one("#verify-line", Static)
+        verify.display = bool(view.verify)  # hidden until a verify ran
+        if view.verify:
+            verify.update(verify_line(view.verify, now))
         self.current_run_id = run.run_id if run else None
         self._sparkline(run, now)
         self.query_one("#current", FilterableTable).set_rows([
