@@ -161,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
         if args.demo:
             from .demo import demo_environment
 
-            with demo_environment(config) as demo_config:
+            # Live changes only where they show (a listener): a one-shot command's result is then the
+            # demo account's, whatever the machine's speed.
+            with demo_environment(config, trickle=args.command in ("listen", "serve")) as demo_config:
                 out.log(f"demo: Stripe emulator at {demo_config.stripe_api_base}, "
                         f"database {mask_database_url(demo_config.database_url or 'embedded')}")
                 return asyncio.run(handler(args, demo_config, out))
