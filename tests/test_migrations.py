@@ -34,7 +34,7 @@ def test_migrate_creates_schema_then_changes_nothing(database_url):
     _drop(database_url)
     assert run_migrations(database_url) == (None, HEAD)
     assert set(REGISTRY) | {"_migrations", "_managed_webhooks", "_sync_runs", "_sync_obj_runs", "_events",
-                            "_dead_letters", "_request_budget", "_typed_columns"} \
+                            "_dead_letters", "_request_budget"} \
         == _tables(database_url)
     assert run_migrations(database_url) == (HEAD, HEAD)
 

@@ -21,8 +21,7 @@ from stripe_sync_core.registry import (
 DATA_DIR = Path(__file__).parent / "data"
 
 FIXTURES = json.loads((DATA_DIR / "stripe_fixtures.json").read_text())["resources"]
-INTERNAL = {"_managed_webhooks", "_sync_runs", "_sync_obj_runs", "_events", "_migrations", "_request_budget",
-            "_dead_letters", "_typed_columns"}
+INTERNAL = {"_managed_webhooks", "_sync_runs", "_sync_obj_runs", "_events", "_migrations", "_request_budget", "_dead_letters"}
 BOOKKEEPING = {"_raw_data", "id", "deleted", "_account_id", "_last_synced_at", "_updated_at"}
 
 

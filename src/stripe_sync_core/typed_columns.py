@@ -3,12 +3,13 @@
 PostgreSQL used to compute them as stored generated columns, which costs it the parsing and planning
 of every expression on every statement that writes the table (per table and statement, not per row:
 a quarter of its CPU on a batch of mixed webhook events). Since migration 0010 the expressions are
-kept in `stripe._typed_columns` and every writer puts them in its own statement, whose plan PostgreSQL
-caches. Every statement that writes `_raw_data` of an object table must fill them: `Database.upsert`,
+kept in the catalog and every writer puts them in its own statement, whose plan PostgreSQL
+caches; each column's comment keeps its expression (schema, not data: no truncation loses it). Every
+statement that writes `_raw_data` of an object table must fill them: `Database.upsert`,
 `ObjectStore.store_deleted`, the webhook batch and the careful single write do. `id` and `deleted`
 (and every column of `accounts`) stay generated, right whoever writes.
 
-The map is read from the database: a column whose expression was dropped is filled by us; on a schema
+The map is read from the catalog: a plain column with such a comment is filled by us; on a schema
 before 0010 (or a column still generated) the map leaves it to PostgreSQL.
 """
 
@@ -21,12 +22,17 @@ import psycopg
 
 _RAW_DATA = re.compile(r"\b_raw_data\b")
 
-LOAD_SQL = """
-SELECT t.table_name, t.column_name, t.expression
-FROM stripe._typed_columns t
-JOIN pg_attribute a ON a.attrelid = to_regclass(format('stripe.%I', t.table_name)) AND a.attname = t.column_name
-WHERE a.attgenerated = '' AND NOT a.attisdropped
-ORDER BY t.table_name, t.position
+PREFIX = "typed from _raw_data: "
+"""How a typed column's comment starts (migration 0010); the expression follows."""
+
+LOAD_SQL = f"""
+SELECT c.relname, a.attname, substr(d.description, {len(PREFIX) + 1})
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_description d ON d.objoid = a.attrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum
+WHERE c.relnamespace = 'stripe'::regnamespace AND c.relkind = 'r' AND a.attgenerated = '' AND NOT a.attisdropped
+  AND starts_with(d.description, '{PREFIX}')
+ORDER BY c.relname, a.attnum
 """
 
 
@@ -61,11 +67,7 @@ def _over(expression: str, source: str) -> str:
 
 
 async def load_typed_columns(conn: psycopg.AsyncConnection) -> TypedColumns:
-    """The columns our statements fill, read without raising (usable inside a caller's transaction)."""
-    cursor = await conn.execute("SELECT to_regclass('stripe._typed_columns') IS NOT NULL")
-    row = await cursor.fetchone()
-    if not row or not row[0]:
-        return TypedColumns()
+    """The columns our statements fill (a catalog query that cannot fail: usable in a caller's transaction)."""
     cursor = await conn.execute(LOAD_SQL)
     by_table: dict[str, list[tuple[str, str]]] = {}
     for table, column, expression in await cursor.fetchall():
