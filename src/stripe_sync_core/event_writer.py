@@ -84,8 +84,11 @@ def batch_sql(groups: tuple[Group, ...], typed: TypedColumns | None = None) -> s
     writes, written, prior = [], [], []
     for g, (table_name, deleting) in enumerate(groups):
         table = f"stripe.{table_name}"
+        # The typed columns read `f.j`: the object itself, or (OFFSET 0) the merged object computed once.
+        source = f"(SELECT f.obj AS j, f.acct, f.ts, f.oid FROM fresh f WHERE f.g = {g}) f"
         if deleting:  # the registry's "flag" policy: keep every stored field and add `deleted: true`
             value = "f.obj || '{\"deleted\": true}'::jsonb"
+            source = f"(SELECT {value} AS j, f.acct, f.ts, f.oid FROM fresh f WHERE f.g = {g} OFFSET 0) f"
             update = ("_raw_data = t._raw_data || EXCLUDED._raw_data, _last_synced_at = EXCLUDED._last_synced_at"
                       + typed.assignments(table_name, "t._raw_data || EXCLUDED._raw_data"))
         else:
@@ -98,8 +101,7 @@ def batch_sql(groups: tuple[Group, ...], typed: TypedColumns | None = None) -> s
     WHERE f.g = {g}
 ), w{g} AS (
     INSERT INTO {table} AS t (_raw_data, _account_id, _last_synced_at{typed.names(table_name)})
-    SELECT f.j, f.acct, f.ts{typed.values(table_name, "f.j")}
-    FROM (SELECT {value} AS j, f.acct, f.ts, f.oid FROM fresh f WHERE f.g = {g} OFFSET 0) f ORDER BY f.oid
+    SELECT f.j, f.acct, f.ts{typed.values(table_name, "f.j")} FROM {source} ORDER BY f.oid
     ON CONFLICT (id) DO UPDATE SET {update}
     WHERE t._last_synced_at IS NULL OR t._last_synced_at < EXCLUDED._last_synced_at
     RETURNING t.id
