@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from .errors import Unavailable
 from .masking import mask_database_url
 from .registry import ObjectType
+from .typed_columns import TypedColumns, load_typed_columns
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -61,15 +62,18 @@ def clean_json(text: str) -> str:
     return _NUL_ESCAPE.sub(r"\1", text) if "\\u0000" in text else text
 
 
-def upsert_sql(object_type: ObjectType, strict: bool = False) -> str:
+def upsert_sql(object_type: ObjectType, strict: bool = False, typed: TypedColumns | None = None) -> str:
     """One statement for a whole page: unnest parallel arrays, never replace a newer row.
 
-    `strict` keeps a row of the same time too (for snapshots that may be older than it).
+    `strict` keeps a row of the same time too (for snapshots that may be older than it). `typed` names
+    the typed columns the statement fills (typed_columns.py).
     """
+    typed = typed or TypedColumns()
     table = f"stripe.{object_type.table}"
     parent = object_type.parent_column
-    insert_columns = "_raw_data, _account_id, _last_synced_at" + (f', "{parent}"' if parent else "")
-    select_columns = "r::jsonb, a, s" + (", p" if parent else "")
+    insert_columns = ("_raw_data, _account_id, _last_synced_at" + (f', "{parent}"' if parent else "")
+                      + typed.names(object_type.table))
+    select_columns = "j, a, s" + (", p" if parent else "") + typed.values(object_type.table, "j")
     # Binary parameters (%b): psycopg escapes a text array of large documents in Python, ~30x slower.
     arrays = "%(raw)b::text[], %(account)b::text[], %(synced)b::timestamptz[]" + (
         ", %(parent)b::text[]" if parent else "")
@@ -77,9 +81,12 @@ def upsert_sql(object_type: ObjectType, strict: bool = False) -> str:
     update_parent = f', "{parent}" = COALESCE(EXCLUDED."{parent}", {table}."{parent}")' if parent else ""
     return (
         f"INSERT INTO {table} ({insert_columns}) "
-        f"SELECT {select_columns} FROM unnest({arrays}) AS u({aliases}) "
+        # OFFSET 0: each document is parsed once, not once per typed column computed from it.
+        f"SELECT {select_columns} FROM (SELECT r::jsonb AS j, {aliases.partition(', ')[2]} "
+        f"FROM unnest({arrays}) AS u({aliases}) OFFSET 0) AS v "
         "ON CONFLICT (id) DO UPDATE SET _raw_data = EXCLUDED._raw_data, "
-        f"_account_id = EXCLUDED._account_id, _last_synced_at = EXCLUDED._last_synced_at{update_parent} "
+        f"_account_id = EXCLUDED._account_id, _last_synced_at = EXCLUDED._last_synced_at{update_parent}"
+        f"{typed.excluded(object_type.table)} "
         f"WHERE {table}._last_synced_at IS NULL OR {table}._last_synced_at {'<' if strict else '<='} "
         "EXCLUDED._last_synced_at "
         "RETURNING id"
@@ -108,6 +115,7 @@ class Database:
         self.url = url
         self.pool = AsyncConnectionPool(url, min_size=1, max_size=max_size, open=False,
                                         kwargs={"autocommit": True})
+        self._typed: TypedColumns | None = None
 
     @property
     def display_url(self) -> str:
@@ -121,6 +129,23 @@ class Database:
             raise DatabaseUnavailable(
                 f"cannot connect to PostgreSQL at {self.display_url}: {error}"
             ) from None
+        try:
+            await self.typed_columns()
+        except psycopg.Error:  # not migrated yet: learned on the first write
+            pass
+
+    async def typed_columns(self, conn: psycopg.AsyncConnection | None = None) -> TypedColumns:
+        """The typed columns our statements fill; read once (again while the schema predates them)."""
+        if self._typed:
+            return self._typed
+        if conn is not None:
+            typed = await load_typed_columns(conn)
+        else:
+            async with self.pool.connection() as connection:
+                typed = await load_typed_columns(connection)
+        if typed:
+            self._typed = typed
+        return typed
 
     async def close(self) -> None:
         await self.pool.close()
@@ -141,7 +166,7 @@ class Database:
         }
         if object_type.parent_column:
             params["parent"] = [row.parent_id for row in batch]
-        sql = upsert_sql(object_type, strict)
+        sql = upsert_sql(object_type, strict, await self.typed_columns(conn))
         if conn is not None:
             cursor = await conn.execute(sql, params)
             return {r[0] for r in await cursor.fetchall()}

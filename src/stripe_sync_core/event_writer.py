@@ -32,6 +32,7 @@ from psycopg import errors as pg_errors
 
 from .database import DatabaseUnavailable, UpsertRow
 from .registry import REGISTRY, ObjectType
+from .typed_columns import TypedColumns
 
 if TYPE_CHECKING:
     from .database import Database
@@ -70,37 +71,43 @@ Group = tuple[str, bool]
 """(table, deleting): the events of a batch that share one write."""
 
 
-def batch_sql(groups: tuple[Group, ...]) -> str:
+def batch_sql(groups: tuple[Group, ...], typed: TypedColumns | None = None) -> str:
     """One statement for a whole batch: skip duplicates, write what is newer in each table, log.
 
     Its one parameter is a JSON array with one element per event (see `batch_document`), whose `g`
     indexes `groups`; the delivery bodies reach PostgreSQL without being re-encoded. Returns one row per
     event with its outcome (`stored`, `deleted`, `stale`, `tie`, `duplicate`). A tie is not logged, so
-    that a failure while resolving it leaves the event free to be redelivered.
+    that a failure while resolving it leaves the event free to be redelivered. `typed` names the typed
+    columns the statement fills (typed_columns.py).
     """
+    typed = typed or TypedColumns()
     writes, written, prior = [], [], []
     for g, (table_name, deleting) in enumerate(groups):
         table = f"stripe.{table_name}"
+        # The typed columns read `f.j`: the object itself, or (OFFSET 0) the merged object computed once.
+        source = f"(SELECT f.obj AS j, f.acct, f.ts, f.oid FROM fresh f WHERE f.g = {g}) f"
         if deleting:  # the registry's "flag" policy: keep every stored field and add `deleted: true`
             value = "f.obj || '{\"deleted\": true}'::jsonb"
-            update = "_raw_data = t._raw_data || EXCLUDED._raw_data, _last_synced_at = EXCLUDED._last_synced_at"
+            source = f"(SELECT {value} AS j, f.acct, f.ts, f.oid FROM fresh f WHERE f.g = {g} OFFSET 0) f"
+            update = ("_raw_data = t._raw_data || EXCLUDED._raw_data, _last_synced_at = EXCLUDED._last_synced_at"
+                      + typed.assignments(table_name, "t._raw_data || EXCLUDED._raw_data"))
         else:
             value = "f.obj"
             update = ("_raw_data = EXCLUDED._raw_data, _account_id = EXCLUDED._account_id, "
-                      "_last_synced_at = EXCLUDED._last_synced_at")
+                      "_last_synced_at = EXCLUDED._last_synced_at" + typed.excluded(table_name))
         writes.append(f"""p{g} AS (
     SELECT f.oid AS id, p.ts AS _last_synced_at FROM fresh f
     CROSS JOIN LATERAL (SELECT t._last_synced_at AS ts FROM {table} t WHERE t.id = f.oid OFFSET 0) p
     WHERE f.g = {g}
 ), w{g} AS (
-    INSERT INTO {table} AS t (_raw_data, _account_id, _last_synced_at)
-    SELECT {value}, f.acct, f.ts FROM fresh f WHERE f.g = {g} ORDER BY f.oid
+    INSERT INTO {table} AS t (_raw_data, _account_id, _last_synced_at{typed.names(table_name)})
+    SELECT f.j, f.acct, f.ts{typed.values(table_name, "f.j")} FROM {source} ORDER BY f.oid
     ON CONFLICT (id) DO UPDATE SET {update}
     WHERE t._last_synced_at IS NULL OR t._last_synced_at < EXCLUDED._last_synced_at
     RETURNING t.id
 )""")
         if not deleting:
-            writes.extend(children_sql(g, REGISTRY[table_name]))
+            writes.extend(children_sql(g, REGISTRY[table_name], typed))
         written.append(f"SELECT {g} AS g, id FROM w{g}")
         prior.append(f"SELECT {g} AS g, id, _last_synced_at FROM p{g}")
     # `OFFSET 0` keeps the lookups per event on the primary keys: the planner cannot tell how few events a
@@ -132,13 +139,14 @@ SELECT i.eid, COALESCE(d.outcome, 'duplicate') FROM input i LEFT JOIN decided d 
 """
 
 
-def children_sql(g: int, entry: ObjectType) -> list[str]:
+def children_sql(g: int, entry: ObjectType, typed: TypedColumns | None = None) -> list[str]:
     """CTEs storing the children embedded in the parents group `g` wrote (as `store_children` does for a
     payload): each child over an older row (strictly older when the child has events of its own), and,
     from a complete list, the retirement of children stored earlier that are no longer in it.
 
     Only parents this statement wrote (`w{g}`) count; the retirement and the upsert touch disjoint rows.
     """
+    typed = typed or TypedColumns()
     ctes = []
     for n, nested in enumerate(entry.nested_lists):
         child = REGISTRY.get(nested.child_table or "")
@@ -153,13 +161,13 @@ def children_sql(g: int, entry: ObjectType) -> list[str]:
                          f't."{child.parent_column}")' if child.parent_column else "")
         newer = "<" if child.event_types else "<="
         ctes.append(f"""c{g}_{n} AS (
-    INSERT INTO {table} AS t (_raw_data, _account_id, _last_synced_at{column})
-    SELECT DISTINCT ON (k.value->>'id') k.value, f.acct, f.ts{", f.oid" if column else ""}
+    INSERT INTO {table} AS t (_raw_data, _account_id, _last_synced_at{column}{typed.names(child.table)})
+    SELECT DISTINCT ON (k.value->>'id') k.value, f.acct, f.ts{", f.oid" if column else ""}{typed.values(child.table, "k.value")}
     FROM {parents} CROSS JOIN LATERAL jsonb_array_elements({items}) AS k
     WHERE f.g = {g} AND jsonb_typeof(k.value) = 'object' AND k.value->>'id' <> ''
     ORDER BY k.value->>'id', f.ts DESC
     ON CONFLICT (id) DO UPDATE SET _raw_data = EXCLUDED._raw_data, _account_id = EXCLUDED._account_id,
-        _last_synced_at = EXCLUDED._last_synced_at{update_parent}
+        _last_synced_at = EXCLUDED._last_synced_at{update_parent}{typed.excluded(child.table)}
     WHERE t._last_synced_at IS NULL OR t._last_synced_at {newer} EXCLUDED._last_synced_at
     RETURNING t.id
 )""")
@@ -217,6 +225,7 @@ class EventWriter:
         self._tasks: set[asyncio.Task] = set()
         self._known_accounts: set[str] = set()
         self._sql: dict[tuple[Group, ...], str] = {}
+        self._typed: TypedColumns | None = None
         self.batches = 0
         self.rows = 0
 
@@ -352,11 +361,15 @@ class EventWriter:
     async def _write_once(self, batch: list[PendingWrite]) -> dict[str, str]:
         ordered = sorted(batch, key=lambda i: i.object_id)
         groups = tuple(sorted({(i.object_type.table, i.deleting) for i in ordered}))
+        typed = await self._db.typed_columns()
+        if typed is not self._typed:  # the schema's typed columns were learned since: new statements
+            self._sql.clear()
+            self._typed = typed
         sql = self._sql.get(groups)
         if sql is None:
             if len(self._sql) > 256:
                 self._sql.clear()
-            sql = self._sql[groups] = batch_sql(groups)
+            sql = self._sql[groups] = batch_sql(groups, typed)
         params = {"batch": batch_document(ordered, {group: g for g, group in enumerate(groups)})}
         accounts = {item.account_id for item in batch}
         async with self.connection() as conn:

@@ -84,11 +84,14 @@ class ObjectStore:
             params: dict = {"ids": ids, "synced": synced_at}
         else:
             await self.db.ensure_accounts([account_id], conn=conn)
+            typed, name = await self.db.typed_columns(conn), object_type.table
             sql = (
-                f"INSERT INTO {table} (_raw_data, _account_id, _last_synced_at) "
-                "SELECT r::jsonb, %(account)s, %(synced)s FROM unnest(%(raw)s::text[]) AS r "
+                f"INSERT INTO {table} (_raw_data, _account_id, _last_synced_at{typed.names(name)}) "
+                f"SELECT j, %(account)s, %(synced)s{typed.values(name, 'j')} "
+                "FROM (SELECT r::jsonb AS j FROM unnest(%(raw)s::text[]) AS r OFFSET 0) AS v "
                 f"ON CONFLICT (id) DO UPDATE SET _raw_data = {table}._raw_data || EXCLUDED._raw_data, "
-                f"_last_synced_at = EXCLUDED._last_synced_at WHERE {newer_guard} RETURNING id"
+                f"_last_synced_at = EXCLUDED._last_synced_at"
+                f"{typed.assignments(name, f'{table}._raw_data || EXCLUDED._raw_data')} WHERE {newer_guard} RETURNING id"
             )
             params = {"raw": [_dump({**o, "deleted": True}) for o in objects if o.get("id")],
                       "account": account_id, "synced": synced_at}

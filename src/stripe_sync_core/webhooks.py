@@ -49,6 +49,7 @@ from .registry import (
 )
 from .results import WebhookOutcome
 from .stripe_api import ObjectNotFound
+from .typed_columns import TypedColumns
 
 if TYPE_CHECKING:
     from .context import EngineContext
@@ -410,7 +411,8 @@ class WebhookProcessor:
             if not deleting:
                 obj = await self._complete_lists(entry, obj, account)
             new_accounts = await self.writer.ensure_accounts(conn, {account})
-            written_at = await _write_one(conn, entry, obj, account, created, limit, deleting)
+            written_at = await _write_one(conn, entry, obj, account, created, limit, deleting,
+                                          await self.ctx.database.typed_columns(conn))
             nothing_to_remove = deleting and entry.deletion == "remove" and newest is None
             if written_at is None and not nothing_to_remove:
                 if not fetch:
@@ -645,7 +647,7 @@ async def _insert_event_log(conn: psycopg.AsyncConnection, event_id: str, event_
 
 
 async def _write_one(conn: psycopg.AsyncConnection, entry: ObjectType, obj: dict, account: str,
-                     created: datetime, limit: datetime, deleting: bool) -> datetime | None:
+                     created: datetime, limit: datetime, deleting: bool, typed: TypedColumns) -> datetime | None:
     """Write one object over a row older than `limit`, keeping the later of the two times.
 
     Returns the row's time after the write; None when nothing was written (or nothing was there to
@@ -659,21 +661,23 @@ async def _write_one(conn: psycopg.AsyncConnection, entry: ObjectType, obj: dict
             f"DELETE FROM {table} AS t WHERE t.id = %(id)s AND "
             "(t._last_synced_at IS NULL OR t._last_synced_at < %(limit)s) RETURNING t._last_synced_at", params)
         return None if await cursor.fetchone() is None else created
-    parent = entry.parent_column
-    columns = "_raw_data, _account_id, _last_synced_at" + (f', "{parent}"' if parent else "")
-    values = "%(raw)s::jsonb, %(account)s, %(ts)s" + (", %(parent)s" if parent else "")
+    parent, name = entry.parent_column, entry.table
+    columns = "_raw_data, _account_id, _last_synced_at" + (f', "{parent}"' if parent else "") + typed.names(name)
+    values = "j, %(account)s, %(ts)s" + (", %(parent)s" if parent else "") + typed.values(name, "j")
     if deleting:
         params["raw"] = json.dumps({**obj, "deleted": True}, ensure_ascii=False)
-        update = "_raw_data = t._raw_data || EXCLUDED._raw_data"
+        update = "_raw_data = t._raw_data || EXCLUDED._raw_data" + typed.assignments(
+            name, "t._raw_data || EXCLUDED._raw_data")
     else:
         params["raw"] = json.dumps(obj, ensure_ascii=False)
-        update = "_raw_data = EXCLUDED._raw_data, _account_id = EXCLUDED._account_id"
+        update = "_raw_data = EXCLUDED._raw_data, _account_id = EXCLUDED._account_id" + typed.excluded(name)
     if parent:
         params["parent"] = _ref(obj.get(parent))
         update += f', "{parent}" = COALESCE(EXCLUDED."{parent}", t."{parent}")'
     params["raw"] = clean_json(params["raw"])
     cursor = await conn.execute(
-        f"INSERT INTO {table} AS t ({columns}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {update}, "
+        f"INSERT INTO {table} AS t ({columns}) SELECT {values} FROM (SELECT %(raw)s::jsonb AS j) AS v "
+        f"ON CONFLICT (id) DO UPDATE SET {update}, "
         f"_last_synced_at = GREATEST(t._last_synced_at, EXCLUDED._last_synced_at) {guard} "
         "RETURNING t._last_synced_at", params)
     row = await cursor.fetchone()
