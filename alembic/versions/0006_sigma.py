@@ -51,7 +51,7 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _create(table: dict) -> list[str]:
+def _create(table: dict, existing: set[str], compression: str) -> list[str]:
     name = f"sigma.{_ident(table['table'])}"
     key = table["key"]
     surrogate = key["kind"] == "surrogate"
@@ -60,14 +60,14 @@ def _create(table: dict) -> list[str]:
     typed = []
     for sigma_name, _sigma_type, pg_type, *renamed in table["columns"]:
         column = renamed[0] if renamed else sigma_name
-        typed.append(f"{_ident(column)} {pg_type}{' NOT NULL' if sigma_name in key_columns else ''}")
-    columns += typed + ["_raw_data jsonb NOT NULL", "_last_synced_at timestamptz NOT NULL"]
+        typed.append((_ident(column), pg_type, sigma_name in key_columns))
+    columns += [f"{c} {t}{' NOT NULL' if k else ''}" for c, t, k in typed]
+    columns += [f"_raw_data jsonb{compression} NOT NULL", "_last_synced_at timestamptz NOT NULL"]
     primary = ["_account_id", "_key"] if surrogate else ["_account_id", *key["columns"]]
-    statements = [f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(columns)}, "
-                  f"PRIMARY KEY ({', '.join(map(_ident, primary))}))"]
-    # A table left by an earlier attempt keeps its rows and gains what it lacks.
-    statements.append(f"ALTER TABLE {name} " + ", ".join(f"ADD COLUMN IF NOT EXISTS {c.replace(' NOT NULL', '')}"
-                                                         for c in typed))
+    if table["table"] in existing:  # left by an earlier attempt: it keeps its rows and gains what it lacks
+        statements = [f"ALTER TABLE {name} " + ", ".join(f"ADD COLUMN IF NOT EXISTS {c} {t}" for c, t, _ in typed)]
+    else:
+        statements = [f"CREATE TABLE {name} ({', '.join(columns)}, PRIMARY KEY ({', '.join(map(_ident, primary))}))"]
     described = (f"surrogate key _key ({', '.join(key['columns'])}): {key['reason']}" if surrogate
                  else f"Stripe's key ({', '.join(key['columns'])})")
     statements.append(f"COMMENT ON TABLE {name} IS {_literal('Stripe Sigma table ' + table['table'] + '; ' + described)}")
@@ -77,20 +77,12 @@ def _create(table: dict) -> list[str]:
 def upgrade() -> None:
     frozen = json.loads(TABLES.read_text())
     assert frozen["revision"] == revision, f"{TABLES} is not the list of revision {revision}"
+    bind = op.get_bind()
     op.execute("CREATE SCHEMA IF NOT EXISTS sigma")
-    op.execute(";\n".join(s for table in frozen["tables"] for s in _create(table)))
-    op.execute(f"""
-        DO $$
-        DECLARE t regclass;
-        BEGIN
-            IF {LZ4_AVAILABLE} THEN
-                FOR t IN SELECT c.oid::regclass FROM pg_class c
-                         WHERE c.relnamespace = 'sigma'::regnamespace AND c.relkind = 'r' LOOP
-                    EXECUTE format('ALTER TABLE %s ALTER COLUMN _raw_data SET COMPRESSION lz4', t);
-                END LOOP;
-            END IF;
-        END
-        $$""")
+    existing = {row[0] for row in bind.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = 'sigma'")}
+    lz4 = bind.exec_driver_sql(f"SELECT {LZ4_AVAILABLE}").scalar()
+    compression = " COMPRESSION lz4" if lz4 else ""
+    op.execute(";\n".join(s for table in frozen["tables"] for s in _create(table, existing, compression)))
 
 
 def downgrade() -> None:
