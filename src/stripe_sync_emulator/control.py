@@ -55,6 +55,18 @@ class Control:
                 raise invalid(f"Unknown fault: {k}", param=k)
         return self.faults()
 
+    # ---- Sigma ----------------------------------------------------------------------------------
+    def sigma(self, **kw: Any) -> dict[str, Any]:
+        """Sigma's knobs (see ``sigma.SigmaSettings``); with arguments, changes them first."""
+        with self.core.lock:
+            return self.core.sigma.configure(**kw)
+
+    def sigma_rows(self, table: str, account: str | None = None) -> list[dict[str, str | None]]:
+        """A reporting table's rows as a result file carries them (ground truth for tests)."""
+        store = self.account(account)
+        with self.core.lock:
+            return self.core.sigma.rows(store, table)
+
     # ---- clock ---------------------------------------------------------------------------------
     def clock(self, *, freeze: Any = None, at: float | None = None, advance: float | None = None,
               unfreeze: Any = None, reset: Any = None) -> dict[str, Any]:

@@ -15,7 +15,9 @@ from .clock import Clock
 from .errors import StripeError
 from .events import RETENTION_SECONDS, build_event, endpoint_wants
 from .faults import Faults, RateLimitConfig, RateLimiter, Stats
+from .files import Files
 from .ids import b62_hash, stable_hash
+from .sigma import Sigma
 from .templates import make
 from .versions import DEFAULT_API_VERSION, check_modelled, render_at
 
@@ -95,6 +97,8 @@ class EmulatorCore:
         self.deliverer: Deliverer | None = None
         self.mutation_rng = random.Random(stable_hash("mutations", seed))
         self._events_since_prune = 0
+        self.files = Files()
+        self.sigma = Sigma(self)
 
     # ---- accounts -------------------------------------------------------------------------------
     def _account_object(self, acct_id: str, created: int, typ: str, k: int) -> dict[str, Any]:
