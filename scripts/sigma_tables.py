@@ -13,6 +13,7 @@ rewritten (`--force` aside): a later shape change is a new revision whose migrat
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -69,7 +70,9 @@ def convert(table: dict) -> dict:
         time_column = next((c for c in table["primary_key"] if types.get(c) == "timestamp"), None)
     if not cursor:
         time_column = None  # a table read whole is refreshed whole
-    return {"table": name, "dataset": table["dataset"], "columns": columns, "key": key, "cursor": cursor,
+    # PostgreSQL cuts identifiers at 63 bytes: a longer table name is shortened and made unique by a hash.
+    pg_table = name if len(name.encode()) <= 63 else f"{name[:54]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return {"table": name, "pg_table": pg_table, "dataset": table["dataset"], "columns": columns, "key": key, "cursor": cursor,
             "cursor_types": [cursor_type(types[c]) for c in cursor], "time_column": time_column}
 
 

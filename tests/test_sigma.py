@@ -29,7 +29,7 @@ def sigma_engine(url: str, emu: Any, **overrides: Any) -> StripeSync:
 
 def stored(url: str, table: str) -> list[dict]:
     with psycopg.connect(url) as conn:
-        return [r[0] for r in conn.execute(f'SELECT _raw_data FROM sigma."{table}"')]
+        return [r[0] for r in conn.execute(f'SELECT _raw_data FROM sigma."{sigma_table(table).pg_table}"')]
 
 
 def key_of(table: str, row: dict) -> tuple:

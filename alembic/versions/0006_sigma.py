@@ -1,6 +1,6 @@
 """Stripe Sigma: schema `sigma`, one table per Sigma reporting table of the frozen list `sigma/tables_0006.json`.
 
-The list is written by `scripts/sigma_tables.py` from Stripe's table list and never regenerated at run
+Table names over PostgreSQL's 63 bytes are shortened with a hash (`pg_table` in the list). The list is written by `scripts/sigma_tables.py` from Stripe's table list and never regenerated at run
 time, so this revision creates the same 187 tables everywhere. Each table has the Sigma columns, typed
 (varchar -> text, bigint, double precision, boolean, numeric, timestamp -> timestamptz, or date for
 day columns; nullable: Sigma's CSV has no NOT NULL), `_raw_data jsonb` (the CSV row as Stripe sent it),
@@ -51,8 +51,8 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _create(table: dict, existing: set[str], compression: str) -> list[str]:
-    name = f"sigma.{_ident(table['table'])}"
+def _create(table: dict, existing: dict[str, set[str]], compression: str) -> list[str]:
+    name = f"sigma.{_ident(table['pg_table'])}"
     key = table["key"]
     surrogate = key["kind"] == "surrogate"
     key_columns = set() if surrogate else set(key["columns"])
@@ -64,8 +64,12 @@ def _create(table: dict, existing: set[str], compression: str) -> list[str]:
     columns += [f"{c} {t}{' NOT NULL' if k else ''}" for c, t, k in typed]
     columns += [f"_raw_data jsonb{compression} NOT NULL", "_last_synced_at timestamptz NOT NULL"]
     primary = ["_account_id", "_key"] if surrogate else ["_account_id", *key["columns"]]
-    if table["table"] in existing:  # left by an earlier attempt: it keeps its rows and gains what it lacks
-        statements = [f"ALTER TABLE {name} " + ", ".join(f"ADD COLUMN IF NOT EXISTS {c} {t}" for c, t, _ in typed)]
+    if table["pg_table"] in existing:  # left by an earlier run: it keeps its rows and gains what it lacks
+        has = existing[table["pg_table"]]
+        lacking = [(c, t) for c, t, _ in typed if c.strip('"').replace('""', '"') not in has]
+        if not lacking:
+            return []
+        statements = [f"ALTER TABLE {name} " + ", ".join(f"ADD COLUMN {c} {t}" for c, t in lacking)]
     else:
         statements = [f"CREATE TABLE {name} ({', '.join(columns)}, PRIMARY KEY ({', '.join(map(_ident, primary))}))"]
     described = (f"surrogate key _key ({', '.join(key['columns'])}): {key['reason']}" if surrogate
@@ -79,10 +83,15 @@ def upgrade() -> None:
     assert frozen["revision"] == revision, f"{TABLES} is not the list of revision {revision}"
     bind = op.get_bind()
     op.execute("CREATE SCHEMA IF NOT EXISTS sigma")
-    existing = {row[0] for row in bind.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = 'sigma'")}
+    existing: dict[str, set[str]] = {}
+    for table_name, column in bind.exec_driver_sql(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'sigma'"):
+        existing.setdefault(table_name, set()).add(column)
     lz4 = bind.exec_driver_sql(f"SELECT {LZ4_AVAILABLE}").scalar()
     compression = " COMPRESSION lz4" if lz4 else ""
-    op.execute(";\n".join(s for table in frozen["tables"] for s in _create(table, existing, compression)))
+    statements = [s for table in frozen["tables"] for s in _create(table, existing, compression)]
+    if statements:
+        op.execute(";\n".join(statements))
 
 
 def downgrade() -> None:

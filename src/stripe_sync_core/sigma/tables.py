@@ -41,6 +41,9 @@ class SigmaColumn:
 @dataclass(frozen=True)
 class SigmaTable:
     table: str
+    """Sigma's name (the one queries use)."""
+    pg_table: str
+    """The table in schema `sigma` (Sigma's name unless longer than PostgreSQL's 63 bytes)."""
     columns: tuple[SigmaColumn, ...]
     key: tuple[str, ...]
     surrogate: bool
@@ -76,7 +79,7 @@ def _tables() -> dict[str, SigmaTable]:
     for t in frozen["tables"]:
         columns = tuple(SigmaColumn(c[0], c[1], c[2], c[3] if len(c) > 3 else c[0]) for c in t["columns"])
         tables[t["table"]] = SigmaTable(
-            table=t["table"], columns=columns, key=tuple(t["key"]["columns"]),
+            table=t["table"], pg_table=t["pg_table"], columns=columns, key=tuple(t["key"]["columns"]),
             surrogate=t["key"]["kind"] == "surrogate", key_reason=t["key"]["reason"], cursor=tuple(t["cursor"]),
             cursor_types=tuple(t["cursor_types"]), time_column=t["time_column"])
     return tables

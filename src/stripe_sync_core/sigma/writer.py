@@ -61,7 +61,7 @@ def upsert_sql(table: SigmaTable) -> str:
     if table.surrogate:
         select = (f"SELECT DISTINCT ON ({values[1]}) {', '.join(values)} FROM {source} "
                   f"ORDER BY {values[1]}, n DESC")
-    return (f"INSERT INTO sigma.{_ident(table.table)} AS t ({', '.join(map(_ident, names))}) {select} "
+    return (f"INSERT INTO sigma.{_ident(table.pg_table)} AS t ({', '.join(map(_ident, names))}) {select} "
             f"ON CONFLICT ({', '.join(map(_ident, conflict))}) DO UPDATE SET "
             + ", ".join(f"{_ident(n)} = excluded.{_ident(n)}" for n in updated)
             + " WHERE t._last_synced_at <= excluded._last_synced_at")
