@@ -8,17 +8,20 @@ from typing import Any
 
 import psycopg
 import pytest
+import stripe
 
 from backfill_support import FAST, engine_config
 from stripe_sync_core import StripeSync
 from stripe_sync_core.backfill import BackfillOptions
 from stripe_sync_core.sigma import sigma_table
-from stripe_sync_core.sigma.client import PollOptions
+from stripe_sync_core.sigma.client import PollOptions, SigmaNeedsLiveKey
+from stripe_sync_tui.problems import problem_from
 
 SIGMA_FAST = BackfillOptions(idle_poll_seconds=0.05, heartbeat_seconds=0.5, lease_seconds=30.0,
                              sigma_poll=PollOptions(first_delay=0.01, factor=1.5, max_delay=0.05, timeout=30))
 TABLES = ["customers", "charges", "invoices", "invoice_line_items", "subscription_item_change_events",
           "price_tiers", "balance_transactions"]
+USED = [*TABLES, "disputes", "refunds"]
 
 
 def sigma_engine(url: str, emu: Any, **overrides: Any) -> StripeSync:
@@ -49,10 +52,69 @@ def emu(stripe_emulator_factory):
     return stripe_emulator_factory(customers=30, sigma={"polls": 1})
 
 
-async def test_full_sigma_backfill_lands_what_the_reporting_tables_hold(clean_db, emu):
-    async with sigma_engine(clean_db, emu) as sync:
+@pytest.fixture
+def sigma_db(clean_db):
+    """`clean_db` with the Sigma tables these tests write emptied too."""
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute("TRUNCATE " + ", ".join(f'sigma."{sigma_table(t).pg_table}"' for t in USED))
+    return clean_db
+
+
+async def test_full_sigma_backfill_lands_what_the_reporting_tables_hold(sigma_db, emu):
+    async with sigma_engine(sigma_db, emu) as sync:
         summary = await sync.process_until_done([f"sigma.{t}" for t in TABLES])
     for table in TABLES:
         assert summary[f"sigma.{table}"].status == "complete", summary[f"sigma.{table}"]
-        assert_lands_exactly(clean_db, emu, table)
+        assert_lands_exactly(sigma_db, emu, table)
     assert sum(len(emu.sigma_rows(t)) > 40 for t in TABLES) >= 2, "some table needs several pages"
+
+    with psycopg.connect(sigma_db) as conn:  # typed columns agree with the text Sigma sent
+        amount, created, raw = conn.execute(
+            "SELECT amount, created, _raw_data FROM sigma.charges ORDER BY id LIMIT 1").fetchone()
+    assert str(amount) == raw["amount"]
+    assert created.strftime("%Y-%m-%d %H:%M:%S") == raw["created"][:19] and created.utcoffset().total_seconds() == 0
+
+
+async def test_incremental_run_picks_up_rows_added_and_changed_since(sigma_db, emu):
+    async with sigma_engine(sigma_db, emu) as sync:
+        first = await sync.process_until_done(["sigma.customers"])
+        client = stripe.StripeClient(emu.live_secret_key, base_addresses={"api": emu.api_base}, max_network_retries=0)
+        changed = emu.objects("customers")[0]["id"]
+        await client.v1.customers.update_async(changed, {"name": "Changed Since"})
+        added = (await client.v1.customers.create_async({"name": "Added Since", "email": "added@example.com"})).id
+        second = await sync.process_until_done(["sigma.customers"])
+    assert_lands_exactly(sigma_db, emu, "customers")
+    names = {r["id"]: r["name"] for r in stored(sigma_db, "customers")}
+    assert names[changed] == "Changed Since" and names[added] == "Added Since"
+    total = len(emu.sigma_rows("customers"))
+    assert first["sigma.customers"].stored == total - 1
+    assert 2 <= second["sigma.customers"].stored < total, "the second run re-read only its window"
+
+
+async def test_inaccessible_table_is_skipped_and_failing_query_errors_while_others_complete(sigma_db, emu):
+    emu.set_sigma(inaccessible_tables=["disputes"], failing_tables={"refunds": "Query exceeded the limit"})
+    async with sigma_engine(sigma_db, emu) as sync:
+        summary = await sync.process_until_done(["sigma.customers", "sigma.disputes", "sigma.refunds"])
+    assert summary["sigma.customers"].status == "complete"
+    assert_lands_exactly(sigma_db, emu, "customers")
+    skipped = summary["sigma.disputes"]
+    assert skipped.status == "skipped" and skipped.errors == 0
+    assert "disputes" in skipped.error_messages[0] and "inaccessible" in skipped.error_messages[0]
+    failed = summary["sigma.refunds"]
+    assert failed.status == "error" and failed.errors == 1
+    assert "Query exceeded the limit" in failed.error_messages[0]
+    with psycopg.connect(sigma_db) as conn:
+        rows = dict(conn.execute("SELECT object, status FROM stripe._sync_obj_runs WHERE object LIKE 'sigma.%'"))
+    assert rows == {"sigma.customers": "complete", "sigma.disputes": "complete", "sigma.refunds": "error"}
+
+
+async def test_a_test_mode_key_is_refused_with_what_to_do(sigma_db, emu):
+    config = engine_config(sigma_db, emu.api_base, emu.secret_key, enable_sigma=True)
+    async with StripeSync(config, backfill_options=SIGMA_FAST) as sync:
+        with pytest.raises(SigmaNeedsLiveKey) as refused:
+            await sync.process_until_done("sigma")
+    problem = problem_from(refused.value)
+    assert "no test-mode data" in problem.detail and "live key" in problem.detail
+    assert problem.kind == "not_configured"
+    with psycopg.connect(sigma_db) as conn:
+        assert conn.execute("SELECT count(*) FROM stripe._sync_runs").fetchone()[0] == 0, "no run opened"
