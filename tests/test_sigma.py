@@ -4,13 +4,17 @@ exactly what the emulator's reporting tables hold; failures, skips and test keys
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from typing import Any
 
 import psycopg
 import pytest
 import stripe
+from backfill_support import engine_config
 
-from backfill_support import FAST, engine_config
 from stripe_sync_core import StripeSync
 from stripe_sync_core.backfill import BackfillOptions
 from stripe_sync_core.sigma import sigma_table
@@ -118,3 +122,40 @@ async def test_a_test_mode_key_is_refused_with_what_to_do(sigma_db, emu):
     assert problem.kind == "not_configured"
     with psycopg.connect(sigma_db) as conn:
         assert conn.execute("SELECT count(*) FROM stripe._sync_runs").fetchone()[0] == 0, "no run opened"
+
+
+def _landed(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT COALESCE(sum(processed_count), 0) FROM stripe._sync_obj_runs "
+                           "WHERE object = 'sigma.balance_transactions'").fetchone()
+    return int(row[0])
+
+
+async def test_a_sigma_backfill_killed_mid_run_resumes_landing_each_row_once(sigma_db, stripe_emulator_factory):
+    emu = stripe_emulator_factory(customers=10, sigma={"polls": 0, "synthetic_rows": {"balance_transactions": 1200}})
+    total = len(emu.sigma_rows("balance_transactions"))
+    config = engine_config(sigma_db, emu.api_base, emu.live_secret_key, sigma_page_size=100)
+    proc = subprocess.Popen([sys.executable, "-m", "stripe_sync_tui.cli", "--headless", "--json", "backfill",
+                             "sigma.balance_transactions", "--sigma"],
+                            env=config.child_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while _landed(sigma_db) < 300:  # a few pages committed, most still to come
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else proc.returncode
+            assert time.monotonic() < deadline, "the backfill made no progress"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    landed = _landed(sigma_db)
+    assert 300 <= landed < total, "killed mid-run"
+    with psycopg.connect(sigma_db) as conn:
+        assert conn.execute("SELECT count(*) FROM sigma.balance_transactions").fetchone()[0] == landed
+    async with sigma_engine(sigma_db, emu, sigma_page_size=100, pool_max_size=4) as sync:
+        summary = await sync.process_until_done(["sigma.balance_transactions"], join=True)
+    result = summary["sigma.balance_transactions"]
+    assert result.status == "complete"
+    assert result.stored == total, "each row counted once across the kill: no page fetched twice"
+    assert_lands_exactly(sigma_db, emu, "balance_transactions")
