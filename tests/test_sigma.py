@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -15,7 +16,7 @@ import pytest
 import stripe
 from backfill_support import engine_config
 
-from stripe_sync_core import StripeSync
+from stripe_sync_core import StripeSync, status
 from stripe_sync_core.backfill import BackfillOptions
 from stripe_sync_core.sigma import sigma_table
 from stripe_sync_core.sigma.client import PollOptions, SigmaNeedsLiveKey
@@ -67,6 +68,17 @@ def sigma_db(clean_db):
 async def test_full_sigma_backfill_lands_what_the_reporting_tables_hold(sigma_db, emu):
     async with sigma_engine(sigma_db, emu) as sync:
         summary = await sync.process_until_done([f"sigma.{t}" for t in TABLES])
+        # Shown like any object: the run's rows (console screens 1 and 3, `status`), the stored counts,
+        # and an account deletion's preview.
+        _, progress = await status.current_run_rows(sync.database, now=datetime.now(UTC))
+        counts = await status.sigma_row_counts(sync.database)
+        preview = await sync.dangerously_delete_synced_account_data(emu.account_id, dry_run=True, force=True)
+    shown = {row.object: row for row in progress}
+    for table in TABLES:
+        rows = len(emu.sigma_rows(table))
+        assert shown[f"sigma.{table}"].status == "complete" and shown[f"sigma.{table}"].processed == rows
+        assert counts.get(f"sigma.{table}", 0) == rows
+        assert preview.deleted_record_counts.get(f"sigma.{table}", 0) == rows
     for table in TABLES:
         assert summary[f"sigma.{table}"].status == "complete", summary[f"sigma.{table}"]
         assert_lands_exactly(sigma_db, emu, table)

@@ -226,6 +226,7 @@ async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) 
     async def body(sync: StripeSync) -> int:
         db = sync.database
         counts = await status.table_row_counts(db)
+        counts.update(await status.sigma_row_counts(db))
         runs = await status.open_runs(db)
         last_event = await status.last_event(db)
         dead_letter_count, dead = await status.dead_letters(db)
