@@ -3,6 +3,7 @@ exactly what the emulator's reporting tables hold; failures, skips and test keys
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -18,8 +19,10 @@ from backfill_support import engine_config
 
 from stripe_sync_core import StripeSync, status
 from stripe_sync_core.backfill import BackfillOptions
-from stripe_sync_core.sigma import sigma_table
+from stripe_sync_core.sigma import sigma_objects, sigma_table
 from stripe_sync_core.sigma.client import PollOptions, SigmaNeedsLiveKey
+from stripe_sync_tui import headless
+from stripe_sync_tui.output import Output
 from stripe_sync_tui.problems import problem_from
 
 SIGMA_FAST = BackfillOptions(idle_poll_seconds=0.05, heartbeat_seconds=0.5, lease_seconds=30.0,
@@ -171,3 +174,28 @@ async def test_a_sigma_backfill_killed_mid_run_resumes_landing_each_row_once(sig
     assert result.status == "complete"
     assert result.stored == total, "each row counted once across the kill: no page fetched twice"
     assert_lands_exactly(sigma_db, emu, "balance_transactions")
+
+
+async def test_listen_with_sigma_refreshes_every_sigma_table(sigma_db, stripe_emulator_factory, capsys):
+    emu = stripe_emulator_factory(customers=10, sigma={"polls": 0})
+    with psycopg.connect(sigma_db, autocommit=True) as conn:
+        conn.execute("TRUNCATE " + ", ".join(f'sigma."{sigma_table(t).pg_table}"' for t in sigma_objects()))
+        # A row Stripe no longer holds, in a table read whole: the refresh removes it.
+        conn.execute("INSERT INTO sigma.price_tiers (_account_id, _key, price_id, _raw_data, _last_synced_at) "
+                     "VALUES (%s, 'gone', 'price_gone', '{}', now() - interval '1 day')", (emu.account_id,))
+    async with sigma_engine(sigma_db, emu, sigma_page_size=10_000) as sync:
+        refresh = asyncio.create_task(headless._refresh_sigma(sync, Output(json_mode=True), 12.0))
+        try:
+            deadline = time.monotonic() + 120
+            while '"sigma_refreshed"' not in capsys.readouterr().out:
+                assert not refresh.done(), refresh
+                assert time.monotonic() < deadline, "no refresh"
+                await asyncio.sleep(0.1)
+        finally:
+            refresh.cancel()
+            await asyncio.gather(refresh, return_exceptions=True)
+    with psycopg.connect(sigma_db) as conn:
+        chunks = dict(conn.execute("SELECT object, status FROM stripe._sync_obj_runs"))
+    assert chunks == {name: "complete" for name in sigma_objects()}
+    for table in ("customers", "price_tiers", "subscription_item_change_events", "invoice_line_items"):
+        assert_lands_exactly(sigma_db, emu, table)

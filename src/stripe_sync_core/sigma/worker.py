@@ -87,4 +87,4 @@ class SigmaPages:
         async with self.ctx.database.pool.connection() as conn, conn.transaction():
             await conn.execute("SET LOCAL synchronous_commit = off")  # a lost commit loses its cursor too
             await self.ledger.advance(conn, chunk, key, done=done)
-            await send_page(conn, table, page.rows, account, observed_at)
+            await send_page(conn, table, page.rows, account, observed_at, whole=not table.cursor)

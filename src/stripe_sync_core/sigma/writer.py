@@ -68,7 +68,12 @@ def upsert_sql(table: SigmaTable) -> str:
 
 
 async def send_page(conn: psycopg.AsyncConnection, table: SigmaTable, rows: list[dict], account: str,
-                    observed_at: datetime) -> None:
+                    observed_at: datetime, *, whole: bool = False) -> None:
+    """Upsert the page's rows; `whole` (the page is the entire table) also removes the account's rows
+    the table no longer holds, in the same transaction."""
     if rows:
         await conn.execute(upsert_sql(table), {"account": account, "at": observed_at,  # type: ignore[arg-type]
                                                "rows": orjson.dumps(rows).decode()})
+    if whole:
+        await conn.execute(f"DELETE FROM sigma.{_ident(table.pg_table)} "  # type: ignore[arg-type]
+                           "WHERE _account_id = %s AND _last_synced_at < %s", (account, observed_at))
