@@ -129,6 +129,8 @@ def preview_chunks(objects: str | Sequence[str], created_gte: int | None, create
         else:
             planned.extend(PlannedChunk(root.table, gte, lte, note=note)
                            for gte, lte in reversed(fixed_windows(spec, low, high)))
+    planned.extend(PlannedChunk(name, note="Sigma: keyset pages of query runs")
+                   for name in tables_for(objects) if is_sigma_object(name))
     return planned
 
 
