@@ -67,6 +67,11 @@ class Control:
         with self.core.lock:
             return self.core.sigma.rows(store, table)
 
+    def sigma_count(self, table: str, account: str | None = None) -> int:
+        store = self.account(account)
+        with self.core.lock:
+            return self.core.sigma.count(store, table)
+
     # ---- clock ---------------------------------------------------------------------------------
     def clock(self, *, freeze: Any = None, at: float | None = None, advance: float | None = None,
               unfreeze: Any = None, reset: Any = None) -> dict[str, Any]:

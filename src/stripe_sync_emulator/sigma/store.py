@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from ..ids import stable_hash
-from .reporting import SOURCES, Row, Source, parent_id
+from .reporting import SOURCES, Row, Source
 from .schema import SigmaTable, tables, timestamp_text, to_sql
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,10 +95,13 @@ class ReportingStore:
         created = obj.get("created")
         if isinstance(created, int):
             return created
-        pid = parent_id(self.account, type_name, seq)
-        parent = self.account.render_by_id(pid, True) if pid else None
-        created = parent.get("created") if parent else None
-        return created if isinstance(created, int) else self.account.gen_end
+        t = self.account.tables[type_name]
+        if t.rt.parent is not None:
+            pt = self.account.tables[t.rt.parent]
+            pseq = t.parent_of_generated(pt, seq) if seq < t.n_gen else t.parent_of.get(seq)
+            if pseq is not None and pseq >= 0 and pt.rt.has_created:
+                return pt.created_of(pseq)
+        return self.account.gen_end
 
     def _insert_many(self, type_name: str, table: str, items: list[tuple[int, tuple[Any, ...]]]) -> None:
         sql = self._insert_sql(self.tables[table])
@@ -114,13 +117,9 @@ class ReportingStore:
 
     @staticmethod
     def _values(t: SigmaTable, row: Row, landed: float | None) -> tuple[Any, ...]:
-        out = []
-        for col, typ in t.columns:
-            if col == "batch_timestamp":
-                out.append(timestamp_text(landed) if landed is not None else None)
-            else:
-                out.append(to_sql(row.get(col), typ))
-        return tuple(out)
+        landed_text = timestamp_text(landed) if landed is not None else None
+        return tuple(landed_text if col == "batch_timestamp" else
+                     (None if (v := row.get(col)) is None else to_sql(v, typ)) for col, typ in t.columns)
 
     def _resync(self, type_name: str, now: float) -> None:
         """Derive again the objects of ``type_name`` that can have changed: stored, new or deleted."""
@@ -238,7 +237,7 @@ def _synthetic_insert(st: SigmaTable, start: int, end: int, n: int) -> str:
         elif col in st.primary_key and typ in ("bigint", "integer"):
             exprs.append("1000000000000 + n")
         elif typ == "timestamp":
-            exprs.append(f"strftime('%Y-%m-%d %H:%M:%S', {start} + CAST(n * {step} AS INTEGER), 'unixepoch') || '.000'")
+            exprs.append("ts")
         elif typ in ("bigint", "integer"):
             exprs.append("(n * 7919) % 100000")
         elif typ == "boolean":
@@ -247,5 +246,7 @@ def _synthetic_insert(st: SigmaTable, start: int, end: int, n: int) -> str:
             exprs.append("'usd'")
         else:
             exprs.append("NULL")
+    # One formatted time per row, shared by every timestamp column.
+    ts = f"strftime('%Y-%m-%d %H:%M:%S', {start} + CAST(n * {step} AS INTEGER), 'unixepoch') || '.000'"
     return (f'WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {int(n)}) '
-            f'INSERT INTO "{st.name}" SELECT {", ".join(exprs)} FROM s')
+            f'INSERT INTO "{st.name}" SELECT {", ".join(exprs)} FROM (SELECT n, {ts} AS ts FROM s)')
