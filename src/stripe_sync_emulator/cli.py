@@ -84,6 +84,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         await emu.start_async()
         print(f"Stripe API emulator listening on {emu.api_base}", flush=True)
         print(f"API key: {emu.secret_key}", flush=True)
+        print(f"Live key (Sigma answers live keys only): {emu.live_secret_key}", flush=True)
         print(f"Account: {emu.account_id}" + (f" (connected: {', '.join(emu.connected_account_ids)})"
                                                if emu.connected_account_ids else ""), flush=True)
         print(f"Objects: {emu.total_objects()} generated in {emu.build_seconds:.1f}s; control API at "

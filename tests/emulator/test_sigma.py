@@ -3,6 +3,7 @@ format, keyset paging, changes landing with a new ``batch_timestamp``, faults an
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import time
@@ -15,6 +16,7 @@ import stripe
 from emulator_helpers import client_for, control, raw
 
 from stripe_sync_emulator import StripeEmulator
+from stripe_sync_emulator.cli import add_emulator_arguments, build_from_args
 from stripe_sync_emulator.sigma.schema import tables, trino_double
 
 TS_FORMAT = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}"
@@ -294,3 +296,17 @@ def test_file_reads_share_the_files_api_limit(stripe_emulator_factory):
                 assert exc.headers["Stripe-Rate-Limited-Reason"] == "endpoint-rate"
     elapsed = time.monotonic() - t0
     assert 20 <= codes.count(200) <= 21 + 20 * elapsed and 429 in codes
+
+
+def test_emulator_command_flags_set_sigma():
+    parser = argparse.ArgumentParser()
+    add_emulator_arguments(parser)
+    args = parser.parse_args(["--port", "0", "--customers", "5", "--sigma-polls", "0",
+                              "--sigma-rows", "balance_transactions=10", "--sigma-inaccessible", "disputes,refunds",
+                              "--sigma-failing", "invoices"])
+    settings = build_from_args(args).control.sigma()
+    assert settings["polls"] == 0 and settings["synthetic_rows"] == {"balance_transactions": 10}
+    assert settings["inaccessible_tables"] == ["disputes", "refunds"] and list(settings["failing_tables"]) == ["invoices"]
+    for bad in (["--sigma-rows", "balance_transactions"], ["--sigma-inaccessible", "no_such_table"]):
+        with pytest.raises(ValueError, match="sigma-rows takes TABLE=N|Unknown Sigma table: no_such_table"):
+            build_from_args(parser.parse_args(["--port", "0", "--customers", "5", *bad]))
