@@ -62,11 +62,11 @@ def query(emu: StripeEmulator, sql: str) -> list[dict[str, str]]:
 
 @pytest.fixture
 def sigma_emulator(stripe_emulator_factory) -> StripeEmulator:
-    return stripe_emulator_factory(sigma={"polls": 0})
+    return stripe_emulator_factory(customers=30, sigma={"polls": 0})
 
 
 def test_query_run_takes_polls_then_succeeds_with_a_csv_file(stripe_emulator_factory):
-    emu = stripe_emulator_factory(sigma={"polls": 2})
+    emu = stripe_emulator_factory(customers=20, sigma={"polls": 2})
     client = live(emu)
     run = create_run(client, "SELECT id, amount, captured, created FROM charges ORDER BY id ASC LIMIT 5")
     assert run["object"] == "sigma.sigma_query_run" and run["id"].startswith("qry_")
@@ -216,9 +216,20 @@ def test_changes_land_with_a_new_batch_timestamp(sigma_emulator):
     emu.clock.advance(60)
     assert {r["id"]: r for r in emu.sigma_rows("customers")} == after
 
+    # Canceling a subscription ends its items in the revenue table (rows read from two types).
+    sub = next(s for s in emu.objects("subscriptions") if s["status"] == "active")
+    client.v1.subscriptions.cancel(sub["id"])
+    events = query(emu, f"SELECT subscription_item_id, event_type, mrr_change FROM subscription_item_change_events "
+                        f"WHERE subscription_id = '{sub['id']}' ORDER BY event_timestamp, event_type")
+    items = {i["id"] for i in sub["items"]["data"]}
+    assert {e["subscription_item_id"] for e in events} == items
+    ends = [e for e in events if e["event_type"] == "ACTIVE_END"]
+    starts = {e["subscription_item_id"]: int(e["mrr_change"]) for e in events if e["event_type"] == "ACTIVE_START"}
+    assert len(ends) == len(items) and all(int(e["mrr_change"]) == -starts[e["subscription_item_id"]] for e in ends)
+
 
 def test_failing_and_invalid_queries_end_failed(stripe_emulator_factory):
-    emu = stripe_emulator_factory(sigma={"polls": 1, "failing_tables": {"invoices": "Query timed out"}})
+    emu = stripe_emulator_factory(customers=20, sigma={"polls": 1, "failing_tables": {"invoices": "Query timed out"}})
     client = live(emu)
     run = create_run(client, "SELECT * FROM invoices LIMIT 10")
     assert run["status"] == "running"
@@ -233,7 +244,7 @@ def test_failing_and_invalid_queries_end_failed(stripe_emulator_factory):
 
 
 def test_inaccessible_tables_are_named(stripe_emulator_factory):
-    emu = stripe_emulator_factory(sigma={"polls": 0})
+    emu = stripe_emulator_factory(customers=20, sigma={"polls": 0})
     client = live(emu)
     with pytest.raises(stripe.InvalidRequestError, match=r"do not exist or are inaccessible: \[no_such_table\]"):
         create_run(client, "SELECT * FROM no_such_table")
@@ -279,7 +290,7 @@ def test_synthetic_rows_make_a_large_table(sigma_emulator):
 
 
 def test_file_reads_share_the_files_api_limit(stripe_emulator_factory):
-    emu = stripe_emulator_factory(rate_limit="auto", sigma={"polls": 0})
+    emu = stripe_emulator_factory(customers=10, rate_limit="auto", sigma={"polls": 0})
     run = create_run(live(emu), "SELECT 1 AS one")
     fid = run["result"]["file"]
     codes = []

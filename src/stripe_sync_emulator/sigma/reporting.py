@@ -226,3 +226,7 @@ def _sources() -> list[Source]:
 
 
 SOURCES: list[Source] = _sources()
+
+# Types whose rows also read another type's objects: when that type changes, they are derived again
+# (an item's change events end when its subscription is canceled).
+DEPENDS: dict[str, tuple[str, ...]] = {"subscription_items": ("subscriptions",)}
