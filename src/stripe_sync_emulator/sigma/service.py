@@ -87,6 +87,9 @@ def _as_text(records: list[Any], col_types: list[str | None]) -> list[Any]:
         return records
     out = []
     for r in records:
+        if all(r[i] is None for i, _ in special):
+            out.append(r)
+            continue
         row = list(r)
         for i, typ in special:
             v = row[i]

@@ -266,7 +266,9 @@ def _synthetic_insert(st: SigmaTable, start: int, end: int, n: int) -> str:
             exprs.append("'usd'")
         else:
             exprs.append("NULL")
-    # One formatted time per row, shared by every timestamp column.
-    ts = f"strftime('%Y-%m-%d %H:%M:%S', {start} + CAST(n * {step} AS INTEGER), 'unixepoch') || '.000'"
-    return (f'WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {int(n)}) '
-            f'INSERT INTO "{st.name}" SELECT {", ".join(exprs)} FROM (SELECT n, {ts} AS ts FROM s)')
+    # One formatted time per row, shared by every timestamp column (computed in the recursion, so once).
+    def ts(n: str) -> str:
+        return f"strftime('%Y-%m-%d %H:%M:%S', {start} + CAST({n} * {step} AS INTEGER), 'unixepoch') || '.000'"
+
+    return (f"WITH RECURSIVE s(n, ts) AS (SELECT 1, {ts('1')} UNION ALL SELECT n + 1, {ts('(n + 1)')} FROM s "
+            f'WHERE n < {int(n)}) INSERT INTO "{st.name}" SELECT {", ".join(exprs)} FROM s')
