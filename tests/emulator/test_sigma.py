@@ -119,10 +119,11 @@ def test_csv_is_written_as_sigma_writes_it(sigma_emulator):
     assert fx == {"ratio": "0.125", "small": "5.0E-5"}
 
 
-def _keyset_pages(emu: StripeEmulator, table: str, size: int) -> tuple[list[dict[str, str]], int]:
+def _keyset_pages(emu: StripeEmulator, table: str, size: int,
+                  keys: list[str] | None = None) -> tuple[list[dict[str, str]], int]:
     """Page through ``table`` as the engine does: ORDER BY the key, ``row > cursor`` expanded."""
     st = tables()[table]
-    keys = list(st.primary_key)
+    keys = keys or list(st.primary_key)
 
     def literal(value: str, typ: str | None) -> str:
         if typ == "timestamp":
@@ -159,6 +160,10 @@ def test_keyset_paging_reads_every_row_once(sigma_emulator):
         assert len(truth) > size and pages == len(truth) // size + 1
         assert sorted(tuple(r[k] for k in key) for r in got) == sorted(tuple(r[k] for k in key) for r in truth)
         assert len({tuple(r[k] for k in key) for r in got}) == len(got)
+    # An incremental pass: ordered by landing time, then id.
+    got, _ = _keyset_pages(emu, "invoice_line_items", 50, keys=["batch_timestamp", "id"])
+    assert sorted(r["id"] for r in got) == sorted(r["id"] for r in emu.sigma_rows("invoice_line_items"))
+    assert [(r["batch_timestamp"], r["id"]) for r in got] == sorted((r["batch_timestamp"], r["id"]) for r in got)
     # A timestamp cursor column compares as time, whatever precision the literal has.
     [first] = query(emu, "SELECT min(date) AS d FROM exchange_rates_from_usd")
     later = query(emu, f"SELECT date FROM exchange_rates_from_usd WHERE date > timestamp '{first['d'][:19]}' "

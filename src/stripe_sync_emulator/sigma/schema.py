@@ -37,10 +37,22 @@ class SigmaTable:
 
     def ddl(self) -> list[str]:
         cols = ", ".join(f'"{c}" {_SQLITE_TYPES.get(t, "TEXT")}' for c, t in self.columns)
-        key = ", ".join(f'"{c}"' for c in self.primary_key)
-        # Not unique: some of Stripe's keys are not (invoice_line_items is keyed by invoice_id alone).
-        return [f'CREATE TABLE "{self.name}" ({cols})',
-                f'CREATE INDEX "{self.name}__key" ON "{self.name}" ({key})']
+
+        def index(suffix: str, columns: tuple[str, ...]) -> str:
+            names = ", ".join(f'"{c}"' for c in columns)
+            return f'CREATE INDEX "{self.name}__{suffix}" ON "{self.name}" ({names})'
+
+        # Indexes for keyset pages: Stripe's key (not unique: invoice_line_items is keyed by
+        # invoice_id alone), ``id`` where the key is something else, and (batch_timestamp, id or key)
+        # for incremental reads ordered by landing time.
+        out = [f'CREATE TABLE "{self.name}" ({cols})', index("key", self.primary_key)]
+        names = {c for c, _ in self.columns}
+        unique = ("id",) if "id" in names else self.primary_key
+        if unique != self.primary_key:
+            out.append(index("id", unique))
+        if "batch_timestamp" in names:
+            out.append(index("landed", ("batch_timestamp", *unique)))
+        return out
 
 
 @cache
