@@ -158,7 +158,7 @@ class Control:
                 "seed": core.config.seed, "start": core.start, "end": core.end, "sizes": core.platform.sizes,
                 "build_seconds": round(core.build_seconds, 3), "api_version": core.config.api_version,
                 "faults": self.faults(), "now": core.clock.now(), "bursts": core.platform.extra.get("bursts"),
-                "gap": core.platform.extra.get("gap")}
+                "gap": core.platform.extra.get("gap"), "sigma": core.sigma.settings.as_dict()}
 
 
 def control_error(exc: Exception) -> StripeError:
