@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..account import AccountStore
     from ..core import EmulatorCore
 
-TESTMODE_MESSAGE = "This API surface is not enabled for testmode usage"
 DEFAULT_FAILURE = "Query execution failed: an internal error occurred while running your query. Please try again."
 SUCCESS_STATUSES = ("succeeded", "completed")
 INACCESSIBLE_WHERE = ("request", "run")
