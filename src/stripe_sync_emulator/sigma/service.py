@@ -137,6 +137,9 @@ class Sigma:
                 if not isinstance(value, dict):
                     raise invalid("synthetic_rows is a mapping of table to row count", param=key)
                 wanted = {_known(k): int(v) for k, v in value.items()}
+                if wanted and self.core.platform.id not in self.stores:
+                    # Built now, so the generation is done when the setting answers, not in a first query.
+                    self.store(self.core.platform)
                 for table in set(s.synthetic_rows) | set(wanted):
                     n = wanted.get(table, 0)
                     for store in self.stores.values():
