@@ -67,6 +67,11 @@ class Control:
         with self.core.lock:
             return self.core.sigma.rows(store, table)
 
+    def sigma_count(self, table: str, account: str | None = None) -> int:
+        store = self.account(account)
+        with self.core.lock:
+            return self.core.sigma.count(store, table)
+
     # ---- clock ---------------------------------------------------------------------------------
     def clock(self, *, freeze: Any = None, at: float | None = None, advance: float | None = None,
               unfreeze: Any = None, reset: Any = None) -> dict[str, Any]:
@@ -153,7 +158,7 @@ class Control:
                 "seed": core.config.seed, "start": core.start, "end": core.end, "sizes": core.platform.sizes,
                 "build_seconds": round(core.build_seconds, 3), "api_version": core.config.api_version,
                 "faults": self.faults(), "now": core.clock.now(), "bursts": core.platform.extra.get("bursts"),
-                "gap": core.platform.extra.get("gap")}
+                "gap": core.platform.extra.get("gap"), "sigma": core.sigma.settings.as_dict()}
 
 
 def control_error(exc: Exception) -> StripeError:

@@ -17,12 +17,12 @@ from .events import RETENTION_SECONDS, build_event, endpoint_wants
 from .faults import Faults, RateLimitConfig, RateLimiter, Stats
 from .files import Files
 from .ids import b62_hash, stable_hash
-from .sigma import Sigma
 from .templates import make
 from .versions import DEFAULT_API_VERSION, check_modelled, render_at
 
 if TYPE_CHECKING:  # pragma: no cover
     from .delivery import Deliverer
+    from .sigma.service import Sigma
 
 DAY = 86400
 
@@ -98,7 +98,16 @@ class EmulatorCore:
         self.mutation_rng = random.Random(stable_hash("mutations", seed))
         self._events_since_prune = 0
         self.files = Files()
-        self.sigma = Sigma(self)
+        self._sigma: Sigma | None = None
+
+    @property
+    def sigma(self) -> Sigma:
+        """Sigma's query runs and reporting tables (loaded on first use: most runs never query Sigma)."""
+        if self._sigma is None:
+            from .sigma.service import Sigma
+
+            self._sigma = Sigma(self)
+        return self._sigma
 
     # ---- accounts -------------------------------------------------------------------------------
     def _account_object(self, acct_id: str, created: int, typ: str, k: int) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from .clock import Clock
 from .control import Control
 from .core import DEFAULT_API_VERSION, EmulatorConfig, EmulatorCore
 from .delivery import Deliverer
+from .errors import StripeError
 from .ids import b62_hash, stable_hash
 
 T = TypeVar("T")
@@ -113,7 +114,10 @@ class StripeEmulator:
                                  webhook_reorder_rate=webhook_reorder_rate)
         self.control = Control(self.core)
         if sigma:
-            self.control.sigma(**sigma)
+            try:
+                self.control.sigma(**sigma)
+            except StripeError as exc:
+                raise ValueError(exc.message) from None
         self.clock: Clock = self.core.clock
         token = b62_hash(stable_hash("key", seed), 24)
         self.secret_key: str = secret_key or f"sk_test_emu{token}"
@@ -288,6 +292,10 @@ class StripeEmulator:
     def sigma_rows(self, table: str, account: str | None = None) -> list[dict[str, str | None]]:
         """Every row of a Sigma reporting table, as text the way a result file carries it."""
         return self._call(self.control.sigma_rows, table, account)
+
+    def sigma_count(self, table: str, account: str | None = None) -> int:
+        """Rows in a Sigma reporting table (synthetic ones included)."""
+        return self._call(self.control.sigma_count, table, account)
 
     # ---- stats ------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

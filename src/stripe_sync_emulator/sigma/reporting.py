@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from .schema import tables
@@ -25,25 +26,29 @@ Deriver = Callable[["AccountStore", str, int, dict[str, Any]], Iterable[Row]]
 _ID_LIKE = re.compile(r"^[a-z]+(?:_[a-z]+)*_[A-Za-z0-9]+")
 
 
-def flatten(obj: dict[str, Any], prefix: str = "", out: Row | None = None, depth: int = 0) -> Row:
-    """``{"a": {"b": 1}, "customer": "cus_1"}`` -> ``{"a_b": 1, "customer": "cus_1", "customer_id": "cus_1"}``;
-    an embedded object also gives ``<field>_id``; lists stay whole (stored as JSON text)."""
+def flatten(obj: dict[str, Any], plan: Plan, prefix: str = "", out: Row | None = None) -> Row:
+    """The fields of ``obj`` a table wants, flattened: ``{"a": {"b": 1}, "customer": "cus_1"}`` gives
+    ``a_b`` and ``customer`` / ``customer_id``; an embedded object also gives ``<field>_id``; lists
+    stay whole (stored as JSON text). Only the branches leading to a wanted name are walked."""
     out = {} if out is None else out
+    wanted, branches = plan
     for k, v in obj.items():
         key = prefix + k
         if isinstance(v, dict):
             if "id" in v and "object" in v:
                 out.setdefault(key + "_id", v["id"])
                 out.setdefault(key, v["id"])
-            if depth < 3 and v.get("object") != "list":
-                flatten(v, key + "_", out, depth + 1)
-            elif v.get("object") == "list":
-                continue
+            if key + "_" in branches and v.get("object") != "list":
+                flatten(v, plan, key + "_", out)
         else:
-            out.setdefault(key, v)
-            if isinstance(v, str) and _ID_LIKE.match(v):
+            if key in wanted:
+                out.setdefault(key, v)
+            if isinstance(v, str) and key + "_id" in wanted and _ID_LIKE.match(v):
                 out.setdefault(key + "_id", v)
     return out
+
+
+Plan = tuple[frozenset[str], frozenset[str]]  # (wanted flattened names, prefixes worth walking into)
 
 
 _LINE_PARENT = ("parent_subscription_item_details_", "parent_invoice_item_details_")
@@ -81,9 +86,18 @@ ALIASES: dict[str, dict[str, str | tuple[str, ...]]] = {
 }
 
 
+@cache
+def _plan(table: str) -> Plan:
+    names = set(tables()[table].column_names)
+    for alias in ALIASES.get(table, {}).values():
+        names.update((alias,) if isinstance(alias, str) else alias)
+    branches = {name[:i + 1] for name in names for i, ch in enumerate(name) if ch == "_"}
+    return frozenset(names), frozenset(branches)
+
+
 def columns_from(table: str, obj: dict[str, Any], extra: Row | None = None) -> Row:
     """The table's columns found in ``obj`` (flattened, with the table's aliases)."""
-    flat = flatten(obj)
+    flat = flatten(obj, _plan(table))
     if extra:
         flat.update(extra)
     aliases = ALIASES.get(table, {})
@@ -212,3 +226,7 @@ def _sources() -> list[Source]:
 
 
 SOURCES: list[Source] = _sources()
+
+# Types whose rows also read another type's objects: when that type changes, they are derived again
+# (an item's change events end when its subscription is canceled).
+DEPENDS: dict[str, tuple[str, ...]] = {"subscription_items": ("subscriptions",)}

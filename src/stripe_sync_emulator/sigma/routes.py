@@ -7,7 +7,8 @@ from typing import Any
 
 from ..api import Request, add_route
 from ..errors import StripeError, invalid, missing_param, unknown_param
-from .service import TESTMODE_MESSAGE
+
+TESTMODE_MESSAGE = "This API surface is not enabled for testmode usage"
 
 
 def _live_only(rq: Request) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -24,10 +24,10 @@ class SigmaTable:
     name: str
     columns: tuple[tuple[str, str], ...]  # (name, Sigma type) in Stripe's schema order
     primary_key: tuple[str, ...]
+    column_names: tuple[str, ...] = field(init=False)
 
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(c for c, _ in self.columns)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "column_names", tuple(c for c, _ in self.columns))
 
     def type_of(self, column: str) -> str | None:
         for c, t in self.columns:
@@ -37,10 +37,22 @@ class SigmaTable:
 
     def ddl(self) -> list[str]:
         cols = ", ".join(f'"{c}" {_SQLITE_TYPES.get(t, "TEXT")}' for c, t in self.columns)
-        key = ", ".join(f'"{c}"' for c in self.primary_key)
-        # Not unique: some of Stripe's keys are not (invoice_line_items is keyed by invoice_id alone).
-        return [f'CREATE TABLE "{self.name}" ({cols})',
-                f'CREATE INDEX "{self.name}__key" ON "{self.name}" ({key})']
+
+        def index(suffix: str, columns: tuple[str, ...]) -> str:
+            names = ", ".join(f'"{c}"' for c in columns)
+            return f'CREATE INDEX "{self.name}__{suffix}" ON "{self.name}" ({names})'
+
+        # Indexes for keyset pages: Stripe's key (not unique: invoice_line_items is keyed by
+        # invoice_id alone), ``id`` where the key is something else, and (batch_timestamp, id or key)
+        # for incremental reads ordered by landing time.
+        out = [f'CREATE TABLE "{self.name}" ({cols})', index("key", self.primary_key)]
+        names = {c for c, _ in self.columns}
+        unique = ("id",) if "id" in names else self.primary_key
+        if unique != self.primary_key:
+            out.append(index("id", unique))
+        if "batch_timestamp" in names:
+            out.append(index("landed", ("batch_timestamp", *unique)))
+        return out
 
 
 @cache
@@ -53,11 +65,19 @@ def tables() -> dict[str, SigmaTable]:
 
 # ---- values ----------------------------------------------------------------------------------
 
+@cache
+def _day_text(day: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+
+
 def timestamp_text(epoch: float) -> str:
     """``2025-04-01 12:34:56.789`` (UTC, milliseconds), as Sigma prints a timestamp."""
     ms = int(round(epoch * 1000))
     secs, rem = divmod(ms, 1000)
-    return dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") + f".{rem:03d}"
+    day, sod = divmod(secs, 86400)
+    hh, r = divmod(sod, 3600)
+    mm, ss = divmod(r, 60)
+    return f"{_day_text(day)} {hh:02d}:{mm:02d}:{ss:02d}.{rem:03d}"
 
 
 _TS_LITERAL = re.compile(

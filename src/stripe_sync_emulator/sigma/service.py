@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..account import AccountStore
     from ..core import EmulatorCore
 
-TESTMODE_MESSAGE = "This API surface is not enabled for testmode usage"
 DEFAULT_FAILURE = "Query execution failed: an internal error occurred while running your query. Please try again."
 SUCCESS_STATUSES = ("succeeded", "completed")
 INACCESSIBLE_WHERE = ("request", "run")
@@ -76,6 +75,29 @@ def _known(name: str) -> str:
     return name
 
 
+_PLAIN_TYPES = ("varchar", "bigint", "integer", "timestamp", "date")
+
+
+def _as_text(records: list[Any], col_types: list[str | None]) -> list[Any]:
+    """Rows with the values ``csv.writer`` would not write as Sigma does (booleans, doubles,
+    computed columns) turned to text; text, integers and NULL (an empty field) pass as they are."""
+    special = [(i, typ) for i, typ in enumerate(col_types) if typ not in _PLAIN_TYPES]
+    if not special:
+        return records
+    out = []
+    for r in records:
+        if all(r[i] is None for i, _ in special):
+            out.append(r)
+            continue
+        row = list(r)
+        for i, typ in special:
+            v = row[i]
+            if v is not None:
+                row[i] = csv_text(v, typ)
+        out.append(row)
+    return out
+
+
 class Sigma:
     """All accounts' Sigma state on one emulator core."""
 
@@ -115,6 +137,9 @@ class Sigma:
                 if not isinstance(value, dict):
                     raise invalid("synthetic_rows is a mapping of table to row count", param=key)
                 wanted = {_known(k): int(v) for k, v in value.items()}
+                if wanted and self.core.platform.id not in self.stores:
+                    # Built now, so the generation is done when the setting answers, not in a first query.
+                    self.store(self.core.platform)
                 for table in set(s.synthetic_rows) | set(wanted):
                     n = wanted.get(table, 0)
                     for store in self.stores.values():
@@ -142,10 +167,16 @@ class Sigma:
         """Every row of a table as a result file would carry it (text; None for an empty field)."""
         _known(table)
         header, records = self.execute(account, f'SELECT * FROM "{table}"')
-        return [{h: (v if v != "" else None) for h, v in zip(header, r, strict=True)} for r in records]
+        return [{h: (None if v is None or v == "" else str(v)) for h, v in zip(header, r, strict=True)}
+                for r in records]
 
-    def execute(self, account: AccountStore, sql: str) -> tuple[list[str], list[list[str]]]:
-        """Run ``sql`` now; (header, rows as text). Raises SigmaSQLError / InaccessibleTables."""
+    def count(self, account: AccountStore, table: str) -> int:
+        _known(table)
+        return int(self.store(account).conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
+
+    def execute(self, account: AccountStore, sql: str) -> tuple[list[str], list[Any]]:
+        """Run ``sql`` now; (header, rows ready for ``csv.writer``: text, numbers, None for NULL).
+        Raises SigmaSQLError / InaccessibleTables."""
         store = self.store(account)
         conn = store.conn
         compiled = compile_query(conn, sql, self.core.clock.now())
@@ -166,8 +197,7 @@ class Sigma:
         for t in compiled.tables:
             for col, typ in known[t].columns if t in known else ():
                 types.setdefault(col, typ)
-        col_types = [types.get(h) for h in header]
-        return header, [[csv_text(v, typ) for v, typ in zip(r, col_types, strict=True)] for r in records]
+        return header, _as_text(records, [types.get(h) for h in header])
 
     # ---- runs ------------------------------------------------------------------------------------
     def create_run(self, account: AccountStore, livemode: bool, sql: str) -> QueryRun:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections import defaultdict
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from ..ids import stable_hash
-from .reporting import SOURCES, Row, Source, parent_id
+from .reporting import DEPENDS, SOURCES, Row, Source
 from .schema import SigmaTable, tables, timestamp_text, to_sql
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,6 +27,19 @@ DAY = 86400
 _CURRENCIES = ("eur", "gbp", "jpy", "cad", "aud", "chf")
 
 
+_TEMPLATE_LOCK = threading.Lock()
+
+
+@cache
+def _template() -> sqlite3.Connection:
+    """The 187 empty tables and their indexes, created once per process."""
+    conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    for t in tables().values():
+        for stmt in t.ddl():
+            conn.execute(stmt)
+    return conn
+
+
 class ReportingStore:
     """The 187 tables of one account (see the module's docstring)."""
 
@@ -32,9 +47,8 @@ class ReportingStore:
         self.account = account
         self.conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self.tables = tables()
-        for t in self.tables.values():
-            for stmt in t.ddl():
-                self.conn.execute(stmt)
+        with _TEMPLATE_LOCK:
+            _template().backup(self.conn)  # the empty tables, copied (creating them is 10x slower)
         self._by_type: dict[str, list[Source]] = defaultdict(list)
         for s in SOURCES:
             self._by_type[s.type_name].append(s)
@@ -52,11 +66,14 @@ class ReportingStore:
             if not self._built:
                 self._build()
             else:
+                changed = {t for t in self._by_type if self._marker(t) != self._seen.get(t)}
                 for type_name in self._by_type:
-                    marker = self._marker(type_name)
-                    if marker != self._seen.get(type_name):
+                    if type_name in changed:
                         self._resync(type_name, now)
-                        self._seen[type_name] = marker
+                    elif changed.intersection(DEPENDS.get(type_name, ())):
+                        self._resync(type_name, now, every=True)
+                for type_name in changed:
+                    self._seen[type_name] = self._marker(type_name)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -95,10 +112,13 @@ class ReportingStore:
         created = obj.get("created")
         if isinstance(created, int):
             return created
-        pid = parent_id(self.account, type_name, seq)
-        parent = self.account.render_by_id(pid, True) if pid else None
-        created = parent.get("created") if parent else None
-        return created if isinstance(created, int) else self.account.gen_end
+        t = self.account.tables[type_name]
+        if t.rt.parent is not None:
+            pt = self.account.tables[t.rt.parent]
+            pseq = t.parent_of_generated(pt, seq) if seq < t.n_gen else t.parent_of.get(seq)
+            if pseq is not None and pseq >= 0 and pt.rt.has_created:
+                return pt.created_of(pseq)
+        return self.account.gen_end
 
     def _insert_many(self, type_name: str, table: str, items: list[tuple[int, tuple[Any, ...]]]) -> None:
         sql = self._insert_sql(self.tables[table])
@@ -114,20 +134,19 @@ class ReportingStore:
 
     @staticmethod
     def _values(t: SigmaTable, row: Row, landed: float | None) -> tuple[Any, ...]:
-        out = []
-        for col, typ in t.columns:
-            if col == "batch_timestamp":
-                out.append(timestamp_text(landed) if landed is not None else None)
-            else:
-                out.append(to_sql(row.get(col), typ))
-        return tuple(out)
+        landed_text = timestamp_text(landed) if landed is not None else None
+        return tuple(landed_text if col == "batch_timestamp" else
+                     (None if (v := row.get(col)) is None else to_sql(v, typ)) for col, typ in t.columns)
 
-    def _resync(self, type_name: str, now: float) -> None:
-        """Derive again the objects of ``type_name`` that can have changed: stored, new or deleted."""
+    def _resync(self, type_name: str, now: float, every: bool = False) -> None:
+        """Derive again the objects of ``type_name`` that can have changed: stored, new or deleted
+        (``every``: all of them, when a type their rows also read from changed)."""
         account = self.account
         t = account.tables[type_name]
         current = set(t.rows) | set(t.deleted)
         seqs = current | self._dynamic[type_name]
+        if every:
+            seqs |= set(account.all_seqs(type_name))
         self._dynamic[type_name] = current
         sources = self._by_type[type_name]
         seq_rows = self._rows[type_name]
@@ -238,7 +257,7 @@ def _synthetic_insert(st: SigmaTable, start: int, end: int, n: int) -> str:
         elif col in st.primary_key and typ in ("bigint", "integer"):
             exprs.append("1000000000000 + n")
         elif typ == "timestamp":
-            exprs.append(f"strftime('%Y-%m-%d %H:%M:%S', {start} + CAST(n * {step} AS INTEGER), 'unixepoch') || '.000'")
+            exprs.append("ts")
         elif typ in ("bigint", "integer"):
             exprs.append("(n * 7919) % 100000")
         elif typ == "boolean":
@@ -247,5 +266,9 @@ def _synthetic_insert(st: SigmaTable, start: int, end: int, n: int) -> str:
             exprs.append("'usd'")
         else:
             exprs.append("NULL")
-    return (f'WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {int(n)}) '
-            f'INSERT INTO "{st.name}" SELECT {", ".join(exprs)} FROM s')
+    # One formatted time per row, shared by every timestamp column (computed in the recursion, so once).
+    def ts(n: str) -> str:
+        return f"strftime('%Y-%m-%d %H:%M:%S', {start} + CAST({n} * {step} AS INTEGER), 'unixepoch') || '.000'"
+
+    return (f"WITH RECURSIVE s(n, ts) AS (SELECT 1, {ts('1')} UNION ALL SELECT n + 1, {ts('(n + 1)')} FROM s "
+            f'WHERE n < {int(n)}) INSERT INTO "{st.name}" SELECT {", ".join(exprs)} FROM s')
