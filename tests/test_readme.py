@@ -204,6 +204,8 @@ def _headless(command: str, line: int, database_url: str, emu: StripeEmulator, i
         _until_ready([*CLI, *arguments], LONG_RUNNING[subcommand], line)
         return
     arguments += _settings(database_url, emu)
+    if any(word.startswith("sigma") or word == "--sigma" for word in arguments):  # Sigma: live keys only
+        arguments += ["--stripe-key", emu.live_secret_key]
     if subcommand in ("listen", "serve"):
         arguments = [("0" if previous == "--port" else word) for previous, word in zip(["", *arguments], arguments, strict=False)]
         _until_ready([*CLI, *arguments], LONG_RUNNING[subcommand], line)

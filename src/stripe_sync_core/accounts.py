@@ -78,6 +78,12 @@ async def _count_or_delete(conn: psycopg.AsyncConnection, account_id: str, *, de
     object_tables = [t for t in reversed(REGISTRY) if t != "accounts"]
     for table in object_tables:
         counts[table] = await _rows(conn, f"stripe.{table}", "_account_id", account_id, delete)
+    from .sigma import sigma_objects, sigma_table
+
+    for name in sigma_objects():  # Sigma tables: listed where the account has rows
+        rows = await _rows(conn, f'sigma."{sigma_table(name).pg_table}"', "_account_id", account_id, delete)
+        if rows:
+            counts[name] = rows
     for table, column in _INTERNAL:
         counts[table] = await _rows(conn, f"stripe.{table}", column, account_id, delete)
     counts["accounts"] = await _rows(conn, "stripe.accounts", "id", account_id, delete)

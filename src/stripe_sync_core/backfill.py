@@ -43,6 +43,9 @@ from .registry import (
 from .request_budget import in_lane
 from .results import BackfillResult, BackfillStep, ObjectBackfillResult, SingleSyncResult
 from .runs import EVENTS_CHUNK, ObjectTotals, PlannedChunk, Run, RunLedger, WorkerLease
+from .sigma.client import PollOptions
+from .sigma.planning import plan_sigma_chunk, require_live_key
+from .sigma.tables import SIGMA, is_sigma_object, sigma_objects, sigma_table
 from .stripe_api import ObjectNotFound, StripeApiError
 
 if TYPE_CHECKING:
@@ -72,6 +75,8 @@ class BackfillOptions:
     """How often the objects left per type are re-read (they order requests waiting for the budget)."""
     events_retention_days: int = 30
     trigger: str = "backfill"
+    sigma_poll: PollOptions = PollOptions()
+    """How Sigma query runs are polled (first wait, backoff, timeout)."""
 
     @property
     def split_limits(self) -> SplitLimits:
@@ -90,12 +95,24 @@ class NoOpenRun(Refused, RuntimeError):
     """`join` found no open backfill to work on."""
 
 
-def tables_for(names: str | Sequence[str]) -> list[str]:
-    """`all`, one type or several (by table, Stripe object name or alias) as registry tables, in registry order."""
-    if names == ALL:
-        return [t for t in REGISTRY if t not in NOT_IN_ALL]
-    wanted = {object_type(name).table for name in ([names] if isinstance(names, str) else names)}
-    return [t for t in REGISTRY if t in wanted]
+def tables_for(names: str | Sequence[str], *, sigma: bool = False) -> list[str]:
+    """`all`, one type or several (by table, Stripe object name or alias) as registry tables, in registry
+    order, then Sigma tables (`sigma.<table>`, or `sigma` for every one; `all` includes them with `sigma`)."""
+    given = [names] if isinstance(names, str) else list(names)
+    wanted: set[str] = set()
+    sigma_wanted: set[str] = set()
+    for name in given:
+        if name == ALL:
+            wanted.update(t for t in REGISTRY if t not in NOT_IN_ALL)
+            if sigma:
+                sigma_wanted.update(sigma_objects())
+        elif name == SIGMA:
+            sigma_wanted.update(sigma_objects())
+        elif is_sigma_object(name):
+            sigma_wanted.add(sigma_table(name).object)
+        else:
+            wanted.add(object_type(name).table)
+    return [t for t in REGISTRY if t in wanted] + [t for t in sigma_objects() if t in sigma_wanted]
 
 
 def preview_chunks(objects: str | Sequence[str], created_gte: int | None, created_lte: int | None,
@@ -120,6 +137,8 @@ def preview_chunks(objects: str | Sequence[str], created_gte: int | None, create
         else:
             planned.extend(PlannedChunk(root.table, gte, lte, note=note)
                            for gte, lte in reversed(fixed_windows(spec, low, high)))
+    planned.extend(PlannedChunk(name, note="Sigma: keyset pages of query runs")
+                   for name in tables_for(objects) if is_sigma_object(name))
     return planned
 
 
@@ -155,7 +174,7 @@ class Backfill:
         Resumes this account's open run when it asks for the same thing (or always, with `join`);
         without bounds, a run after a complete one is incremental unless `full` is set.
         """
-        tables = tables_for(object)
+        tables = tables_for(object, sigma=self.ctx.config.enable_sigma)
         spec = parse_chunk_spec(chunk)
         if created_gte is not None and created_lte is not None and created_gte > created_lte:
             raise ValueError("created_gte is after created_lte")
@@ -178,10 +197,11 @@ class Backfill:
 
         Returns what the page did; `done` is true once no chunk of `object` is left.
         """
-        tables = tables_for(object)
+        tables = tables_for(object, sigma=self.ctx.config.enable_sigma)
         account = account_id or await self.ctx.account.own_id()
         run = await self._open(account, tables, None, None, ChunkSpec(), full=False, join=False, step=True)
-        objects = [EVENTS_CHUNK, *(listing.root.table for listing in plan_listings(tables))]
+        objects = [EVENTS_CHUNK, *(listing.root.table for listing in plan_listings(tables)),
+                   *(t for t in tables if is_sigma_object(t))]
         ledger = self.ledger
         worked: dict[str, Any] = {}
         async with WorkerLease(ledger, self.options.heartbeat_seconds, self.ctx.log) as lease:
@@ -241,8 +261,13 @@ class Backfill:
                 result[listing.root.table] = _object_summary(run, chunks, chunks.processed, chunks.estimated)
             for child in listing.child_tables:
                 result[child] = _object_summary(run, chunks, chunks.children.get(child, 0))
+        for name in run.objects:
+            if is_sigma_object(name):
+                chunks = totals.get(name, ObjectTotals())
+                result[name] = _object_summary(run, chunks, chunks.processed, chunks.estimated)
         order = {table: i for i, table in enumerate(REGISTRY)}
-        return dict(sorted(result.items(), key=lambda item: order.get(item[0], -1)))
+        return dict(sorted(result.items(), key=lambda item: order.get(
+            item[0], -1 if item[0] == EVENTS_RESULT else len(order))))
 
     # -- opening a run -----------------------------------------------------------------------------
 
@@ -271,12 +296,15 @@ class Backfill:
     async def _plan(self, account: str, tables: list[str], gte: int | None, lte: int | None, spec: ChunkSpec,
                     full: bool) -> RunPlan:
         api, header = self.ctx.stripe, self.ctx.account.header(account)
+        sigma = [t for t in tables if is_sigma_object(t)]
+        if sigma:
+            require_live_key(self.ctx.config)
         account_object = await self._fetch_account(account)
         created = account_object.get("created")
         floor = created if isinstance(created, int) else STRIPE_LAUNCH
         mode = "range" if gte is not None or lte is not None else "full"
         newest = None
-        if mode == "full":  # where the next run's catch-up starts; a range run is never a base
+        if mode == "full" and len(sigma) < len(tables):  # where the next run's catch-up starts; a range run is never a base
             try:
                 newest = await newest_event(api, header)
             except StripeApiError as error:  # a restricted key without events access: full passes only
@@ -289,8 +317,9 @@ class Backfill:
             self.ctx.log.info("cannot tell which children exist (%s): every parent is asked", error)
         chunks: list[PlannedChunk] = []
         base = None
-        if mode == "full" and not full:
-            base = await self.ledger.base_run(account, self.options.trigger, tables,
+        if mode == "full" and not full and len(sigma) < len(tables):
+            base = await self.ledger.base_run(account, self.options.trigger,
+                                              [t for t in tables if t not in sigma],
                                               self.options.events_retention_days)
             cursor_id = base.params.get("events_cursor_id") if base else None
             if base is not None and cursor_id and not await event_still_listed(api, cursor_id, header):
@@ -308,6 +337,9 @@ class Backfill:
                 chunks.append(PlannedChunk(root.table, low, lte))
             else:
                 chunks.extend(await self._fixed_chunks(listing, low, lte, spec, floor, header))
+        for name in sigma:
+            chunks.append(await plan_sigma_chunk(self.ctx.database, account, sigma_table(name),
+                                                 full=full, window_hours=self.ctx.config.sigma_window_hours))
         return RunPlan(params, newest.get("created") if newest else None, chunks)
 
     async def _fixed_chunks(self, listing: Listing, low: int | None, high: int | None, spec: ChunkSpec,
@@ -346,7 +378,8 @@ class Backfill:
             listings={listing.root.table: without_children(listing, run.params.get("children_absent") or ())
                       for listing in plan_listings(run.objects)},
             tables=set(run.objects), automatic=run.params.get("chunk", "auto") == "auto",
-            floor=run.params.get("account_created") or STRIPE_LAUNCH, lease=lease, priorities={})
+            floor=run.params.get("account_created") or STRIPE_LAUNCH, lease=lease, priorities={},
+            sigma_poll=self.options.sigma_poll)
 
     async def _work(self, run: Run, concurrency: int | None) -> BackfillResult:
         await self.ctx.account.own_id()  # the Stripe-Account header needs to know which account is ours
@@ -461,11 +494,13 @@ def _object_summary(run: Run, t: ObjectTotals, stored: int, estimated: int | Non
         status = "running" if run.closed_at is None else "interrupted"
     elif t.errors:
         status = "error"
+    elif t.notes and not t.processed:  # a Sigma table the account cannot read
+        status = "skipped"
     else:
         status = "complete"
     end = t.completed_at if status in ("complete", "error") else None
     return ObjectBackfillResult(
-        stored=stored, errors=t.errors, error_messages=t.error_messages, duration=_seconds(t.started_at, end),
+        stored=stored, errors=t.errors, error_messages=t.error_messages + t.notes, duration=_seconds(t.started_at, end),
         chunks=t.chunks, status=status, estimated_total=estimated if estimated is not None else stored,
         run_id=run.id)
 

@@ -26,6 +26,8 @@ from .masking import mask_secrets_in
 from .registry import ObjectType
 from .request_budget import request_lane, request_priority
 from .runs import EVENTS_CHUNK, Chunk, ClaimLost, PlannedChunk, Run, RunLedger, WorkerLease
+from .sigma.client import PollOptions
+from .sigma.tables import is_sigma_object
 
 if TYPE_CHECKING:
     from .context import EngineContext
@@ -47,6 +49,8 @@ class RunContext:
     lease: WorkerLease
     priorities: dict[str, float] = field(default_factory=dict)
     """Objects left per chunk object, kept current by the backfill: its requests' `request_priority`."""
+    sigma_poll: PollOptions | None = None
+    """How Sigma query runs are polled (None: the defaults)."""
 
 
 @dataclass
@@ -93,6 +97,11 @@ class ChunkWorker:
         try:
             if chunk.object == EVENTS_CHUNK:
                 await self._catch_up(chunk, outcome, max_pages)
+            elif is_sigma_object(chunk.object):
+                from .sigma.worker import SigmaPages
+
+                await SigmaPages(self.ctx, self.ledger, self.run_ctx, self.run_ctx.sigma_poll).land(
+                    chunk, outcome, max_pages)
             else:
                 await self._list(chunk, outcome, max_pages)
         except asyncio.CancelledError:

@@ -29,6 +29,7 @@ ENVIRONMENT: dict[str, str] = {
     "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
     "stripe_api_base": "STRIPE_API_BASE",
     "ngrok_auth_token": "NGROK_AUTHTOKEN",
+    "enable_sigma": "ENABLE_SIGMA",
 }
 
 # libpq's own variables: with no DATABASE_URL, any of these means "that server", not the embedded one
@@ -70,6 +71,13 @@ class SyncConfig:
     request_timeout_seconds: float = 30.0
     """How long one Stripe request may take before it counts as a network failure (and is retried)."""
     enable_sigma: bool = False
+    """Copy Stripe Sigma's reporting tables (schema `sigma`) too: `backfill all` includes them (live keys only)."""
+    sigma_page_size: int = 10_000
+    """Rows per Sigma query (one keyset page, one query run, one CSV file)."""
+    sigma_files_base: str | None = None
+    """Where Sigma's result files are downloaded from; None: https://files.stripe.com, or `stripe_api_base` when set."""
+    sigma_window_hours: float = 48.0
+    """Incremental Sigma runs re-read this much before the last high-water mark (Sigma data lands hours late)."""
     auto_expand_lists: bool = False
     backfill_related_entities: bool = False
     revalidate_objects_via_stripe_api: tuple[str, ...] = ()
@@ -95,6 +103,15 @@ class SyncConfig:
                 f"stripe_secret_key {mask_secret(self.stripe_secret_key)} is not a Stripe secret key "
                 "(sk_test_..., sk_live_..., rk_test_... or rk_live_...)"
             )
+        if isinstance(self.enable_sigma, str):  # from the environment (ENABLE_SIGMA=true)
+            flag = self.enable_sigma.strip().lower()
+            if flag not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+                raise ConfigError(f"enable_sigma / ENABLE_SIGMA must be true or false, not {self.enable_sigma!r}")
+            object.__setattr__(self, "enable_sigma", flag in ("1", "true", "yes", "on"))
+        if not isinstance(self.sigma_page_size, int) or not 1 <= self.sigma_page_size <= 1_000_000:
+            raise ConfigError(f"sigma_page_size must be a whole number from 1 to 1000000, not {self.sigma_page_size!r}")
+        if not self.sigma_window_hours >= 0:
+            raise ConfigError("sigma_window_hours must be 0 or more")
         if isinstance(self.revalidate_objects_via_stripe_api, list):
             object.__setattr__(self, "revalidate_objects_via_stripe_api",
                                tuple(self.revalidate_objects_via_stripe_api))

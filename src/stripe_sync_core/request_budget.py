@@ -79,6 +79,17 @@ def in_lane(name: Lane) -> Callable[[Coroutinish[P, T]], Coroutinish[P, T]]:
     return decorate
 
 
+ENDPOINT_LIMITS: dict[str, float] = {"GET /v1/files/": 20.0}
+"""Endpoints (by prefix) that Stripe limits below its usual per-endpoint rate: the Files API, 20 reads/s."""
+
+
+def own_endpoint_rate(endpoint: str | None) -> float | None:
+    """The rate of an endpoint that has a limit of its own (`ENDPOINT_LIMITS`), else None."""
+    if endpoint is None:
+        return None
+    return next((rate for prefix, rate in ENDPOINT_LIMITS.items() if endpoint.startswith(prefix)), None)
+
+
 def interactive_reserve(rate: float) -> float:
     """Tokens bulk calls leave in a bucket of `rate` per second: a tenth of a second's worth, at least one."""
     return max(1.0, rate / 10)
@@ -140,10 +151,12 @@ class RequestBudget:
         if self.unlimited:
             self.granted += 1
             return
-        if endpoint is not None and self.endpoint_rate is not None:
+        own_rate = own_endpoint_rate(endpoint)
+        if endpoint is not None and (self.endpoint_rate is not None or own_rate is not None):
             bucket = self._endpoints.get(endpoint)
             if bucket is None:
-                bucket = self._endpoints[endpoint] = RequestBudget(self.endpoint_rate)
+                rate = min(r for r in (own_rate, self.endpoint_rate, self.rate) if r is not None)
+                bucket = self._endpoints[endpoint] = RequestBudget(rate)
             await bucket.acquire()
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (the old one's waiters and timer died with it)
@@ -274,6 +287,13 @@ class SharedRequestBudget:
         if self._degraded():
             await self.fallback.acquire(endpoint)
             return
+        own_rate = own_endpoint_rate(endpoint)
+        if own_rate is not None and own_rate < self.rate:  # rare calls (file downloads): one grant each
+            if await self._take_own(endpoint, own_rate):
+                self.granted += 1
+            else:
+                await self.fallback.acquire(endpoint)
+            return
         bucket = endpoint if self.endpoint_rate is not None else None
         if request_lane.get() == "bulk":
             alone = await self._queue_bulk(bucket)
@@ -294,9 +314,10 @@ class SharedRequestBudget:
 
     # -- asking the database -------------------------------------------------------------------------
 
-    async def take(self, bulk: bool, buckets: list[str | None], wanted: list[int]) -> tuple[list[int], float]:
+    async def take(self, bulk: bool, buckets: list[str | None], wanted: list[int],
+                   endpoint_rate: float | None = None) -> tuple[list[int], float]:
         """One grant statement: tokens granted per bucket, and seconds until the next may be."""
-        endpoint_rate = self.endpoint_rate
+        endpoint_rate = endpoint_rate or self.endpoint_rate
         endpoint_capacity = bucket_capacity(endpoint_rate) if endpoint_rate else None
         endpoint_reserve = interactive_reserve(endpoint_rate) if endpoint_rate else None
         try:
@@ -326,6 +347,19 @@ class SharedRequestBudget:
         while True:
             try:
                 granted, wait = await self.take(False, [bucket], [1])
+            except BudgetUnavailable:
+                return False
+            if granted[0]:
+                return True
+            await asyncio.sleep(min(max(wait, MIN_PAUSE), MAX_PAUSE))
+
+    async def _take_own(self, endpoint: str | None, rate: float) -> bool:
+        """One token of an endpoint with a limit of its own, in this call's lane; False when the
+        database could not be asked."""
+        bulk = request_lane.get() == "bulk"
+        while True:
+            try:
+                granted, wait = await self.take(bulk, [endpoint], [1], endpoint_rate=rate)
             except BudgetUnavailable:
                 return False
             if granted[0]:

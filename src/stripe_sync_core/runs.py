@@ -106,6 +106,8 @@ class ObjectTotals:
     estimated: int = 0
     children: dict[str, int] = field(default_factory=dict)
     error_messages: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Messages of chunks that completed with one (a Sigma table skipped, and why)."""
     started_at: datetime | None = None
     completed_at: datetime | None = None
     max_created: int | None = None
@@ -349,6 +351,13 @@ class RunLedger:
             "UPDATE stripe._sync_obj_runs SET status = 'error', error_message = %s, completed_at = now() "
             "WHERE id = %s AND worker_key = %s AND status = 'running'", (message, chunk.id, worker_key))
 
+    async def skip(self, chunk: Chunk, worker_key: int, reason: str) -> None:
+        """Complete a chunk without its objects, saying why (a Sigma table the account cannot read)."""
+        await self.db.execute(
+            "UPDATE stripe._sync_obj_runs SET status = 'complete', error_message = %s, completed_at = now(), "
+            "heartbeat_at = NULL WHERE id = %s AND worker_key = %s AND status = 'running'",
+            (reason, chunk.id, worker_key))
+
     async def release(self, chunk: Chunk, worker_key: int) -> None:
         """Give a chunk back (pending, cursor kept) for this or another worker to resume."""
         await self.db.execute(
@@ -403,7 +412,7 @@ class RunLedger:
             for name, count in (row["children_processed"] or {}).items():
                 t.children[name] = t.children.get(name, 0) + int(count)
             if row["error_message"]:
-                t.error_messages.append(row["error_message"])
+                (t.error_messages if status == "error" else t.notes).append(row["error_message"])
             if row["started_at"] and (t.started_at is None or row["started_at"] < t.started_at):
                 t.started_at = row["started_at"]
             if row["completed_at"] and (t.completed_at is None or row["completed_at"] > t.completed_at):

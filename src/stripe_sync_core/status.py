@@ -373,6 +373,17 @@ async def table_row_counts(db: Database) -> dict[str, int]:
     return {table: counts[table] for table in REGISTRY}
 
 
+async def sigma_row_counts(db: Database) -> dict[str, int]:
+    """Rows stored per Sigma table (`sigma.<table>`), those holding any, in table order (one query)."""
+    from .sigma import sigma_objects, sigma_table
+
+    tables = [sigma_table(name) for name in sigma_objects()]
+    rows = await db.fetch_all(" UNION ALL ".join(
+        f"SELECT '{t.object}' AS object, count(*) AS n FROM sigma.\"{t.pg_table}\"" for t in tables))
+    counts = {row["object"]: int(row["n"]) for row in rows}
+    return {t.object: counts[t.object] for t in tables if counts.get(t.object)}
+
+
 async def open_runs(db: Database) -> list[dict]:
     """Runs not closed yet, oldest first, from the `stripe.sync_runs` view."""
     return await db.fetch_all(

@@ -372,6 +372,46 @@ class StripeApi:
                 pass
         return delay
 
+    async def download(self, url: str, *, account: str | None = None) -> bytes:
+        """GET a file's contents by full URL (Stripe serves them from its files host): the body as it
+        came, through the SDK's HTTP client, with the request budget (the Files API's endpoint limit
+        included) and the retries of `request`."""
+        path = "/" + url.split("://", 1)[-1].split("/", 1)[-1]
+        endpoint = endpoint_of("get", path)
+        headers = {"Authorization": f"Bearer {self.config.stripe_secret_key}"}
+        if self.config.stripe_api_version:
+            headers["Stripe-Version"] = self.config.stripe_api_version
+        if account:
+            headers["Stripe-Account"] = account
+        attempt = 0
+        while True:
+            await self.budget.acquire(endpoint)
+            self.stats.requests += 1
+            try:
+                body, status, response_headers = await self._http.request_async("get", url, headers)
+            except stripe.StripeError as error:  # no answer
+                failure: stripe.StripeError = error
+            else:
+                if 200 <= status < 300:
+                    return body
+                text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+                try:
+                    message = parse_json(text)["error"]["message"]
+                except (ValueError, KeyError, TypeError):
+                    message = text[:300]
+                failure = stripe.APIError(message, http_status=status, headers=dict(response_headers))
+                if status == 404:
+                    raise ObjectNotFound(f"GET {url}: {message}", http_status=404) from None
+            delay = self._retry_delay(failure, attempt)
+            if delay is None:
+                if failure.http_status is None:
+                    raise self._unreachable("get", url, failure) from None
+                raise StripeApiError(f"Stripe answered {failure.http_status} to GET {url}: {failure.user_message or failure}",
+                                     http_status=failure.http_status) from None
+            attempt += 1
+            self.stats.retries += 1
+            await self._sleep(delay)
+
     async def get(self, path: str, params: dict[str, Any] | None = None, *, account: str | None = None) -> dict:
         return await self.request("get", path, params, account=account)
 

@@ -14,12 +14,15 @@ from typing import Any
 
 from aiohttp import web
 
+from . import files_api as _files_api  # noqa: F401  (registers the /v1/files routes)
 from .api import dispatch, route_template
 from .control import Control, control_error
 from .core import Ctx, EmulatorCore
 from .errors import StripeError
 from .faults import retry_after_header
+from .files import RawBody
 from .forms import flatten, parse_qs
+from .sigma import routes as _sigma_routes  # noqa: F401  (registers /v1/sigma/query_runs)
 from .versions import requested_version
 
 KEY_RE = re.compile(r"^(sk|rk)_(test|live)_[0-9A-Za-z_]+$")
@@ -136,6 +139,11 @@ async def api_handler(request: web.Request) -> web.Response:
                                     content_type="application/json")
         ctx = Ctx(core, acc, livemode, rid, idem, version)
         status, body = dispatch(ctx, method, path, params)
+        if isinstance(body, RawBody):  # file contents: bytes as they are
+            core.stats.request(route, path, status)
+            headers["Content-Disposition"] = f'attachment; filename="{body.filename or "file"}"'
+            return web.Response(body=body.data, status=status, headers=headers, content_type=body.content_type,
+                                charset="utf-8" if body.content_type.startswith("text/") else None)
         payload = _json(body)
         if cache_key is not None:
             headers["Idempotency-Key"] = idem or ""
@@ -200,6 +208,8 @@ async def control_handler(request: web.Request) -> web.Response:
             body = core.stats.snapshot()
         elif parts == ["faults"]:
             body = ctl.set_faults(**p) if method == "POST" else ctl.faults()
+        elif parts == ["sigma"]:
+            body = ctl.sigma(**p) if method == "POST" else ctl.sigma()
         elif parts == ["clock"]:
             if method == "POST":
                 body = ctl.clock(freeze=p.get("freeze") in (True, "true", "1"), at=_num(p.get("at")),

@@ -29,6 +29,14 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
                    help="keys answered as valid: any well-formed key (default), only the emulator's own "
                         "(printed at start), or the listed ones; others get Stripe's 401")
     g.add_argument("--webhook-retry-base-delay", type=float, default=1.0, help="first webhook retry delay, seconds")
+    g.add_argument("--sigma-polls", type=int, default=None,
+                   help="Sigma: retrievals a query run answers 'running' before its outcome (default 2)")
+    g.add_argument("--sigma-rows", action="append", default=None, metavar="TABLE=N",
+                   help="Sigma: N extra synthetic rows in a reporting table (repeatable), e.g. balance_transactions=1000000")
+    g.add_argument("--sigma-inaccessible", default=None, metavar="TABLE[,TABLE...]",
+                   help="Sigma: reporting tables the account cannot read")
+    g.add_argument("--sigma-failing", default=None, metavar="TABLE[,TABLE...]",
+                   help="Sigma: reporting tables whose queries fail")
 
 
 def build_from_args(args: argparse.Namespace) -> StripeEmulator:
@@ -40,7 +48,21 @@ def build_from_args(args: argparse.Namespace) -> StripeEmulator:
         latency_ms=args.latency_ms, port=args.port,
         accept_keys=_accepted_keys(getattr(args, "accept_keys", "any")),
         webhook_retry_base_delay=getattr(args, "webhook_retry_base_delay", 1.0),
+        sigma=_sigma_settings(args),
     )
+
+
+def _sigma_settings(args: argparse.Namespace) -> dict[str, object]:
+    rows: dict[str, int] = {}
+    for item in getattr(args, "sigma_rows", None) or []:
+        table, sep, n = item.partition("=")
+        if not sep or not n.strip().isdigit():
+            raise ValueError(f"--sigma-rows takes TABLE=N, not {item!r}")
+        rows[table.strip()] = int(n)
+    settings = {"polls": getattr(args, "sigma_polls", None), "synthetic_rows": rows or None,
+                "inaccessible_tables": getattr(args, "sigma_inaccessible", None),
+                "failing_tables": getattr(args, "sigma_failing", None)}
+    return {k: v for k, v in settings.items() if v is not None}
 
 
 def _accepted_keys(value: str) -> str | list[str]:
@@ -71,6 +93,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         await emu.start_async()
         print(f"Stripe API emulator listening on {emu.api_base}", flush=True)
         print(f"API key: {emu.secret_key}", flush=True)
+        print(f"Live key (Sigma answers live keys only): {emu.live_secret_key}", flush=True)
         print(f"Account: {emu.account_id}" + (f" (connected: {', '.join(emu.connected_account_ids)})"
                                                if emu.connected_account_ids else ""), flush=True)
         print(f"Objects: {emu.total_objects()} generated in {emu.build_seconds:.1f}s; control API at "

@@ -57,6 +57,23 @@ class Control:
                 raise invalid(f"Unknown fault: {k}", param=k)
         return self.faults()
 
+    # ---- Sigma ----------------------------------------------------------------------------------
+    def sigma(self, **kw: Any) -> dict[str, Any]:
+        """Sigma's knobs (see ``sigma.SigmaSettings``); with arguments, changes them first."""
+        with self.core.lock:
+            return self.core.sigma.configure(**kw)
+
+    def sigma_rows(self, table: str, account: str | None = None) -> list[dict[str, str | None]]:
+        """A reporting table's rows as a result file carries them (ground truth for tests)."""
+        store = self.account(account)
+        with self.core.lock:
+            return self.core.sigma.rows(store, table)
+
+    def sigma_count(self, table: str, account: str | None = None) -> int:
+        store = self.account(account)
+        with self.core.lock:
+            return self.core.sigma.count(store, table)
+
     # ---- clock ---------------------------------------------------------------------------------
     def clock(self, *, freeze: Any = None, at: float | None = None, advance: float | None = None,
               unfreeze: Any = None, reset: Any = None) -> dict[str, Any]:
@@ -159,7 +176,7 @@ class Control:
                 "seed": core.config.seed, "start": core.start, "end": core.end, "sizes": core.platform.sizes,
                 "build_seconds": round(core.build_seconds, 3), "api_version": core.config.api_version,
                 "faults": self.faults(), "now": core.clock.now(), "bursts": core.platform.extra.get("bursts"),
-                "gap": core.platform.extra.get("gap")}
+                "gap": core.platform.extra.get("gap"), "sigma": core.sigma.settings.as_dict()}
 
 
 def control_error(exc: Exception) -> StripeError:

@@ -15,12 +15,14 @@ from .clock import Clock
 from .errors import StripeError
 from .events import RETENTION_SECONDS, build_event, endpoint_wants
 from .faults import Faults, RateLimitConfig, RateLimiter, Stats
+from .files import Files
 from .ids import b62_hash, stable_hash
 from .templates import make
 from .versions import DEFAULT_API_VERSION, check_modelled, render_at
 
 if TYPE_CHECKING:  # pragma: no cover
     from .delivery import Deliverer
+    from .sigma.service import Sigma
 
 DAY = 86400
 
@@ -98,6 +100,17 @@ class EmulatorCore:
         self.events_muted = 0
         """Above 0 while a control-API change runs `silent`: it records no event and delivers none (the
         drift Stripe itself causes, or a lost event, for `verify` tests)."""
+        self.files = Files()
+        self._sigma: Sigma | None = None
+
+    @property
+    def sigma(self) -> Sigma:
+        """Sigma's query runs and reporting tables (loaded on first use: most runs never query Sigma)."""
+        if self._sigma is None:
+            from .sigma.service import Sigma
+
+            self._sigma = Sigma(self)
+        return self._sigma
 
     # ---- accounts -------------------------------------------------------------------------------
     def _account_object(self, acct_id: str, created: int, typ: str, k: int) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from .clock import Clock
 from .control import Control
 from .core import DEFAULT_API_VERSION, EmulatorConfig, EmulatorCore
 from .delivery import Deliverer
+from .errors import StripeError
 from .ids import b62_hash, stable_hash
 
 T = TypeVar("T")
@@ -61,6 +62,9 @@ class StripeEmulator:
     Keys: ``accept_keys`` "any" (every well-formed key, the default), "own" (only ``secret_key``,
     ``live_secret_key`` and ``restricted_key``) or the keys to accept; others get Stripe's 401.
     Sizes: ``customers`` scales every type (see ``generation.RATIOS``); ``sizes`` pins types.
+    Sigma (live keys only, as on Stripe): ``sigma`` settings such as ``{"polls": 2,
+    "inaccessible_tables": ["disputes"], "synthetic_rows": {"balance_transactions": 1_000_000}}``
+    (see ``sigma.SigmaSettings``; ``set_sigma`` changes them later).
     Faults: ``rate_limit`` (None/"off", "auto", "test", "live" or requests per second),
     ``error_rate`` (0..1 of requests answered 500), ``latency_ms``, and webhook
     ``webhook_drop_rate`` / ``webhook_duplicate_rate`` / ``webhook_reorder_rate``.
@@ -93,6 +97,7 @@ class StripeEmulator:
         clock: Clock | None = None,
         secret_key: str | None = None,
         accept_keys: str | Iterable[str] = "any",
+        sigma: dict[str, Any] | None = None,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the emulator only binds to the loopback interface")
@@ -108,6 +113,11 @@ class StripeEmulator:
                                  webhook_duplicate_rate=webhook_duplicate_rate,
                                  webhook_reorder_rate=webhook_reorder_rate)
         self.control = Control(self.core)
+        if sigma:
+            try:
+                self.control.sigma(**sigma)
+            except StripeError as exc:
+                raise ValueError(exc.message) from None
         self.clock: Clock = self.core.clock
         token = b62_hash(stable_hash("key", seed), 24)
         self.secret_key: str = secret_key or f"sk_test_emu{token}"
@@ -157,6 +167,7 @@ class StripeEmulator:
         sock.bind(("127.0.0.1" if self.host == "localhost" else self.host, self.port))
         self.port = sock.getsockname()[1]
         self._info["api_base"] = self.api_base
+        self.core.files.public_base = self.api_base  # file objects' ``url`` (Stripe: files.stripe.com)
         app = build_app(self.core, self._info)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -270,6 +281,21 @@ class StripeEmulator:
 
     def faults(self) -> dict[str, Any]:
         return self.control.faults()
+
+    # ---- Sigma --------------------------------------------------------------------------------------
+    def set_sigma(self, **settings: Any) -> dict[str, Any]:
+        """Change Sigma's knobs: ``polls``, ``success_status`` ("succeeded"/"completed"),
+        ``failing_tables`` ({table: message} or names), ``inaccessible_tables``,
+        ``inaccessible_error`` ("request"/"run"), ``synthetic_rows`` ({table: n}). Answers all."""
+        return self._call(self.control.sigma, **settings)
+
+    def sigma_rows(self, table: str, account: str | None = None) -> list[dict[str, str | None]]:
+        """Every row of a Sigma reporting table, as text the way a result file carries it."""
+        return self._call(self.control.sigma_rows, table, account)
+
+    def sigma_count(self, table: str, account: str | None = None) -> int:
+        """Rows in a Sigma reporting table (synthetic ones included)."""
+        return self._call(self.control.sigma_count, table, account)
 
     # ---- stats ------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from typing import Any
 # Stripe's documented limits (https://docs.stripe.com/rate-limits): a global limit per account of
 # 100 req/s in live mode and 25 req/s in test mode (sandbox), a default of 25 req/s per API
 # endpoint (one "endpoint" = method + route, e.g. GET /v1/customers/{id}), and stricter ones for
-# a few resources: Search and Files 20 req/s, payout creation 15 req/s.
+# a few resources: Search and Files 20 req/s, payout creation 15 req/s. The Files API's reads share one
+# bucket (a file object, its contents) as they share one limit.
 PRESETS: dict[str, dict[str, float]] = {"live": {"global": 100.0}, "test": {"global": 25.0}}
 ENDPOINT_DEFAULT = 25.0
 ENDPOINT_LIMITS: dict[str, float] = {
@@ -23,6 +24,11 @@ ENDPOINT_LIMITS: dict[str, float] = {
     "POST /v1/files": 20.0,
 }
 SEARCH_LIMIT = 20.0  # any GET /v1/*/search
+FILES_READ = "GET /v1/files"  # every GET /v1/files... route counts against this one bucket
+
+
+def _scope(route: str) -> str:
+    return FILES_READ if route.startswith(FILES_READ) else route
 
 
 @dataclass
@@ -100,6 +106,7 @@ class RateLimiter:
         with self._lock:
             checks: list[tuple[str, str, float]] = [("global-rate", "*", rate)]
             if cfg.endpoint_limits:
+                route = _scope(route)
                 ep_rate = ENDPOINT_LIMITS.get(route)
                 if ep_rate is None:
                     ep_rate = SEARCH_LIMIT if route.startswith("GET ") and route.endswith("/search") else ENDPOINT_DEFAULT

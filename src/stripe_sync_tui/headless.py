@@ -56,7 +56,8 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
     backfill.add_argument("objects", nargs="*", metavar="OBJECT",
                           help="object types in any order (customers invoices charges; table names, Stripe "
                                "names or aliases; commas work too): one run covers them all; 'all' is every "
-                               "type but connected accounts")
+                               "type but connected accounts; Sigma tables as sigma.<table> "
+                               "(sigma.invoice_line_items), or 'sigma' for every one")
     backfill.add_argument("--exclude", action="append", default=[], metavar="OBJECT",
                           help="leave these types out (repeat, or separate by commas), e.g. "
                                "all --exclude payment_methods,active_entitlements")
@@ -66,6 +67,8 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
                           help="date-range chunk: auto (default), day, week, month, or a number of days")
     backfill.add_argument("--concurrency", type=int, default=None, metavar="N", help="chunks fetched at once")
     backfill.add_argument("--join", action="store_true", help="add this process as a worker to the open run")
+    backfill.add_argument("--sigma", action="store_true", default=None,
+                          help="enable Stripe Sigma (env ENABLE_SIGMA): 'all' includes the Sigma tables (live keys only)")
 
     plan = command("plan", "how long a full backfill takes at the key's Stripe rate limits: objects per type "
                            "(stored rows, else one list page each), requests per endpoint, duration")
@@ -75,6 +78,9 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
 
     sync = command("sync", "fetch one object by id and store it (type from the id prefix)")
     sync.add_argument("id", help="a Stripe object id, e.g. cus_123")
+    sync.add_argument("--sigma", action="store_true", default=None,
+                      help="enable Stripe Sigma for this engine (env ENABLE_SIGMA); Sigma rows have no ids: "
+                           "`backfill sigma` refreshes them")
 
     listen = command("listen", "serve the webhook listener (and an ngrok tunnel with a token)")
     listen.add_argument("--port", type=int, default=None, help="port to listen on (default 8787)")
@@ -84,6 +90,11 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
     listen.add_argument("--stop-on-eof", action="store_true",
                         help="stop when stdin closes (how a parent process, the console, stops its listener; "
                              "it also stops if that parent dies)")
+    listen.add_argument("--sigma", action="store_true", default=None,
+                        help="also refresh the Stripe Sigma tables (env ENABLE_SIGMA): at start, then every "
+                             "--sigma-every hours (live keys only)")
+    listen.add_argument("--sigma-every", type=float, default=12.0, metavar="HOURS",
+                        help="hours between Sigma refreshes while listening (default 12)")
 
     from .serve import add_serve_arguments
 
@@ -135,6 +146,7 @@ def _config(args: argparse.Namespace) -> SyncConfig:
         "stripe_webhook_secret": getattr(args, "webhook_secret", None),
         "stripe_api_base": getattr(args, "stripe_api_base", None),
         "ngrok_auth_token": getattr(args, "ngrok_token", None),
+        "enable_sigma": getattr(args, "sigma", None),
     }
     config_path = Path(args.config) if getattr(args, "config", None) else None
     return load_config(flags, config_path=config_path)
@@ -267,6 +279,7 @@ async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) 
     await db.open()
     try:
         counts = await status.table_row_counts(db)
+        counts.update(await status.sigma_row_counts(db))
         runs = await status.open_runs(db)
         last_event = await status.last_event(db)
         dead_letter_count, dead = await status.dead_letters(db)
@@ -429,16 +442,37 @@ async def cmd_listen(args: argparse.Namespace, config: SyncConfig, out: Output) 
         if args.stop_on_eof:
             _stop_when_stdin_closes(stopped)
         _check_webhook_on_sigusr1(listener)
+        refresh = asyncio.create_task(_refresh_sigma(sync, out, args.sigma_every)) if config.enable_sigma else None
         try:
             if out.json_mode:
                 await _stream_listener_state(listener, out, stopped)
             else:
                 await stopped.wait()
         finally:
+            if refresh is not None:
+                refresh.cancel()
+                await asyncio.gather(refresh, return_exceptions=True)
             await listener.stop()
         return EXIT_OK
 
     return await _with_engine(config, out, body, progress=_ListenProgress(out), needs_stripe=True)
+
+
+async def _refresh_sigma(sync: StripeSync, out: Output, every_hours: float) -> None:
+    """While listening: refresh the Sigma tables (an incremental backfill run) now and every `every_hours`;
+    a failure is reported and the next refresh comes on time (Sigma data lands hours late anyway)."""
+    from stripe_sync_core.sigma import SIGMA
+
+    while True:
+        try:
+            summary = await sync.process_until_done(SIGMA)
+            stored = sum(result.stored for result in summary.values())
+            out.data({"kind": "sigma_refreshed", "stored": stored,
+                      "errors": sum(result.errors for result in summary.values())},
+                     text=f"Sigma tables refreshed: {stored:,} row(s)")
+        except StripeSyncError as error:
+            out.log(f"Sigma refresh failed: {mask_secrets_in(str(error))}")
+        await asyncio.sleep(max(every_hours, 0.001) * 3600)
 
 
 LISTENER_STATE_INTERVAL = 0.25

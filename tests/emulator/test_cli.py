@@ -32,6 +32,7 @@ def test_module_runs_serves_and_stops_on_ctrl_c():
         second = proc.stdout.readline().strip()
         assert first.startswith("Stripe API emulator listening on http://127.0.0.1:"), first
         assert second.startswith("API key: sk_test_"), second
+        assert proc.stdout.readline().startswith("Live key (Sigma answers live keys only): sk_live_")
         base = first.rsplit(" ", 1)[1]
         key = second.split(": ", 1)[1]
         req = urllib.request.Request(base + "/v1/customers?limit=100", headers={"Authorization": f"Bearer {key}"})
