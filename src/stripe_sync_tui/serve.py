@@ -8,10 +8,7 @@ per scheduled sync this process ran. SIGTERM or SIGINT drains it (`SyncService.d
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
-import signal
 from typing import TYPE_CHECKING, Any
 
 from stripe_sync_core.config import SyncConfig
@@ -88,6 +85,10 @@ async def cmd_serve(args: argparse.Namespace, config: SyncConfig, out: Output) -
     metrics = ServiceMetrics()
 
     async def body(sync: StripeSync) -> int:
+        import asyncio  # here, not at the top: `--help` builds the parser from this module
+        import contextlib
+        import signal
+
         def make_listener(**kwargs: Any) -> Any:
             return sync.listener(host=args.host, port=port, public_url=args.public_url,
                                  catch_up=not args.no_catch_up, **kwargs)
