@@ -2,9 +2,11 @@
 
 PostgreSQL is the only coordinator between workers, in one process or many:
 - a chunk is claimed with `FOR UPDATE SKIP LOCKED`, so two workers never take the same one;
-- a claim stays valid while its worker is alive: the worker holds a session advisory lock named by
-  its `worker_key` (released by the server the moment the worker's connection dies, kill -9
-  included) and refreshes `heartbeat_at` (for a worker that hangs or a host that vanishes);
+- a claim stays valid while its worker is alive: the worker holds an advisory lock named by its
+  `worker_key` in a transaction it keeps open on a connection of its own (released by the server the
+  moment that connection dies, kill -9 included, and never outliving it: a connection pooler in
+  transaction mode, which hands a server connection to another client between transactions, keeps
+  this one pinned instead) and refreshes `heartbeat_at` (for a worker that hangs or a host that vanishes);
 - a page's objects and the chunk's new cursor are written in one transaction, and only by the
   worker that holds the claim, so a resumed chunk never skips or repeats a page.
 """
@@ -25,7 +27,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from .database import Database
+from .database import CONNECTION_OPTIONS, Database
 from .errors import Refused
 from .results import OpenRun
 
@@ -415,7 +417,15 @@ class RunLedger:
 
 
 class WorkerLease:
-    """A worker's proof of life: a session advisory lock on a connection of its own, plus a heartbeat.
+    """A worker's proof of life: an advisory lock held by an open transaction on a connection of its
+    own, plus a heartbeat.
+
+    Transaction-scoped, not session-scoped: behind PgBouncer in transaction mode (Supabase's pooler)
+    a session lock would stay on a server connection the pooler passes on to other clients, and a
+    killed worker would look alive until its lease expired. The open transaction takes no snapshot
+    between statements and writes nothing, so it holds back no vacuum; it is pinged with each
+    heartbeat (an `idle_in_transaction_session_timeout` counts from the last statement). The heartbeat
+    itself is written through the pool, where it commits.
 
     Use as an async context manager; the claims made with `key` stay valid until it exits.
     """
@@ -430,11 +440,11 @@ class WorkerLease:
         self._beat: asyncio.Task | None = None
 
     async def __aenter__(self) -> WorkerLease:
-        conn = await psycopg.AsyncConnection.connect(self.ledger.db.url, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(self.ledger.db.url, autocommit=False, **CONNECTION_OPTIONS)
         try:
             while True:
                 key = random.randint(1, 2**31 - 1)
-                cursor = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (WORKER_LOCK_CLASS, key))
+                cursor = await conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (WORKER_LOCK_CLASS, key))
                 row = await cursor.fetchone()
                 if row and row[0]:
                     break
@@ -452,15 +462,18 @@ class WorkerLease:
             await asyncio.gather(self._beat, return_exceptions=True)
         if self._conn is not None:
             try:
-                await self.ledger.release_all(self._conn, self.key)
+                async with self.ledger.db.pool.connection() as conn:
+                    await self.ledger.release_all(conn, self.key)
             finally:
-                await self._conn.close()  # the server releases the advisory lock with the session
+                await self._conn.close()  # the transaction, and its lock, end with the connection
 
     async def _heartbeat(self) -> None:
         assert self._conn is not None
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
-                await self.ledger.heartbeat(self._conn, self.key)
+                await self._conn.execute("SELECT 1")  # keeps the lock's transaction from idling out
+                async with self.ledger.db.pool.connection() as conn:
+                    await self.ledger.heartbeat(conn, self.key)
             except psycopg.Error as error:  # a blip: the lease outlives a few missed beats
                 self.log.warning("backfill heartbeat failed: %s", error)
