@@ -47,13 +47,16 @@ def pgbouncer(database_url: str, *, pool_size: int = 20) -> Iterator[str]:
     dbname = str(target["dbname"])
     user = str(target.get("user") or "postgres")
     tmp = Path(tempfile.mkdtemp(prefix="stripe-sync-pgbouncer-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # PgBouncer refuses to run as root: it drops to an unprivileged user
-        run_as = ["-u", "nobody"]
-        nobody = pwd.getpwnam("nobody")
-        os.chown(tmp, nobody.pw_uid, nobody.pw_gid)
     server = {key: target[key] for key in ("host", "port", "password") if target.get(key)}
     server.setdefault("host", "127.0.0.1")
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root: it drops to an unprivileged user
+        user_entry = pwd.getpwnam("nobody")
+        socket_dir = Path(str(server["host"]))
+        if socket_dir.is_absolute() and socket_dir.is_dir() and socket_dir.stat().st_uid != 0:
+            user_entry = pwd.getpwuid(socket_dir.stat().st_uid)  # the embedded server's user reaches its socket
+        run_as = ["-u", user_entry.pw_name]
+        os.chown(tmp, user_entry.pw_uid, user_entry.pw_gid)
     server_line = " ".join(f"{key}={_quote_value(value)}" for key, value in server.items())
     (tmp / "userlist.txt").write_text(f'"{user}" ""\n')
     config = tmp / "pgbouncer.ini"
