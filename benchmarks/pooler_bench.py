@@ -28,22 +28,27 @@ MODES = ("direct, prepared", "direct, unprepared", "pgbouncer")
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "data" / "stripe_fixtures.json"
 
 
-async def backfill_rate(url: str, emu) -> float:  # noqa: ANN001 - a StripeEmulator
-    from stripe_sync_core import StripeSync, SyncConfig
+def engine_config(url: str, emu):  # noqa: ANN001, ANN201 - a StripeEmulator, a SyncConfig
+    from stripe_sync_core import SyncConfig
 
-    config = SyncConfig(database_url=url, stripe_secret_key=emu.secret_key, stripe_api_base=emu.api_base,
-                        max_requests_per_second=0, pool_max_size=12)
-    async with StripeSync(config) as sync:
+    return SyncConfig(database_url=url, stripe_secret_key=emu.secret_key, stripe_api_base=emu.api_base,
+                      max_requests_per_second=0, pool_max_size=12)
+
+
+async def backfill_rate(url: str, emu) -> float:  # noqa: ANN001 - a StripeEmulator
+    from stripe_sync_core import StripeSync
+
+    async with StripeSync(engine_config(url, emu)) as sync:
         started = time.perf_counter()
         summary = await sync.process_until_done("customers", concurrency=8)
         elapsed = time.perf_counter() - started
     return summary["customers"].stored / elapsed
 
 
-async def webhook_rate(url: str, events: list[dict]) -> float:
-    from stripe_sync_core import StripeSync, SyncConfig
+async def webhook_rate(url: str, emu, events: list[dict]) -> float:  # noqa: ANN001 - a StripeEmulator
+    from stripe_sync_core import StripeSync
 
-    async with StripeSync(SyncConfig(database_url=url, pool_max_size=12)) as sync:
+    async with StripeSync(engine_config(url, emu)) as sync:
         started = time.perf_counter()
         for start in range(0, len(events), 50):  # 50 deliveries in flight, like a burst from Stripe
             await asyncio.gather(*(sync.process_event(e) for e in events[start:start + 50]))
@@ -86,10 +91,10 @@ def main() -> None:
                     if mode == "pgbouncer":
                         with pgbouncer(direct) as pooled:
                             backfill = asyncio.run(backfill_rate(pooled, emu))
-                            webhooks = asyncio.run(webhook_rate(pooled, events))
+                            webhooks = asyncio.run(webhook_rate(pooled, emu, events))
                     else:
                         backfill = asyncio.run(backfill_rate(direct, emu))
-                        webhooks = asyncio.run(webhook_rate(direct, events))
+                        webhooks = asyncio.run(webhook_rate(direct, emu, events))
                 rates[mode]["backfill"].append(backfill)
                 rates[mode]["webhooks"].append(webhooks)
     base = {kind: statistics.median(rates[MODES[0]][kind]) for kind in ("backfill", "webhooks")}

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +19,7 @@ import psycopg
 import pytest
 from backfill_support import FAST, assert_same_ids, chunk_rows, emulator_objects, engine, run_rows
 from pgbouncer_support import missing_reason, pgbouncer
+from test_backfill_resume import start_worker, wait_for_progress
 from webhook_support import WEBHOOK_SECRET, engine_config, event, signed, truth
 
 from stripe_sync_core import StripeSync
@@ -154,38 +151,14 @@ def engine_config_without_stripe(url: str):  # noqa: ANN201 - a SyncConfig
     return SyncConfig(database_url=url)
 
 
-WORKER = textwrap.dedent("""
-    import asyncio, sys
-    from stripe_sync_core import StripeSync, SyncConfig
-    url, api_base, key = sys.argv[1:4]
-    config = SyncConfig(database_url=url, stripe_secret_key=key, stripe_api_base=api_base,
-                        max_requests_per_second=0, initial_retry_delay_ms=1, max_retry_delay_ms=20)
-    async def main():
-        async with StripeSync(config) as sync:
-            await sync.process_until_done("customers", concurrency=2)
-    asyncio.run(main())
-""")
-
-
-def _processed(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT COALESCE(sum(processed_count), 0) FROM stripe._sync_obj_runs").fetchone()
-        return int(row[0]) if row else 0
-
-
 async def test_a_killed_worker_is_taken_over_at_once_and_its_run_resumed_through_the_pooler(
         pooled: str, clean_db: str) -> None:
     """SIGKILL closes the worker's client connection; PgBouncer then closes the server connection in
     the middle of the lease's transaction, so its lock goes at once: no waiting for the lease."""
     with StripeEmulator(seed=30, customers=400, start="2024-01-01", end="2025-01-01", latency_ms=20) as emu:
-        proc = subprocess.Popen([sys.executable, "-c", WORKER, pooled, emu.api_base, emu.secret_key],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+        proc = start_worker(pooled, emu, "customers")  # the worker of test_backfill_resume, through the pooler
         try:
-            deadline = time.monotonic() + 30
-            while _processed(clean_db) < 1:
-                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-                assert time.monotonic() < deadline, "the worker made no progress"
-                await asyncio.sleep(0.02)
+            wait_for_progress(clean_db, proc, at_least=1)
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
         finally:
