@@ -133,15 +133,31 @@ async def test_managed_webhook_find_or_create_under_contention_through_the_poole
 
 async def test_a_live_workers_lease_is_seen_through_the_pooler_and_holds_back_no_vacuum(
         pooled: str, clean_db: str) -> None:
+    def holders(key: int) -> list[tuple[int, str, object]]:
+        with psycopg.connect(clean_db) as conn:
+            return conn.execute(
+                "SELECT a.pid, a.state, a.backend_xmin FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
+                (WORKER_LOCK_CLASS, key)).fetchall()
+
+    async def idle_holder(key: int, not_pid: int = 0) -> int:
+        """The pid of the connection holding `key`'s lock once it idles in its transaction without a
+        snapshot (a heartbeat's ping may be caught running)."""
+        for _ in range(100):
+            found = holders(key)
+            if len(found) == 1 and found[0][0] != not_pid and found[0][1:] == ("idle in transaction", None):
+                return found[0][0]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the lock of {key} is not held by one idle transaction: {holders(key)}")
+
     async with StripeSync(engine_config_without_stripe(pooled)) as sync:
         async with WorkerLease(sync.backfill.ledger, 0.05, sync.context.log) as lease:
-            await asyncio.sleep(0.2)  # heartbeats ping the lease's transaction
-            with psycopg.connect(clean_db) as conn:
-                held = conn.execute(
-                    "SELECT a.state, a.backend_xmin FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                    "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.granted",
-                    (WORKER_LOCK_CLASS, lease.key)).fetchall()
-            assert held == [("idle in transaction", None)]
+            pid = await idle_holder(lease.key)
+            # Its server connection is closed under it (a restarted pooler, an idle timeout): the next
+            # heartbeat takes the same lock again, so the worker's claims are not taken for a dead one's.
+            with psycopg.connect(clean_db, autocommit=True) as conn:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            await idle_holder(lease.key, not_pid=pid)
     assert advisory_locks(clean_db) == 0
 
 

@@ -440,21 +440,29 @@ class WorkerLease:
         self._beat: asyncio.Task | None = None
 
     async def __aenter__(self) -> WorkerLease:
-        conn = await psycopg.AsyncConnection.connect(self.ledger.db.url, autocommit=False, **CONNECTION_OPTIONS)
-        try:
-            while True:
-                key = random.randint(1, 2**31 - 1)
-                cursor = await conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (WORKER_LOCK_CLASS, key))
-                row = await cursor.fetchone()
-                if row and row[0]:
-                    break
-        except BaseException:
-            await conn.close()
-            raise
+        while True:
+            key = random.randint(1, 2**31 - 1)
+            conn = await self._lock(key)
+            if conn is not None:
+                break
         self._conn, self.key = conn, key
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{key}"
         self._beat = asyncio.create_task(self._heartbeat())
         return self
+
+    async def _lock(self, key: int) -> psycopg.AsyncConnection | None:
+        """A new connection whose open transaction holds the lock of `key`; None if another has it."""
+        conn = await psycopg.AsyncConnection.connect(self.ledger.db.url, autocommit=False, **CONNECTION_OPTIONS)
+        try:
+            cursor = await conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (WORKER_LOCK_CLASS, key))
+            row = await cursor.fetchone()
+        except BaseException:
+            await conn.close()
+            raise
+        if row and row[0]:
+            return conn
+        await conn.close()
+        return None
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._beat is not None:
@@ -468,12 +476,30 @@ class WorkerLease:
                 await self._conn.close()  # the transaction, and its lock, end with the connection
 
     async def _heartbeat(self) -> None:
-        assert self._conn is not None
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
-                await self._conn.execute("SELECT 1")  # keeps the lock's transaction from idling out
+                await self._keep_lock()
                 async with self.ledger.db.pool.connection() as conn:
                     await self.ledger.heartbeat(conn, self.key)
             except psycopg.Error as error:  # a blip: the lease outlives a few missed beats
                 self.log.warning("backfill heartbeat failed: %s", error)
+
+    async def _keep_lock(self) -> None:
+        """Ping the lock's transaction (an idle timeout counts from its last statement); when its connection
+        is gone (a restarted pooler, a server's idle timeout), take the same lock again on a new one, so
+        that the worker's claims stay valid instead of being taken over as a dead worker's."""
+        assert self._conn is not None
+        try:
+            await self._conn.execute("SELECT 1")
+            return
+        except psycopg.Error as error:
+            if not self._conn.closed and not self._conn.broken:
+                raise
+            self.log.warning("backfill worker lock lost with its connection (%s): taking it again", error)
+        conn = await self._lock(self.key)
+        if conn is None:  # its lock held by another: nothing this worker claimed is its own any more
+            self.log.warning("backfill worker lock %s is held by another connection", self.key)
+            return
+        await self._conn.close()
+        self._conn = conn
