@@ -122,8 +122,7 @@ def run_migrations(database_url: str | None = None, *, revision: str = "head") -
     """Bring the `stripe` schema to `revision`; returns (revision before, revision after).
 
     Safe to run concurrently from several processes (an advisory lock serialises them), through a
-    connection pooler in transaction mode too, and
-    idempotent: at head, it changes nothing.
+    connection pooler in transaction mode too, and idempotent: at head, it changes nothing.
     """
     url = resolve_database_url(database_url)
     try:
