@@ -22,7 +22,7 @@ from pgbouncer_support import missing_reason, pgbouncer
 from test_backfill_resume import start_worker, wait_for_progress
 from webhook_support import WEBHOOK_SECRET, engine_config, event, signed, truth
 
-from stripe_sync_core import StripeSync
+from stripe_sync_core import StripeSync, SyncConfig
 from stripe_sync_core.backfill import BackfillOptions
 from stripe_sync_core.migrate import current_revision, downgrade_migrations, run_migrations
 from stripe_sync_core.progress import RecordingSink
@@ -161,9 +161,7 @@ async def test_a_live_workers_lease_is_seen_through_the_pooler_and_holds_back_no
     assert advisory_locks(clean_db) == 0
 
 
-def engine_config_without_stripe(url: str):  # noqa: ANN201 - a SyncConfig
-    from stripe_sync_core import SyncConfig
-
+def engine_config_without_stripe(url: str) -> SyncConfig:
     return SyncConfig(database_url=url)
 
 
