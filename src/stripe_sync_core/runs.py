@@ -469,9 +469,9 @@ class WorkerLease:
             self._beat.cancel()
             await asyncio.gather(self._beat, return_exceptions=True)
         if self._conn is not None:
-            try:
-                async with self.ledger.db.pool.connection() as conn:
-                    await self.ledger.release_all(conn, self.key)
+            try:  # in the lock's own transaction: the chunks given back and the lock released at once
+                await self.ledger.release_all(self._conn, self.key)
+                await self._conn.commit()
             finally:
                 await self._conn.close()  # the transaction, and its lock, end with the connection
 
