@@ -15,6 +15,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.exc import OperationalError
 
+from stripe_sync_core.database import CONNECTION_OPTIONS
 from stripe_sync_core.embedded import resolve_database_url
 from stripe_sync_core.masking import mask_database_url
 from stripe_sync_core.migrate import MIGRATION_LOCK_KEY, sqlalchemy_url
@@ -31,7 +32,7 @@ def run_migrations_online() -> None:
         fileConfig(config.config_file_name, disable_existing_loggers=False)
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
     url = resolve_database_url(url)
-    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool, connect_args=dict(CONNECTION_OPTIONS))
     try:
         with engine.connect() as connection:
             _run(connection)
@@ -51,8 +52,9 @@ def _run(connection) -> None:
         transaction_per_migration=False,
     )
     with context.begin_transaction():
-        # Held until commit (re-entrant for a session that already holds it): a second migrator
-        # waits here, then finds nothing left to do.
+        # Held until commit (transaction-scoped, so a pooler in transaction mode cannot leave it behind;
+        # taken again when the engine's transaction already holds it): a second migrator waits here,
+        # then finds nothing left to do.
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         connection.execute(text("CREATE SCHEMA IF NOT EXISTS stripe"))
         context.run_migrations()

@@ -108,13 +108,21 @@ def _newest_per_id(rows: Iterable[UpsertRow]) -> list[UpsertRow]:
     return [newest[object_id] for object_id in sorted(newest)]
 
 
+CONNECTION_OPTIONS: dict[str, Any] = {"prepare_threshold": None}
+"""Options of every connection the engine opens. No server-side prepared statements: behind a pooler in
+transaction mode (PgBouncer, Supabase's pooler on port 6543) a statement prepared on one server
+connection is missing on the next (`prepared statement "_pg3_0" does not exist`), or already there
+(`DuplicatePreparedStatement`). Each statement is parsed anew instead, which costs little next to our
+statements' data (one per page of objects)."""
+
+
 class Database:
     """The engine's connection pool and the statements every part shares."""
 
     def __init__(self, url: str, *, max_size: int = 10) -> None:
         self.url = url
         self.pool = AsyncConnectionPool(url, min_size=1, max_size=max_size, open=False,
-                                        kwargs={"autocommit": True})
+                                        kwargs={"autocommit": True, **CONNECTION_OPTIONS})
         self._typed: TypedColumns | None = None
 
     @property

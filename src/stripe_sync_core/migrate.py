@@ -10,11 +10,11 @@ from urllib.parse import urlencode
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine, pool, text
+from sqlalchemy import Connection, Engine, create_engine, pool, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from .config import ConfigError
-from .database import DatabaseUnavailable
+from .database import CONNECTION_OPTIONS, DatabaseUnavailable
 from .embedded import resolve_database_url
 from .errors import StripeSyncError
 from .masking import mask_database_url, mask_secrets_in
@@ -61,8 +61,14 @@ def _alembic_config(database_url: str) -> Config:
     return config
 
 
+def _engine(url: str) -> Engine:
+    """One connection per use (no pool), without server-side prepared statements (a pooler in
+    transaction mode would lose them; see `database.CONNECTION_OPTIONS`)."""
+    return create_engine(sqlalchemy_url(url), poolclass=pool.NullPool, connect_args=dict(CONNECTION_OPTIONS))
+
+
 def current_revision(database_url: str) -> str | None:
-    engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)
+    engine = _engine(database_url)
     try:
         with engine.connect() as connection:
             return _revision(connection)
@@ -77,24 +83,26 @@ def _revision(connection: Connection) -> str | None:
 
 
 def _migrate(url: str, step: Callable[[Config], None]) -> tuple[str | None, str | None]:
-    """Run an Alembic command on one connection holding the migration lock for the whole time,
-    so that `before` and `after` are what this process saw and did."""
-    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    """Run an Alembic command in one transaction holding the migration lock for the whole time, so
+    that `before` and `after` are what this process saw and did.
+
+    The lock is transaction-scoped and nothing here needs a session, so migrations run the same
+    through a pooler in transaction mode (PgBouncer, Supabase's port 6543) as on a direct connection.
+    """
+    engine = _engine(url)
     try:
         with _process_lock, engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             try:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 before = _revision(connection)
-                connection.commit()
                 config = _alembic_config(url)
-                config.attributes["connection"] = connection
+                config.attributes["connection"] = connection  # Alembic runs in our transaction
                 step(config)
+                after = _revision(connection)
                 connection.commit()
-                return before, _revision(connection)
+                return before, after
             finally:
-                connection.rollback()
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-                connection.commit()
+                connection.rollback()  # after a failure: nothing half-done, and the lock released
     finally:
         engine.dispose()
 
@@ -102,8 +110,8 @@ def _migrate(url: str, step: Callable[[Config], None]) -> tuple[str | None, str 
 def run_migrations(database_url: str | None = None, *, revision: str = "head") -> tuple[str | None, str | None]:
     """Bring the `stripe` schema to `revision`; returns (revision before, revision after).
 
-    Safe to run concurrently from several processes (an advisory lock serialises them) and
-    idempotent: at head, it changes nothing.
+    Safe to run concurrently from several processes (an advisory lock serialises them), through a
+    connection pooler in transaction mode too, and idempotent: at head, it changes nothing.
     """
     url = resolve_database_url(database_url)
     try:

@@ -2,9 +2,11 @@
 
 PostgreSQL is the only coordinator between workers, in one process or many:
 - a chunk is claimed with `FOR UPDATE SKIP LOCKED`, so two workers never take the same one;
-- a claim stays valid while its worker is alive: the worker holds a session advisory lock named by
-  its `worker_key` (released by the server the moment the worker's connection dies, kill -9
-  included) and refreshes `heartbeat_at` (for a worker that hangs or a host that vanishes);
+- a claim stays valid while its worker is alive: the worker holds an advisory lock named by its
+  `worker_key` in a transaction it keeps open on a connection of its own (released by the server the
+  moment that connection dies, kill -9 included, and never outliving it: a connection pooler in
+  transaction mode, which hands a server connection to another client between transactions, keeps
+  this one pinned instead) and refreshes `heartbeat_at` (for a worker that hangs or a host that vanishes);
 - a page's objects and the chunk's new cursor are written in one transaction, and only by the
   worker that holds the claim, so a resumed chunk never skips or repeats a page.
 """
@@ -25,7 +27,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from .database import Database
+from .database import CONNECTION_OPTIONS, Database
 from .errors import Refused
 from .results import OpenRun
 
@@ -424,7 +426,15 @@ class RunLedger:
 
 
 class WorkerLease:
-    """A worker's proof of life: a session advisory lock on a connection of its own, plus a heartbeat.
+    """A worker's proof of life: an advisory lock held by an open transaction on a connection of its
+    own, plus a heartbeat.
+
+    Transaction-scoped, not session-scoped: behind PgBouncer in transaction mode (Supabase's pooler)
+    a session lock would stay on a server connection the pooler passes on to other clients, and a
+    killed worker would look alive until its lease expired. The open transaction takes no snapshot
+    between statements and writes nothing, so it holds back no vacuum; it is pinged with each
+    heartbeat (an `idle_in_transaction_session_timeout` counts from the last statement). The heartbeat
+    itself is written through the pool, where it commits.
 
     Use as an async context manager; the claims made with `key` stay valid until it exits.
     """
@@ -439,37 +449,66 @@ class WorkerLease:
         self._beat: asyncio.Task | None = None
 
     async def __aenter__(self) -> WorkerLease:
-        conn = await psycopg.AsyncConnection.connect(self.ledger.db.url, autocommit=True)
-        try:
-            while True:
-                key = random.randint(1, 2**31 - 1)
-                cursor = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (WORKER_LOCK_CLASS, key))
-                row = await cursor.fetchone()
-                if row and row[0]:
-                    break
-        except BaseException:
-            await conn.close()
-            raise
+        while True:
+            key = random.randint(1, 2**31 - 1)
+            conn = await self._lock(key)
+            if conn is not None:
+                break
         self._conn, self.key = conn, key
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{key}"
         self._beat = asyncio.create_task(self._heartbeat())
         return self
+
+    async def _lock(self, key: int) -> psycopg.AsyncConnection | None:
+        """A new connection whose open transaction holds the lock of `key`; None if another has it."""
+        conn = await psycopg.AsyncConnection.connect(self.ledger.db.url, autocommit=False, **CONNECTION_OPTIONS)
+        try:
+            cursor = await conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (WORKER_LOCK_CLASS, key))
+            row = await cursor.fetchone()
+        except BaseException:
+            await conn.close()
+            raise
+        if row and row[0]:
+            return conn
+        await conn.close()
+        return None
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._beat is not None:
             self._beat.cancel()
             await asyncio.gather(self._beat, return_exceptions=True)
         if self._conn is not None:
-            try:
+            try:  # in the lock's own transaction: the chunks given back and the lock released at once
                 await self.ledger.release_all(self._conn, self.key)
+                await self._conn.commit()
             finally:
-                await self._conn.close()  # the server releases the advisory lock with the session
+                await self._conn.close()  # the transaction, and its lock, end with the connection
 
     async def _heartbeat(self) -> None:
-        assert self._conn is not None
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
             try:
-                await self.ledger.heartbeat(self._conn, self.key)
+                await self._keep_lock()
+                async with self.ledger.db.pool.connection() as conn:
+                    await self.ledger.heartbeat(conn, self.key)
             except psycopg.Error as error:  # a blip: the lease outlives a few missed beats
                 self.log.warning("backfill heartbeat failed: %s", error)
+
+    async def _keep_lock(self) -> None:
+        """Ping the lock's transaction (an idle timeout counts from its last statement); when its connection
+        is gone (a restarted pooler, a server's idle timeout), take the same lock again on a new one, so
+        that the worker's claims stay valid instead of being taken over as a dead worker's."""
+        assert self._conn is not None
+        try:
+            await self._conn.execute("SELECT 1")
+            return
+        except psycopg.Error as error:
+            if not self._conn.closed and not self._conn.broken:
+                raise
+            self.log.warning("backfill worker lock lost with its connection (%s): taking it again", error)
+        conn = await self._lock(self.key)
+        if conn is None:  # its lock held by another: nothing this worker claimed is its own any more
+            self.log.warning("backfill worker lock %s is held by another connection", self.key)
+            return
+        await self._conn.close()
+        self._conn = conn
