@@ -429,3 +429,34 @@ async def account_row_counts(db: Database) -> dict[str, int]:
              for table in REGISTRY if table != "accounts"]
     rows = await db.fetch_all(f"SELECT account, sum(n) AS n FROM ({' UNION ALL '.join(parts)}) t GROUP BY 1")
     return {row["account"]: int(row["n"]) for row in rows}
+
+
+@dataclass(frozen=True)
+class AccountChoice:
+    """An account the console can show alone: the key's own or a connected one, with its runs and rows."""
+
+    account_id: str
+    name: str
+    own: bool
+    runs: int
+    open_runs: int
+    rows: int
+
+
+async def account_choices(db: Database, own_account_id: str | None) -> list[AccountChoice]:
+    """Every account with runs or a stored account row, the key's own first, with runs and object rows."""
+    counts = await account_row_counts(db)
+    rows = await db.fetch_all(
+        "SELECT a.id, COALESCE(a._raw_data->'settings'->'dashboard'->>'display_name', "
+        "a._raw_data->'business_profile'->>'name', '') AS name, "
+        "(SELECT count(*) FROM stripe._sync_runs r WHERE r.account_id = a.id) AS runs, "
+        "(SELECT count(*) FROM stripe._sync_runs r WHERE r.account_id = a.id AND r.closed_at IS NULL) AS open "
+        "FROM stripe.accounts a ORDER BY (a.id = %s) DESC, a.id", (own_account_id,))
+    return [AccountChoice(account_id=row["id"], name=row["name"], own=row["id"] == own_account_id,
+                          runs=row["runs"], open_runs=row["open"], rows=counts.get(row["id"], 0)) for row in rows]
+
+
+async def accounts_with_runs(db: Database) -> int:
+    """How many accounts have sync runs (more than one: the console offers to show one alone)."""
+    row = await db.fetch_one("SELECT count(DISTINCT account_id) AS n FROM stripe._sync_runs")
+    return int(row["n"]) if row else 0

@@ -56,6 +56,9 @@ class RunsView:
     current: RunSummary | None
     progress: list[ObjectProgress]
     history: list[RunSummary]
+    accounts: int = 1
+    """Accounts with sync runs (a Connect platform's connected accounts have theirs): more than one, and
+    screen 1 offers to show one alone."""
 
 
 @dataclass(frozen=True)
@@ -152,10 +155,13 @@ class ConsoleEngine:
 
     # -- reads (the same `status` functions the headless CLI uses) --------------------------------
 
-    async def runs_view(self, now: datetime) -> RunsView:
+    async def runs_view(self, now: datetime, account_id: str | None = None) -> RunsView:
+        """The current run and the history, of every account or of `account_id` alone."""
+
         async def read(sync: StripeSync) -> RunsView:
-            run, progress = await status.current_run_rows(sync.database, now=now)
-            return RunsView(run, progress, await status.run_history(sync.database))
+            run, progress = await status.current_run_rows(sync.database, now=now, account_id=account_id)
+            return RunsView(run, progress, await status.run_history(sync.database, account_id=account_id),
+                            await status.accounts_with_runs(sync.database))
 
         return await self._on_engine_loop(read)
 
@@ -195,6 +201,15 @@ class ConsoleEngine:
         async def read(sync: StripeSync) -> tuple[ListenerView, list[EventRow] | None]:
             history = await status.recent_events(sync.database, limit=200) if with_history else None
             return listener_view(self._listener), history
+
+        return await self._on_engine_loop(read)
+
+    async def account_choices(self) -> list[status.AccountChoice]:
+        """The accounts screen 1 can show alone (the key's own first), with their runs and rows."""
+
+        async def read(sync: StripeSync) -> list[status.AccountChoice]:
+            own = await sync.own_account_id() if sync.context.stripe_client is not None else None
+            return await status.account_choices(sync.database, own)
 
         return await self._on_engine_loop(read)
 
