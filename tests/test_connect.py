@@ -216,3 +216,19 @@ def test_headless_backfill_of_one_connected_account_and_accounts_with_row_counts
         bad = _cli("--headless", "backfill", "customers", "--account", "cus_123", *settings)
         assert bad.returncode == 2 and "acct_" in bad.stderr
 
+
+
+def test_the_emulator_limits_each_account_apart() -> None:
+    import stripe
+
+    with StripeEmulator(seed=24, customers=2, connected_accounts=1, connected_customers=2, rate_limit=1,
+                        start=START, end=END) as emu:
+        [connected] = emu.connected_account_ids
+        client = stripe.StripeClient(emu.secret_key, base_addresses={"api": emu.api_base}, max_network_retries=0)
+        with pytest.raises(stripe.RateLimitError):  # the platform's token (one a second) is soon spent
+            for _ in range(5):
+                client.v1.customers.list()
+        # The connected account's requests count against its own limit, not the platform's.
+        assert client.v1.customers.list(options={"stripe_account": connected}).data
+        with pytest.raises(stripe.RateLimitError):
+            client.v1.customers.list(options={"stripe_account": connected})

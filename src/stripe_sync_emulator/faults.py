@@ -64,8 +64,9 @@ class _Bucket:
 
     def take(self, now: float) -> float:
         """0.0 if a token was taken, else seconds until one is available."""
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        # `now` may predate a bucket made in the same check: no time passed, not negative time.
+        self.tokens = min(self.rate, self.tokens + max(0.0, now - self.stamp) * self.rate)
+        self.stamp = max(self.stamp, now)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0
