@@ -114,9 +114,15 @@ async def test_a_joining_worker_takes_any_accounts_chunks_and_none_is_fetched_tw
         assert [c for c in chunks if c["attempts"] != 1] == []
         for account in emu.connected_account_ids:
             _assert_account_copied(clean_db, emu, account)
-        with pytest.raises(NotAConnectedAccount):
-            async with engine(clean_db, emu) as sync:
+        async with engine(clean_db, emu) as sync:
+            with pytest.raises(NotAConnectedAccount):
                 await sync.process_connected(accounts=[emu.account_id])
+            # An account Stripe does not know is reported, and the others are synced all the same.
+            first = emu.connected_account_ids[0]
+            summaries = await sync.process_connected("customers", accounts=["acct_1NotConnectedAtAll", first])
+            [refused] = summaries["acct_1NotConnectedAtAll"].values()
+            assert refused.status == "error" and "No such account" in refused.error_messages[0]
+            assert summaries[first]["customers"].status == "complete"
 
 
 async def test_connect_webhooks_are_stored_under_their_account(clean_db: str) -> None:

@@ -25,8 +25,9 @@ from .errors import InvalidInput
 from .listing import gather_or_cancel
 from .registry import REGISTRY
 from .request_budget import in_lane
-from .results import BackfillResult
+from .results import BackfillResult, ObjectBackfillResult
 from .runs import Run, WorkerLease
+from .stripe_api import StripeApiError
 
 ACCOUNTS_PATH = "/v1/accounts"
 OPENING_CONCURRENCY = 8
@@ -80,13 +81,16 @@ class ConnectBackfill(Backfill):
 
         `accounts` (default: every connected account, listed through `/v1/accounts`) get a run of
         `object` each (an open one that asks the same is resumed). With `join`, no run is opened: this
-        process works the connected accounts' open runs (of `accounts`, or all of them).
+        process works the connected accounts' open runs (of `accounts`, or all of them). An account
+        Stripe refuses to plan (access revoked, deleted) does not stop the others: its summary is
+        `{"accounts": <an error result, run_id 0>}` with Stripe's answer.
         """
         own = await self.ctx.account.own_id()
         if accounts is not None:
             accounts = [check_account_id(account) for account in accounts]
             if own in accounts:
                 raise NotAConnectedAccount(f"{own} is the key's own account: backfill it without --account")
+        refused: dict[str, str] = {}
         if join:
             runs = await self._open_connected_runs(own, accounts)
             if not runs:
@@ -94,17 +98,21 @@ class ConnectBackfill(Backfill):
         else:
             if accounts is None:
                 accounts = [account["id"] for account in await self.list_connected_accounts()]
-            runs = await self._open_runs(list(accounts), object, created_gte, created_lte, chunk, full)
+            runs = await self._open_runs(list(accounts), object, created_gte, created_lte, chunk, full, refused)
         await self._work_runs(runs, concurrency)
         summaries: dict[str, BackfillResult] = {}
-        for run in sorted(runs, key=lambda r: r.account_id):
+        for run in runs:
             summaries[run.account_id] = await self.summary(run.id)
-        return summaries
+        for account, message in refused.items():
+            summaries[account] = {"accounts": ObjectBackfillResult(
+                stored=0, errors=1, error_messages=[message], duration=0.0, chunks=0, status="error",
+                estimated_total=0, run_id=0)}
+        return dict(sorted(summaries.items()))
 
     # -- opening -----------------------------------------------------------------------------------
 
     async def _open_runs(self, accounts: list[str], object: str | Sequence[str], gte: int | None,
-                         lte: int | None, chunk: str | int | None, full: bool) -> list[Run]:
+                         lte: int | None, chunk: str | int | None, full: bool, refused: dict[str, str]) -> list[Run]:
         tables = tables_for(object)
         spec: ChunkSpec = parse_chunk_spec(chunk)
         if gte is not None and lte is not None and gte > lte:
@@ -117,10 +125,16 @@ class ConnectBackfill(Backfill):
 
         async def open_one(account: str) -> None:
             async with gate:
-                runs[account] = await self._open(account, tables, gte, lte, spec, full=full, join=False)
+                try:
+                    runs[account] = await self._open(account, tables, gte, lte, spec, full=full, join=False)
+                except StripeApiError as error:
+                    if error.kind == "unavailable":  # Stripe down or rate limiting: not this account's fault
+                        raise
+                    refused[account] = str(error)
+                    self.ctx.log.warning("cannot backfill connected account %s: %s", account, error)
 
         await gather_or_cancel([open_one(account) for account in order])
-        return [runs[account] for account in order]
+        return [runs[account] for account in order if account in runs]
 
     async def _open_connected_runs(self, own: str, accounts: Sequence[str] | None) -> list[Run]:
         rows = await self.ctx.database.fetch_all(

@@ -60,13 +60,14 @@ async def backfill_accounts(sync: StripeSync, args: argparse.Namespace, out: Out
         errors += failed
         statuses = {result.status for result in summary.values()}
         state = "complete" if statuses <= {"complete"} else ("error" if "error" in statuses else sorted(statuses)[0])
-        run_id = next((result.run_id for result in summary.values()), None)
+        run_id = next((result.run_id for result in summary.values() if result.run_id), None)
         if out.json_mode:
             for name, result in summary.items():
                 out.data({"kind": "backfill", "account": account, "object": name, **result.to_dict()})
         out.data({"kind": "backfill_account", "account": account, "run_id": run_id, "stored": stored,
                   "errors": failed, "status": state},
-                 text=f"{account:<24} run {run_id}  stored {stored:>9,}  errors {failed}  {state}")
+                 text=f"{account:<24} run {run_id or '-'}  stored {stored:>9,}  errors {failed}  {state}"
+                      + ("".join(f"  {m}" for r in summary.values() for m in r.error_messages[:1]) if not run_id else ""))
         for name, result in summary.items():
             total = totals.setdefault(name, {"stored": 0, "errors": 0})
             total["stored"] += result.stored
