@@ -238,3 +238,21 @@ def test_the_emulator_limits_each_account_apart() -> None:
         assert client.v1.customers.list(options={"stripe_account": connected}).data
         with pytest.raises(stripe.RateLimitError):
             client.v1.customers.list(options={"stripe_account": connected})
+
+
+async def test_catch_up_covers_a_backfilled_connected_account_none_of_whose_events_was_logged(clean_db: str) -> None:
+    from webhook_support import mismatches
+
+    with _emulator(1) as emu:
+        [connected] = emu.connected_account_ids
+        async with engine(clean_db, emu) as sync:
+            await sync.process_until_done("customers")  # the key's own account: catch-up starts there too
+            await sync.process_connected("all")
+            missed = await asyncio.to_thread(emu.mutate_random, 8, connected)  # while no listener ran
+            assert missed and {event.get("account") for event in missed} == {connected}
+            listener = sync.listener(port=0, manage_webhook=False)
+            state = await listener.start()
+            await listener.stop()
+            assert state.catch_up.state == "done", state.catch_up.message
+            assert state.catch_up.applied == len(missed)
+            assert await mismatches(sync, emu, missed, account=connected) == []
