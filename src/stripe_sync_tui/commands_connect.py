@@ -7,13 +7,12 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from stripe_sync_core import status
 from stripe_sync_core.errors import InvalidInput
 
-from .output import HeadlessProgress, Output
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the parser is built from here at start-up: nothing heavy at import time
     from stripe_sync_core import StripeSync
+
+    from .output import HeadlessProgress, Output
 
 EXIT_OK, EXIT_PARTIAL = 0, 3
 
@@ -81,6 +80,7 @@ async def backfill_accounts(sync: StripeSync, args: argparse.Namespace, out: Out
 async def account_rows(sync: StripeSync, own: str | None, out: Output) -> list[dict[str, Any]]:
     """Every account in the database (the key's own first, then the connected ones) with its rows per
     account; with a key, the platform's connected accounts are listed from Stripe first (stored)."""
+    from stripe_sync_core import status
     from stripe_sync_core.stripe_api import StripeApiError
 
     if own is not None:
