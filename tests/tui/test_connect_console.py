@@ -38,7 +38,8 @@ async def test_screen_one_shows_one_connected_accounts_runs(make_app, clean_db, 
         await pilot.press("a")
         await until(pilot, lambda: isinstance(app.screen, AccountPicker))
         picker = app.screen.query_one(FilterableTable)
-        assert list(picker.shown_keys) == ["*", own, CONNECTED]  # every account, the key's own first
+        # Every account, the key's own first (the table fills on the picker's first refresh).
+        await until(pilot, lambda: list(picker.shown_keys) == ["*", own, CONNECTED])
         await pilot.press("down", "down", "enter")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen) and screen.account_id == CONNECTED)
         await until(pilot, lambda: len(_history_runs(app)) == 3)
