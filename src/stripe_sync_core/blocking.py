@@ -72,9 +72,19 @@ class BlockingStripeSync:
         """Backfill until done; see `StripeSync.process_until_done`."""
         return self._call(self.sync.process_until_done(object, created_gte, created_lte, chunk, concurrency))
 
-    def find_or_create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> ManagedWebhook:
-        """Reuse or create the managed webhook endpoint for `url`."""
-        return self._call(self.sync.find_or_create_managed_webhook(url, enabled_events))
+    def process_connected(self, object: str = "all", *, accounts: Sequence[str] | None = None,
+                          join: bool = False, concurrency: int | None = None) -> dict[str, BackfillResult]:
+        """Backfill connected accounts, one run each; see `StripeSync.process_connected`."""
+        return self._call(self.sync.process_connected(object, concurrency=concurrency, accounts=accounts, join=join))
+
+    def list_connected_accounts(self) -> list[dict]:
+        """The platform's connected accounts (`/v1/accounts`), stored."""
+        return self._call(self.sync.list_connected_accounts())
+
+    def find_or_create_managed_webhook(self, url: str, enabled_events: list[str] | None = None, *,
+                                       connect: bool = False) -> ManagedWebhook:
+        """Reuse or create the managed webhook endpoint for `url` (`connect`: a Connect endpoint)."""
+        return self._call(self.sync.find_or_create_managed_webhook(url, enabled_events, connect=connect))
 
     def create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> ManagedWebhook:
         """Create a managed webhook endpoint for `url`."""

@@ -32,7 +32,7 @@ from .errors import Refused
 from .event_writer import is_connection_error
 from .masking import mask_secrets_in
 from .request_budget import in_lane
-from .status import last_backfill_started
+from .status import connected_backfills_started, last_backfill_started
 from .webhooks import WebhookError, WebhookProcessor, claimed_identity
 
 if TYPE_CHECKING:
@@ -68,6 +68,8 @@ class ListenerState:
     public_url: str | None = None
     webhook_url: str | None = None
     webhook_id: str | None = None
+    connect_webhook_id: str | None = None
+    """Its managed Connect endpoint (same URL, `connect: true`): the connected accounts' events."""
     received: int = 0
     ok: int = 0
     client_errors: int = 0
@@ -115,7 +117,8 @@ class WebhookListener:
                  catch_up: bool = True, db_timeout: float = 5.0,
                  webhook_check_seconds: float | None = 30.0,
                  configure_app: Callable[[web.Application], None] | None = None,
-                 shutdown_seconds: float = 10.0, public_url: str | None = None) -> None:
+                 shutdown_seconds: float = 10.0, public_url: str | None = None,
+                 connect_webhook: bool | None = None) -> None:
         self.ctx = ctx
         self.public_url = public_url.rstrip("/") if public_url else None
         """Where Stripe reaches this listener without a tunnel (a load balancer's URL): its webhook's base."""
@@ -129,6 +132,9 @@ class WebhookListener:
         self.ngrok_path = ngrok_path
         self.manage_webhook = self._stripe_can_reach_us() if manage_webhook is None else manage_webhook
         """Register a managed webhook for the URL Stripe reaches (the tunnel's, else the local one)."""
+        self.connect_webhook = connect_webhook
+        """With a managed webhook, also a managed Connect endpoint for the same URL (None: when the database
+        holds connected accounts)."""
         self.remove_webhook_on_exit = remove_webhook_on_exit
         self.catch_up_on_start = catch_up
         self.db_timeout = db_timeout
@@ -151,6 +157,13 @@ class WebhookListener:
         self._checking = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def _wants_connect_webhook(self, own: str) -> bool:
+        if self.connect_webhook is not None:
+            return self.connect_webhook
+        row = await self.ctx.database.fetch_one(
+            "SELECT EXISTS (SELECT 1 FROM stripe.accounts WHERE id <> %s) AS connected", (own,))
+        return bool(row and row["connected"])
 
     def _stripe_can_reach_us(self) -> bool:
         """Register a managed webhook by default when Stripe can call us: through a tunnel, or when
@@ -194,6 +207,9 @@ class WebhookListener:
             if self.manage_webhook:
                 webhook = await self.managed_webhooks.find_or_create(self.state.webhook_url)
                 self.state.webhook_id, self._webhook_account = webhook["id"], webhook["account_id"]
+                if await self._wants_connect_webhook(webhook["account_id"]):
+                    connect = await self.managed_webhooks.find_or_create(self.state.webhook_url, connect=True)
+                    self.state.connect_webhook_id = connect["id"]
         except BaseException:
             await self.stop()
             raise
@@ -223,6 +239,12 @@ class WebhookListener:
             self._catch_up_task.cancel()
             await asyncio.gather(self._catch_up_task, return_exceptions=True)
             self._catch_up_task = None
+        if self.remove_webhook_on_exit and self.state.connect_webhook_id:
+            try:
+                await self.managed_webhooks.delete(self.state.connect_webhook_id)
+                self.state.connect_webhook_id = None
+            except Exception as error:
+                self._message("warning", f"could not delete webhook {self.state.connect_webhook_id}: {error}")
         if self.remove_webhook_on_exit and self.state.webhook_id:
             try:
                 await self.managed_webhooks.delete(self.state.webhook_id)
@@ -384,8 +406,9 @@ class WebhookListener:
     @in_lane("interactive")  # a backfill's chunks never hold it up
     async def catch_up(self) -> CatchUp:
         """Apply `/v1/events` since the newest logged event, for the key's own account and for each
-        connected account whose events were logged (Stripe lists a connected account's events only
-        under its `Stripe-Account` header). One account failing does not stop the others."""
+        connected account (Stripe lists a connected account's events only under its `Stripe-Account`
+        header): those whose events were logged, and those backfilled (since their last backfill
+        started) whose events were not. One account failing does not stop the others."""
         report = self.state.catch_up = CatchUp(state="running")
         try:
             own = await self.ctx.account.own_id()
@@ -393,6 +416,8 @@ class WebhookListener:
                 "SELECT account_id, max(event_created) AS last FROM stripe._events "
                 "WHERE account_id IS NOT NULL GROUP BY account_id")
             last_seen = {row["account_id"]: row["last"] for row in rows if row["last"] is not None}
+            for account, started in (await connected_backfills_started(self.ctx.database, own)).items():
+                last_seen.setdefault(account, started)
             origin = ""
             if own not in last_seen:
                 backfill = await last_backfill_started(self.ctx.database, own)

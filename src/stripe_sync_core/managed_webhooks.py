@@ -60,7 +60,7 @@ class ManagedWebhook(dict):
             id=row["id"], url=row["url"], status=row["status"], account_id=row["account_id"],
             deployment_id=row["deployment_id"],
             enabled_events=json.loads(events) if isinstance(events, str) else list(events or []),
-            secret=mask_secret(row["secret"]), created_at=row.get("created_at"),
+            secret=mask_secret(row["secret"]), created_at=row.get("created_at"), connect=bool(row.get("connect")),
         )
 
     @property
@@ -75,7 +75,7 @@ class ManagedWebhook(dict):
         return f"ManagedWebhook({dict.__repr__(self)})"
 
 
-_COLUMNS = "id, account_id, url, enabled_events, secret, status, deployment_id, created_at"
+_COLUMNS = "id, account_id, url, enabled_events, secret, status, deployment_id, created_at, connect"
 
 
 class ManagedWebhooks:
@@ -117,32 +117,37 @@ class ManagedWebhooks:
     # -- public operations -------------------------------------------------------------------------
 
     @in_lane("interactive")
-    async def find_or_create(self, url: str, enabled_events: builtins.list[str] | None = None) -> ManagedWebhook:
-        """Reuse this deployment's enabled endpoint for `url`, else create one (after removing orphans)."""
+    async def find_or_create(self, url: str, enabled_events: builtins.list[str] | None = None, *,
+                             connect: bool = False) -> ManagedWebhook:
+        """Reuse this deployment's enabled endpoint for `url`, else create one (after removing orphans).
+
+        `connect` makes it a Connect endpoint (`connect: true`): Stripe sends it the events of the
+        platform's connected accounts (each with `account`), not the platform's own."""
         wanted = sorted(set(enabled_events or default_enabled_events()))
         account = await self.ctx.account.own_id()
         deployment = await self.deployment_id()
         async with self._locked(account) as conn:
-            row = await _row_for_url(conn, url, account)
+            row = await _row_for_url(conn, url, account, connect)
             if row is not None:
                 reused = await self._reuse(conn, row, wanted)
                 if reused is not None:
                     return reused
             await self._cleanup(conn, account, deployment)
-            return await self._create(conn, url, wanted, account, deployment)
+            return await self._create(conn, url, wanted, account, deployment, connect)
 
     @in_lane("interactive")
-    async def create(self, url: str, enabled_events: builtins.list[str] | None = None) -> ManagedWebhook:
+    async def create(self, url: str, enabled_events: builtins.list[str] | None = None, *,
+                     connect: bool = False) -> ManagedWebhook:
         """Create a new managed endpoint for `url` (refused when one is already recorded for it)."""
         wanted = sorted(set(enabled_events or default_enabled_events()))
         account = await self.ctx.account.own_id()
         deployment = await self.deployment_id()
         async with self._locked(account) as conn:
-            existing = await _row_for_url(conn, url, account)
+            existing = await _row_for_url(conn, url, account, connect)
             if existing is not None:
-                raise ManagedWebhookError(f"a managed webhook for {url} already exists ({existing['id']}): "
-                                          "reuse it with find_or_create or delete it first")
-            return await self._create(conn, url, wanted, account, deployment)
+                raise ManagedWebhookError(f"a managed {'Connect ' if connect else ''}webhook for {url} already "
+                                          f"exists ({existing['id']}): reuse it with find_or_create or delete it first")
+            return await self._create(conn, url, wanted, account, deployment, connect)
 
     async def list(self) -> builtins.list[ManagedWebhook]:
         rows = await self.ctx.database.fetch_all(
@@ -215,7 +220,7 @@ class ManagedWebhooks:
         return None
 
     async def _create(self, conn: psycopg.AsyncConnection, url: str, wanted: builtins.list[str], account: str,
-                      deployment: str) -> ManagedWebhook:
+                      deployment: str, connect: bool = False) -> ManagedWebhook:
         params: dict[str, Any] = {
             "url": url, "enabled_events": wanted,
             "description": f"stripe-sync managed webhook ({deployment})",
@@ -223,6 +228,8 @@ class ManagedWebhooks:
         }
         if self.ctx.config.stripe_api_version:
             params["api_version"] = self.ctx.config.stripe_api_version
+        if connect:
+            params["connect"] = True
         endpoint = await self.ctx.stripe.post(ENDPOINTS_PATH, params, idempotency_key=str(uuid.uuid4()))
         secret = endpoint.get("secret")
         if not secret:
@@ -232,14 +239,15 @@ class ManagedWebhooks:
         cursor = conn.cursor(row_factory=dict_row)
         await cursor.execute(
             "INSERT INTO stripe._managed_webhooks (id, account_id, url, enabled_events, secret, status, "
-            "deployment_id, _raw_data) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb) "
+            "deployment_id, _raw_data, connect) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s) "
             f"RETURNING {_COLUMNS}",
             (endpoint["id"], account, url, json.dumps(wanted), secret, endpoint.get("status", "enabled"),
-             deployment, json.dumps(_without_secret(endpoint))))
+             deployment, json.dumps(_without_secret(endpoint)), connect))
         row = await cursor.fetchone()
         assert row is not None
         self.on_secrets_changed()
-        self.log.info("created managed webhook %s for %s (secret %s)", endpoint["id"], url, mask_secret(secret))
+        self.log.info("created managed %swebhook %s for %s (secret %s)", "Connect " if connect else "", endpoint["id"],
+                      url, mask_secret(secret))
         return ManagedWebhook(row)
 
     async def _cleanup(self, conn: psycopg.AsyncConnection, account: str, deployment: str) -> builtins.list[str]:
@@ -275,8 +283,8 @@ def _without_secret(endpoint: dict) -> dict:
     return {k: v for k, v in endpoint.items() if k != "secret"}
 
 
-async def _row_for_url(conn: psycopg.AsyncConnection, url: str, account: str) -> dict | None:
+async def _row_for_url(conn: psycopg.AsyncConnection, url: str, account: str, connect: bool = False) -> dict | None:
     cursor = conn.cursor(row_factory=dict_row)
-    await cursor.execute(f"SELECT {_COLUMNS} FROM stripe._managed_webhooks WHERE url = %s AND account_id = %s",
-                         (url, account))
+    await cursor.execute(f"SELECT {_COLUMNS} FROM stripe._managed_webhooks WHERE url = %s AND account_id = %s "
+                         "AND connect = %s", (url, account, connect))
     return await cursor.fetchone()

@@ -134,6 +134,8 @@ class ManagedWebhookRow:
     enabled_events: tuple[str, ...]
     created_at: datetime
     event_count: int
+    connect: bool = False
+    """A Connect endpoint: fed the connected accounts' events (its event count is theirs)."""
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,16 @@ async def last_backfill_started(db: Database, account_id: str) -> tuple[int, dat
     return (row["id"], row["started_at"]) if row else None
 
 
+async def connected_backfills_started(db: Database, own_account_id: str) -> dict[str, datetime]:
+    """Start of each other account's newest run that stored a chunk (one query): where a listener
+    catches up a connected account none of whose events it logged."""
+    rows = await db.fetch_all(
+        "SELECT DISTINCT ON (r.account_id) r.account_id, r.started_at FROM stripe._sync_runs r "
+        "WHERE r.account_id <> %s AND EXISTS (SELECT 1 FROM stripe._sync_obj_runs o WHERE o.run_id = r.id "
+        "AND o.status = 'complete') ORDER BY r.account_id, r.started_at DESC", (own_account_id,))
+    return {row["account_id"]: row["started_at"] for row in rows}
+
+
 async def run_history(db: Database, *, account_id: str | None = None,
                       limit: int = RUN_HISTORY_LIMIT) -> list[RunSummary]:
     """Runs newest first (from the `stripe.sync_runs` view), at most `limit`."""
@@ -303,9 +315,9 @@ async def managed_webhook_rows(db: Database, *, account_id: str | None = None) -
     """Managed webhook endpoints, newest first, with the events received for their account since creation."""
     rows = await db.fetch_all(
         """
-        SELECT w.id, w.account_id, w.url, w.status, w.enabled_events, w.created_at,
+        SELECT w.id, w.account_id, w.url, w.status, w.enabled_events, w.created_at, w.connect,
                (SELECT count(*) FROM stripe._events e
-                 WHERE e.account_id = w.account_id AND e.received_at >= w.created_at) AS event_count
+                 WHERE (e.account_id = w.account_id) <> w.connect AND e.received_at >= w.created_at) AS event_count
         FROM stripe._managed_webhooks w
         WHERE (%(account)s::text IS NULL OR w.account_id = %(account)s)
         ORDER BY w.created_at DESC, w.id
@@ -315,7 +327,7 @@ async def managed_webhook_rows(db: Database, *, account_id: str | None = None) -
     return [ManagedWebhookRow(
         webhook_id=row["id"], account_id=row["account_id"], url=row["url"], status=row["status"],
         enabled_events=tuple(row["enabled_events"] or ()), created_at=row["created_at"],
-        event_count=row["event_count"],
+        event_count=row["event_count"], connect=row["connect"],
     ) for row in rows]
 
 
@@ -421,3 +433,44 @@ async def synced_account_rows(db: Database, own_account_id: str | None) -> list[
     return await db.fetch_all(
         "SELECT id, _raw_data->>'email' AS email, country, (id = %s) AS own, _last_synced_at AS synced_at "
         "FROM stripe.accounts ORDER BY id", (own_account_id,))
+
+
+async def account_row_counts(db: Database) -> dict[str, int]:
+    """Object rows stored per account, every object table but `accounts` (one query)."""
+    from .registry import REGISTRY
+
+    parts = [f"SELECT _account_id AS account, count(*) AS n FROM stripe.{table} GROUP BY 1"
+             for table in REGISTRY if table != "accounts"]
+    rows = await db.fetch_all(f"SELECT account, sum(n) AS n FROM ({' UNION ALL '.join(parts)}) t GROUP BY 1")
+    return {row["account"]: int(row["n"]) for row in rows}
+
+
+@dataclass(frozen=True)
+class AccountChoice:
+    """An account the console can show alone: the key's own or a connected one, with its runs and rows."""
+
+    account_id: str
+    name: str
+    own: bool
+    runs: int
+    open_runs: int
+    rows: int
+
+
+async def account_choices(db: Database, own_account_id: str | None) -> list[AccountChoice]:
+    """Every account with runs or a stored account row, the key's own first, with runs and object rows."""
+    counts = await account_row_counts(db)
+    rows = await db.fetch_all(
+        "SELECT a.id, COALESCE(a._raw_data->'settings'->'dashboard'->>'display_name', "
+        "a._raw_data->'business_profile'->>'name', '') AS name, "
+        "(SELECT count(*) FROM stripe._sync_runs r WHERE r.account_id = a.id) AS runs, "
+        "(SELECT count(*) FROM stripe._sync_runs r WHERE r.account_id = a.id AND r.closed_at IS NULL) AS open "
+        "FROM stripe.accounts a ORDER BY (a.id = %s) DESC, a.id", (own_account_id,))
+    return [AccountChoice(account_id=row["id"], name=row["name"], own=row["id"] == own_account_id,
+                          runs=row["runs"], open_runs=row["open"], rows=counts.get(row["id"], 0)) for row in rows]
+
+
+async def accounts_with_runs(db: Database) -> int:
+    """How many accounts have sync runs (more than one: the console offers to show one alone)."""
+    row = await db.fetch_one("SELECT count(DISTINCT account_id) AS n FROM stripe._sync_runs")
+    return int(row["n"]) if row else 0

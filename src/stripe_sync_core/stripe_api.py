@@ -146,6 +146,9 @@ class StripeApi:
                              else key_scope(config.stripe_secret_key))
         self._http, self.client = self._new_client()
         self.budget = budget or stripe_request_budget(default_request_rate(config), database, self.budget_scope)
+        self._account_budgets: dict[str, Budget] = {}
+        """Connected accounts' budgets, by account id: Stripe counts a request made under `Stripe-Account`
+        against that account's limit, not the platform's."""
         self.stats = ApiStats()
         self._sleep = asyncio.sleep
 
@@ -224,12 +227,26 @@ class StripeApi:
         shared = isinstance(self.budget, SharedRequestBudget)
         self.budget = stripe_request_budget(requests_per_second, self.database if shared else None,
                                             self.budget_scope)
+        self._account_budgets.clear()  # made again at the new rate on their next request
 
     def account_known(self, account_id: str) -> None:
         """The key's account is `account_id`: from now on the budget is that account's (any key of it)."""
         self.budget_scope = account_scope(account_id, self.config.livemode)
         if isinstance(self.budget, SharedRequestBudget):
             self.budget.scope = self.budget_scope
+
+    def budget_for(self, account: str | None) -> Budget:
+        """The request budget a call under `Stripe-Account: account` draws on (None: the key's own account):
+        a connected account's own, at the same rate, shared through the database as the key's is."""
+        if not account:
+            return self.budget
+        budget = self._account_budgets.get(account)
+        if budget is None:
+            shared = isinstance(self.budget, SharedRequestBudget)
+            budget = stripe_request_budget(self.budget.rate, self.database if shared else None,
+                                           account_scope(account, self.config.livemode))
+            self._account_budgets[account] = budget
+        return budget
 
     def _new_client(self) -> tuple[stripe.AIOHTTPClient, stripe.StripeClient]:
         config = self.config
@@ -252,6 +269,8 @@ class StripeApi:
     async def close(self) -> None:
         """Close the HTTP session (it belongs to the event loop that used it); usable again afterwards."""
         await self.budget.close()
+        for budget in self._account_budgets.values():
+            await budget.close()
         await self._http.close_async()
         self._http, self.client = self._new_client()
 
@@ -264,8 +283,9 @@ class StripeApi:
             options["idempotency_key"] = idempotency_key
         attempt = 0
         endpoint = endpoint_of(method, path)
+        budget = self.budget_for(account)
         while True:
-            await self.budget.acquire(endpoint)
+            await budget.acquire(endpoint)
             self.stats.requests += 1
             try:
                 return await self._send(method, path, params or {}, options)

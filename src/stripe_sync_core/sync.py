@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from . import accounts
 from .backfill import Backfill, BackfillOptions
 from .config import SyncConfig, load_config
+from .connect import ConnectBackfill
 from .context import EngineContext, utc_now
 from .database import Database
 from .embedded import resolve_database_url
@@ -65,6 +66,7 @@ class StripeSync:
         self._webhooks: WebhookProcessor | None = None
         self._managed_webhooks: ManagedWebhooks | None = None
         self._backfill: Backfill | None = None
+        self._connect: ConnectBackfill | None = None
         self._listeners: weakref.WeakSet[WebhookListener] = weakref.WeakSet()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -84,6 +86,8 @@ class StripeSync:
         self._managed_webhooks = ManagedWebhooks(ctx, on_secrets_changed=webhooks.forget_secrets)
         self._backfill = Backfill(ctx, lambda event: webhooks.process_event(event, report=False),
                                   self.backfill_options)
+        self._connect = ConnectBackfill(ctx, lambda event: webhooks.process_event(event, report=False),
+                                        self.backfill_options)
         self._context = ctx
         STRIPE_SDK_SECRETS.acquire()
         return self
@@ -100,7 +104,7 @@ class StripeSync:
                 await ctx.stripe_client.close()
             await ctx.database.close()
         finally:
-            self._webhooks = self._managed_webhooks = self._backfill = None
+            self._webhooks = self._managed_webhooks = self._backfill = self._connect = None
             STRIPE_SDK_SECRETS.release()
 
     async def __aenter__(self) -> StripeSync:
@@ -138,6 +142,11 @@ class StripeSync:
     @property
     def backfill(self) -> Backfill:
         return _opened(self._backfill)
+
+    @property
+    def connect(self) -> ConnectBackfill:
+        """The backfill of the platform's connected accounts (connect.py)."""
+        return _opened(self._connect)
 
     # -- accounts --------------------------------------------------------------------------------
 
@@ -202,12 +211,14 @@ class StripeSync:
         """Route one Stripe event into its table (no signature check). Returns the outcome."""
         return await self.webhooks.process_event(event)
 
-    async def find_or_create_managed_webhook(self, url: str,
-                                             enabled_events: list[str] | None = None) -> ManagedWebhook:
-        return await self.managed_webhooks.find_or_create(url, enabled_events)
+    async def find_or_create_managed_webhook(self, url: str, enabled_events: list[str] | None = None, *,
+                                             connect: bool = False) -> ManagedWebhook:
+        """`connect=True`: a Connect endpoint, fed the connected accounts' events (stored under `event.account`)."""
+        return await self.managed_webhooks.find_or_create(url, enabled_events, connect=connect)
 
-    async def create_managed_webhook(self, url: str, enabled_events: list[str] | None = None) -> ManagedWebhook:
-        return await self.managed_webhooks.create(url, enabled_events)
+    async def create_managed_webhook(self, url: str, enabled_events: list[str] | None = None, *,
+                                     connect: bool = False) -> ManagedWebhook:
+        return await self.managed_webhooks.create(url, enabled_events, connect=connect)
 
     async def list_managed_webhooks(self) -> Sequence[ManagedWebhook]:
         return await self.managed_webhooks.list()
@@ -273,6 +284,23 @@ class StripeSync:
         from .verify import last_results
 
         return await last_results(self.database, account_id)
+
+
+    # -- Connect platforms (connect.py) ----------------------------------------------------------
+
+    async def list_connected_accounts(self) -> list[dict]:
+        """Every connected account of the platform (`/v1/accounts`), stored in `stripe.accounts`."""
+        return await self.connect.list_connected_accounts()
+
+    async def process_connected(self, object: str | Sequence[str] = "all", created_gte: int | None = None,
+                                created_lte: int | None = None, chunk: str | int | None = None,
+                                concurrency: int | None = None, *, accounts: Sequence[str] | None = None,
+                                join: bool = False, full: bool = False) -> dict[str, BackfillResult]:
+        """Backfill connected accounts (default: all of them), one run each under its `Stripe-Account`
+        header; returns each account's summary. `join` works their open runs alongside other workers."""
+        return await self.connect.process_connected(
+            object, created_gte=created_gte, created_lte=created_lte, chunk=chunk, concurrency=concurrency,
+            accounts=accounts, join=join, full=full)
 
 
 def _opened(part: T | None) -> T:

@@ -101,7 +101,8 @@ async def api_handler(request: web.Request) -> web.Response:
         acc = core.store_for(request.headers.get("Stripe-Account"), key)
         if request.headers.get("Stripe-Account"):
             headers["Stripe-Account"] = acc.id
-        limited = core.limiter.check(key, livemode, route)
+        # Stripe limits an account: a request under `Stripe-Account` counts against that account's limit.
+        limited = core.limiter.check(acc.id, livemode, route)
         if limited is not None:
             reason, wait = limited
             raise StripeError(429, "Request rate limit exceeded. You can learn more about rate limits here "

@@ -70,8 +70,9 @@ class _Bucket:
 
     def take(self, now: float) -> float:
         """0.0 if a token was taken, else seconds until one is available."""
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        # `now` may predate a bucket made in the same check: no time passed, not negative time.
+        self.tokens = min(self.rate, self.tokens + max(0.0, now - self.stamp) * self.rate)
+        self.stamp = max(self.stamp, now)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return 0.0
@@ -79,7 +80,7 @@ class _Bucket:
 
 
 class RateLimiter:
-    """Token buckets per API key (and per key + endpoint)."""
+    """Token buckets per account (and per account + endpoint), as Stripe limits an account."""
 
     def __init__(self, config: RateLimitConfig) -> None:
         self.config = config
@@ -92,7 +93,7 @@ class RateLimiter:
                 self.config = config
             self._buckets.clear()
 
-    def check(self, key: str, livemode: bool, route: str) -> tuple[str, float] | None:
+    def check(self, account: str, livemode: bool, route: str) -> tuple[str, float] | None:
         """None when allowed, else (reason, retry_after_seconds)."""
         cfg = self.config
         if cfg.mode == "off":
@@ -113,9 +114,9 @@ class RateLimiter:
                 if ep_rate < rate or route in ENDPOINT_LIMITS:
                     checks.append(("endpoint-rate", route, ep_rate))
             for reason, scope, r in checks:
-                b = self._buckets.get((key, scope))
+                b = self._buckets.get((f"{account} {livemode}", scope))
                 if b is None or b.rate != r:
-                    b = self._buckets[(key, scope)] = _Bucket(r)
+                    b = self._buckets[(f"{account} {livemode}", scope)] = _Bucket(r)
                 wait = b.take(now)
                 if wait > 0:
                     return reason, wait

@@ -65,6 +65,8 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("console.quit", "q", "app.quit", "Quit"),
     # 1. sync runs
     ConsoleAction("runs.open", "enter", "open_chunks", "Open the run's chunks", "runs"),
+    ConsoleAction("runs.account", "a", "choose_account", "Show one account's runs (Connect)", "runs",
+                  needs="accounts"),
     # chunks of one run
     ConsoleAction("chunks.close", "escape", "back", "Back to runs", "chunks", show=False, palette=False),
     ConsoleAction("chunks.running", "g", "jump_running", "Jump to the next running chunk", "chunks",

@@ -59,6 +59,9 @@ class RunsView:
     history: list[RunSummary]
     verify: list[dict] = field(default_factory=list)
     """The last `verify` of each object type (`stripe._verify_results`), when one ran."""
+    accounts: int = 1
+    """Accounts with sync runs (a Connect platform's connected accounts have theirs): more than one, and
+    screen 1 offers to show one alone."""
 
 
 @dataclass(frozen=True)
@@ -155,13 +158,15 @@ class ConsoleEngine:
 
     # -- reads (the same `status` functions the headless CLI uses) --------------------------------
 
-    async def runs_view(self, now: datetime) -> RunsView:
+    async def runs_view(self, now: datetime, account_id: str | None = None) -> RunsView:
+        """The current run and the history, of every account or of `account_id` alone."""
+
         async def read(sync: StripeSync) -> RunsView:
             from stripe_sync_core.verify import last_results
 
-            run, progress = await status.current_run_rows(sync.database, now=now)
-            return RunsView(run, progress, await status.run_history(sync.database),
-                            await last_results(sync.database))
+            run, progress = await status.current_run_rows(sync.database, now=now, account_id=account_id)
+            return RunsView(run, progress, await status.run_history(sync.database, account_id=account_id),
+                            await last_results(sync.database), await status.accounts_with_runs(sync.database))
 
         return await self._on_engine_loop(read)
 
@@ -213,6 +218,15 @@ class ConsoleEngine:
         tables = tables_for(list(objects))
         return await self._on_engine_loop(
             lambda sync: estimate_from_stored(sync.database, tables, livemode=self.config.livemode))
+
+    async def account_choices(self) -> list[status.AccountChoice]:
+        """The accounts screen 1 can show alone (the key's own first), with their runs and rows."""
+
+        async def read(sync: StripeSync) -> list[status.AccountChoice]:
+            own = await sync.own_account_id() if sync.context.stripe_client is not None else None
+            return await status.account_choices(sync.database, own)
+
+        return await self._on_engine_loop(read)
 
     async def synced_accounts(self) -> list[dict]:
         return await self._on_engine_loop(lambda sync: sync.get_all_synced_accounts())

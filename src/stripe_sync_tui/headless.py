@@ -69,6 +69,9 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
     backfill.add_argument("--join", action="store_true", help="add this process as a worker to the open run")
     backfill.add_argument("--sigma", action="store_true", default=None,
                           help="enable Stripe Sigma (env ENABLE_SIGMA): 'all' includes the Sigma tables (live keys only)")
+    from .commands_connect import add_backfill_arguments
+
+    add_backfill_arguments(backfill)
 
     plan = command("plan", "how long a full backfill takes at the key's Stripe rate limits: objects per type "
                            "(stored rows, else one list page each), requests per endpoint, duration")
@@ -107,6 +110,8 @@ def add_commands(commands: argparse._SubParsersAction, parents: list[argparse.Ar
     create = webhook_commands.add_parser("create", help="create (or reuse) a managed endpoint", parents=parents)
     create.add_argument("url")
     create.add_argument("--events", help="comma-separated event types (default: every supported type)")
+    create.add_argument("--connect", action="store_true",
+                        help="a Connect endpoint: the platform's connected accounts' events (stored under their account)")
     delete = webhook_commands.add_parser("delete", help="delete a managed endpoint", parents=parents)
     delete.add_argument("id")
 
@@ -306,12 +311,13 @@ async def cmd_status(args: argparse.Namespace, config: SyncConfig, out: Output) 
 
 
 async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
-    from stripe_sync_core import status
 
     async def body(sync: StripeSync) -> int:
+        from .commands_connect import account_rows
+
         own = (await sync.get_current_account())["id"] if config.stripe_secret_key else None
-        rows = await status.synced_account_rows(sync.database, own)
-        out.table(rows, ["id", "email", "country", "own", "synced_at"], kind="account")
+        rows = await account_rows(sync, own, out)
+        out.table(rows, ["id", "email", "country", "own", "connected", "rows", "synced_at"], kind="account")
         return EXIT_OK
 
     return await _with_engine(config, out, body, needs_stripe=bool(config.stripe_secret_key))
@@ -358,6 +364,9 @@ async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output
         raise UsageError(f"invalid --chunk {chunk!r}: auto, day, week, month or a number of days")
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    from .commands_connect import account_ids, backfill_accounts, wants_accounts
+
+    account_ids(args)  # a malformed --account fails before any connection
     progress = HeadlessProgress(out)
 
     async def body(sync: StripeSync) -> int:
@@ -365,6 +374,8 @@ async def cmd_backfill(args: argparse.Namespace, config: SyncConfig, out: Output
 
         progress.api_stats = sync.stripe.stats  # its 429s and retries ride on the request_rate records
         with fewer_collections():  # this process does nothing else meanwhile
+            if wants_accounts(args):
+                return await backfill_accounts(sync, args, out, progress, objects, created_gte, created_lte, chunk)
             if args.join:
                 summary = await sync.join_open_run(args.concurrency)
             else:
@@ -551,11 +562,11 @@ async def cmd_webhooks(args: argparse.Namespace, config: SyncConfig, out: Output
     async def body(sync: StripeSync) -> int:
         if args.webhooks_command == "list":
             rows = await sync.list_managed_webhooks()
-            out.table([_webhook_row(w) for w in rows], ["id", "url", "status", "events", "created"],
+            out.table([_webhook_row(w) for w in rows], ["id", "url", "status", "events", "connect", "created"],
                       kind="webhook")
         elif args.webhooks_command == "create":
             events = [e.strip() for e in args.events.split(",")] if args.events else None
-            webhook = await sync.find_or_create_managed_webhook(args.url, events)
+            webhook = await sync.find_or_create_managed_webhook(args.url, events, connect=args.connect)
             out.data({"kind": "webhook", **_webhook_row(webhook)})
         else:
             if await sync.get_managed_webhook(args.id) is None:
@@ -571,7 +582,7 @@ def _webhook_row(webhook: dict) -> dict:
     events = webhook.get("enabled_events") or []
     return {"id": webhook.get("id"), "url": webhook.get("url"), "status": webhook.get("status"),
             "events": len(events) if isinstance(events, list) else events,
-            "created": webhook.get("created_at") or webhook.get("created"),
+            "created": webhook.get("created_at") or webhook.get("created"), "connect": bool(webhook.get("connect")),
             "secret": mask_secret(webhook.get("secret"))}
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.content import Content
+from textual.message import Message
 from textual.widgets import DataTable, Sparkline, Static
 
-from stripe_sync_core.status import ChunkRow, ObjectProgress, RunSummary, overall_eta
+from stripe_sync_core.status import AccountChoice, ChunkRow, ObjectProgress, RunSummary, overall_eta
 
 from .. import actions
 from .. import format as fmt
@@ -20,6 +22,7 @@ from ..engine import RunsView
 from ..theme import styled
 from ..widgets.grid import ChunkGrid
 from ..widgets.table import FilterableTable, Row
+from .account_picker import EVERY_ACCOUNT, AccountPicker
 from .base import ConsoleScreen
 
 # Widths fit 120 columns with the cell padding (2 a column); the last column takes what a wider
@@ -88,9 +91,17 @@ class RateHistory:
         self.last = (at, stored)
 
 
+@dataclass
+class AccountChoicesLoaded(Message):
+    choices: list[AccountChoice]
+
+
 class RunsScreen(ConsoleScreen):
     screen_name = "runs"
     BINDINGS = actions.bindings_for("runs")
+    account_id: str | None = None
+    """The one account whose runs are shown (`a` chooses); None: every account's."""
+    accounts = 1
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="run-title", classes="section-title")
@@ -107,13 +118,17 @@ class RunsScreen(ConsoleScreen):
 
     async def fetch(self) -> RunsView:
         assert self.console.engine is not None
-        return await self.console.engine.runs_view(self.console.clock.now())
+        return await self.console.engine.runs_view(self.console.clock.now(), self.account_id)
 
     def show(self, view: RunsView) -> None:
         run, progress, history = view.current, view.progress, view.history
+        self.accounts = view.accounts
         app = self.app
         now = self.console.clock.now()
-        self.query_one("#run-title", Static).update(run_title(run, now, progress))
+        title = run_title(run, now, progress)
+        if self.account_id is not None:
+            title = Content.assemble((self.account_id, "bold $primary"), "  ", title)
+        self.query_one("#run-title", Static).update(title)
         verify = self.query_one("#verify-line", Static)
         verify.display = bool(view.verify)  # hidden until a verify ran
         if view.verify:
@@ -160,6 +175,32 @@ class RunsScreen(ConsoleScreen):
             if self.rates.rates else None
 
     current_run_id: int | None = None
+
+    def unmet(self, need: str) -> str | None:
+        if need == "accounts" and self.accounts < 2 and self.account_id is None:
+            return "only one account has sync runs"
+        return super().unmet(need)
+
+    def action_choose_account(self) -> None:
+        """`a`: a Connect platform's runs are per account; show one account's (or every account's) again."""
+        engine = self.console.engine
+        if engine is None:
+            return
+
+        async def load() -> AccountChoicesLoaded:
+            return AccountChoicesLoaded(await engine.account_choices())
+
+        self.call_engine("list accounts", load)
+
+    def on_account_choices_loaded(self, message: AccountChoicesLoaded) -> None:
+        def chosen(account: str | None) -> None:
+            if account is None:
+                return
+            self.account_id = None if account == EVERY_ACCOUNT else account
+            self.rates = RateHistory()
+            self.action_refresh_now()
+
+        self.app.push_screen(AccountPicker(message.choices, self.account_id), chosen)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -75,7 +75,8 @@ class WebhooksScreen(ConsoleScreen):
                 hook.webhook_id, fmt.clip(hook.url, 500), styled(app, state, fmt.meaning_of_status(state)),
                 fmt.count(hook.event_count),
                 "all supported" if types >= all_types or "*" in hook.enabled_events else f"{types} types",
-                fmt.timestamp(hook.created_at), styled(app, "managed", "primary"),
+                # A Connect endpoint: the connected accounts' events (its count is theirs).
+                fmt.timestamp(hook.created_at), styled(app, "Connect" if hook.connect else "managed", "primary"),
             )))
         managed_ids = {hook.webhook_id for hook in view.managed}
         for endpoint in view.endpoints:
@@ -92,6 +93,7 @@ class WebhooksScreen(ConsoleScreen):
         others = len(rows) - len(view.managed)
         title = Content.assemble(
             (f"{len(view.managed)} managed", "bold"),
+            f" ({connect} Connect)" if (connect := sum(hook.connect for hook in view.managed)) else "",
             f" · {others} not managed by us (read-only: delete those in the Stripe dashboard)",
         )
         if view.stripe_error:
