@@ -347,3 +347,36 @@ async def test_one_claim_per_slot_among_concurrent_holders(clean_db):
             Schedule(database, "job", 0, "x")
     finally:
         await database.close()
+
+
+def test_a_scheduled_sampled_verify_finds_drift_and_reports_it(clean_db, emulator, tmp_path, serves):
+    """Drift no event announced (a change made silently in Stripe) is found by serve's own sampled verify:
+    reported on stdout, kept for screen 1 (`stripe._verify_results`) and in the metrics; a bad setting
+    is refused before anything starts."""
+    env = {**os.environ, "STRIPE_SYNC_CONFIG": "/nonexistent", "DATABASE_URL": clean_db,
+           "STRIPE_API_KEY": emulator.secret_key, "STRIPE_API_BASE": emulator.api_base,
+           "STRIPE_SYNC_SETTINGS": json.dumps(FAST_STRIPE)}
+    backfill = subprocess.run([*CLI, "--headless", "backfill", "customers"], env=env, capture_output=True,
+                              text=True, timeout=120)
+    assert backfill.returncode == 0, backfill.stderr
+    quiet = emulator.objects("customers")[0]["id"]
+    emulator.action("customers", quiet, "update", {"name": "Renamed Quietly"}, silent=True)
+
+    refused = subprocess.run([*CLI, "--headless", "serve", "--port", "0", "--verify-interval", "daily"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "invalid verify interval 'daily'" in refused.stderr, refused.stderr
+
+    serve = Serve(clean_db, emulator, tmp_path, "--sync-interval", "0", "--sync-objects", "customers",
+                  "--verify-interval", "1h", "--verify-sample", "50", "--no-catch-up")
+    serves.append(serve)
+    report = serve.expect("scheduled_verify", timeout=60)
+    assert report["outcome"] == "drift: 1 row(s)" and report["differences"] == {"customers": 1}, report
+    assert report["repaired"] == 0
+    status, body, _ = http("GET", f"{serve.base}/metrics", token=API_KEY)
+    metrics = metric_values(body.decode())
+    assert metrics[("stripe_sync_verify_drift_rows", (("kind", "changed"), ("object", "customers")))] == 1
+    assert metrics[("stripe_sync_verify_drift_rows", (("kind", "missing"), ("object", "customers")))] == 0
+    assert serve.stop() == 0
+    with psycopg.connect(clean_db) as conn:
+        changed = conn.execute("SELECT changed FROM stripe._verify_results WHERE object = 'customers'").fetchone()
+    assert changed == (1,)

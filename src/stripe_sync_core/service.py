@@ -8,9 +8,10 @@ Routes, like the TypeScript engine's Fastify server:
   `POST /sync/single/{id}` and `GET /metrics` (Prometheus text): only with `Authorization: Bearer
   <api key>`, and off (403) when no API key is configured.
 
-Beside the routes: catch-up on start (the listener's), and an incremental sync of `sync_objects` once per
+Beside the routes: catch-up on start (the listener's), an incremental sync of `sync_objects` once per
 interval across every `serve` process of the database (`schedule.py`: the process that claims the slot
-runs it). `drain()` (SIGTERM) answers new requests 503, cancels running syncs (their chunks go back to
+runs it), and, when asked for, a sampled `verify` of the same objects on a schedule of its own (its
+differences in the metrics and `stripe._verify_results`, repaired only when told). `drain()` (SIGTERM) answers new requests 503, cancels running syncs (their chunks go back to
 pending, resumable), closes the port and lets deliveries in flight finish.
 """
 
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from .service_metrics import ServiceMetrics
 
 SCHEDULED_JOB = "incremental_sync"
+VERIFY_JOB = "sampled_verify"
+DEFAULT_VERIFY_SAMPLE = 100
 DEFAULT_SYNC_INTERVAL_SECONDS = 15 * 60.0
 MIN_API_KEY_LENGTH = 16
 DEFAULT_DRAIN_SECONDS = 25.0
@@ -61,7 +64,7 @@ class ServiceSettingError(InvalidInput, ValueError):
     """A `serve` setting is malformed (the interval, the API key)."""
 
 
-def parse_interval(text: str | float | None) -> float:
+def parse_interval(text: str | float | None, *, what: str = "sync interval") -> float:
     """Seconds from `900`, `90s`, `15m` or `1h`; 0 turns the schedule off."""
     if text is None or (isinstance(text, str) and not text.strip()):
         return DEFAULT_SYNC_INTERVAL_SECONDS
@@ -74,10 +77,10 @@ def parse_interval(text: str | float | None) -> float:
         try:
             seconds = float(value) * unit
         except ValueError:
-            raise ServiceSettingError(f"invalid sync interval {text!r}: seconds, or a number with s, m or h "
+            raise ServiceSettingError(f"invalid {what} {text!r}: seconds, or a number with s, m or h "
                                       "(15m), or 0 for no schedule") from None
     if seconds < 0 or seconds != seconds:
-        raise ServiceSettingError(f"invalid sync interval {text!r}: 0 (no schedule) or more")
+        raise ServiceSettingError(f"invalid {what} {text!r}: 0 (no schedule) or more")
     return seconds
 
 
@@ -89,6 +92,12 @@ class ServiceOptions:
     """The scheduled incremental sync's period; 0: no schedule."""
     sync_objects: str | tuple[str, ...] = "all"
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    verify_interval_seconds: float = 0.0
+    """The sampled verify's period (0: none): drift is found without an operator asking."""
+    verify_sample: int = DEFAULT_VERIFY_SAMPLE
+    """Objects a type each scheduled verify compares: the newest N and N random stored rows."""
+    verify_repair: bool = False
+    """Store Stripe's state for what a scheduled verify finds (under the no-lost-update rule)."""
     holder: str = field(default_factory=default_holder)
     """Who claims the schedule's slots (host:pid), as recorded in `stripe._service_lease`."""
 
@@ -98,6 +107,10 @@ class ServiceOptions:
                                       "characters (e.g. `openssl rand -hex 32`)")
         if self.sync_interval_seconds < 0:
             raise ServiceSettingError("the sync interval must be 0 (no schedule) or more")
+        if self.verify_interval_seconds < 0:
+            raise ServiceSettingError("the verify interval must be 0 (no scheduled verify) or more")
+        if self.verify_sample < 1:
+            raise ServiceSettingError("the verify sample must be at least 1 object a type")
         if not self.drain_seconds > 0:
             raise ServiceSettingError("the drain time must be more than 0 seconds")
 
@@ -123,6 +136,7 @@ class SyncService:
                                       shutdown_seconds=self.options.drain_seconds * 0.6)
         self.draining = False
         self._scheduler: asyncio.Task | None = None
+        self._verifier: asyncio.Task | None = None
         self._syncs: set[asyncio.Task] = set()
         self._watchers: set[asyncio.Task] = set()
         metrics.attach(ctx)
@@ -134,8 +148,15 @@ class SyncService:
         state = await self.listener.start(wait_for_catch_up=False)
         self.metrics.up.set(1)
         self._watch(self._report_catch_up())
-        if self.options.sync_interval_seconds:
-            self._scheduler = asyncio.create_task(self._schedule_loop())
+        options = self.options
+        if options.sync_interval_seconds:
+            self._scheduler = asyncio.create_task(self._schedule_loop(
+                Schedule(self.ctx.database, SCHEDULED_JOB, options.sync_interval_seconds, options.holder),
+                self._scheduled_sync))
+        if options.verify_interval_seconds:
+            self._verifier = asyncio.create_task(self._schedule_loop(
+                Schedule(self.ctx.database, VERIFY_JOB, options.verify_interval_seconds, options.holder),
+                self._scheduled_verify))
         return state
 
     async def drain(self) -> None:
@@ -143,7 +164,7 @@ class SyncService:
         let deliveries in flight finish (at most `shutdown_seconds`), stop the tunnel and watchers."""
         self.draining = True
         self.metrics.draining.set(1)
-        tasks = [t for t in (self._scheduler, *self._syncs, *self._watchers) if t is not None]
+        tasks = [t for t in (self._scheduler, self._verifier, *self._syncs, *self._watchers) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -189,20 +210,20 @@ class SyncService:
             metrics.syncs.labels(trigger, outcome).inc()
             metrics.last_sync_seconds.set(time.monotonic() - started)
 
-    async def _schedule_loop(self) -> None:
-        schedule = Schedule(self.ctx.database, SCHEDULED_JOB, self.options.sync_interval_seconds,
-                            self.options.holder)
+    async def _schedule_loop(self, schedule: Schedule,
+                             job: Callable[[Schedule, Any], Awaitable[None]]) -> None:
         while True:
             try:
                 claim = await schedule.claim()
                 if claim is not None:
-                    await self._scheduled_sync(schedule, claim)
+                    await job(schedule, claim)
                 wait = await schedule.seconds_to_next_slot()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the database is down a while: look again soon
-                self.ctx.log.warning("scheduled sync: %s", mask_secrets_in(str(error) or type(error).__name__))
-                wait = min(self.options.sync_interval_seconds, RETRY_SCHEDULE_SECONDS)
+                self.ctx.log.warning("scheduled %s: %s", schedule.job,
+                                     mask_secrets_in(str(error) or type(error).__name__))
+                wait = min(schedule.interval, RETRY_SCHEDULE_SECONDS)
             await asyncio.sleep(wait + 0.01)  # just past the slot's start, by the server's clock
 
     async def _scheduled_sync(self, schedule: Schedule, claim: Any) -> None:
@@ -220,6 +241,34 @@ class SyncService:
             outcome = f"partial: {errors} error(s)" if errors else "ok"
             record.update(outcome=outcome, stored=sum(r.stored for r in result.values()), errors=errors,
                           run_id=next((r.run_id for r in result.values()), None))
+        await schedule.finish(claim, outcome)
+        self.report(record)
+
+    async def _scheduled_verify(self, schedule: Schedule, claim: Any) -> None:
+        """A sampled verify of the scheduled sync's objects: each type's differences are reported, kept in
+        `stripe._verify_results` (screen 1 shows them) and in the metrics."""
+        from .backfill import tables_for
+        from .verify import verify
+
+        options = self.options
+        record: dict[str, Any] = {"kind": "scheduled_verify", "slot": claim.slot, "holder": options.holder,
+                                  "sample": options.verify_sample}
+        outcome = "failed"
+        try:
+            results = await verify(self.ctx, tables_for(options.sync_objects), sample=options.verify_sample,
+                                   repair=options.verify_repair)
+        except asyncio.CancelledError:
+            await asyncio.shield(schedule.finish(claim, "cancelled"))
+            raise
+        except Exception as error:
+            outcome = mask_secrets_in(f"failed: {error}")
+            record.update(outcome=outcome)
+        else:
+            differences = {r.object: r.drift for r in results if r.drift}
+            self.metrics.verified(results)
+            outcome = "clean" if not differences else f"drift: {sum(differences.values())} row(s)"
+            record.update(outcome=outcome, checked=sum(r.checked for r in results), differences=differences,
+                          repaired=sum(r.repaired for r in results))
         await schedule.finish(claim, outcome)
         self.report(record)
 

@@ -10,7 +10,7 @@ rows of a large database never takes more than a tenth of the time between scrap
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -21,6 +21,7 @@ from .progress import ProgressSink
 
 if TYPE_CHECKING:
     from .context import EngineContext
+    from .results import VerifyResult
 
 PREFIX = "stripe_sync"
 DATABASE_COST_FACTOR = 10
@@ -62,6 +63,11 @@ class ServiceMetrics(ProgressSink):
                                        registry=registry)
         self.last_sync_seconds = Gauge(f"{PREFIX}_last_sync_duration_seconds", "How long the last sync took",
                                        registry=registry)
+        self.verify_drift = Gauge(f"{PREFIX}_verify_drift_rows",
+                                  "Rows the last scheduled verify found differing from Stripe, by type and kind",
+                                  ["object", "kind"], registry=registry)
+        self.last_verify = Gauge(f"{PREFIX}_last_verify_timestamp_seconds", "When the last scheduled verify ended",
+                                 registry=registry)
         self.draining = Gauge(f"{PREFIX}_draining", "1 while the service drains after SIGTERM", registry=registry)
         self.up = Gauge(f"{PREFIX}_up", "1 while the service answers webhooks", registry=registry)
         self._ctx: EngineContext | None = None
@@ -79,6 +85,12 @@ class ServiceMetrics(ProgressSink):
         self.events.labels(outcome, str(status) if status is not None else "applied").inc()
 
     # -- exposition ------------------------------------------------------------------------------
+
+    def verified(self, results: Iterable[VerifyResult]) -> None:
+        for result in results:
+            for kind in ("missing", "deleted", "changed", "stale"):
+                self.verify_drift.labels(result.object, kind).set(getattr(result, kind))
+        self.last_verify.set(time.time())
 
     async def render(self) -> bytes:
         """The metrics in Prometheus' text format (database figures refreshed when stale)."""

@@ -39,6 +39,14 @@ def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
                             f"0 for none (env {INTERVAL_VARIABLE}, default 15m)")
     serve.add_argument("--sync-objects", default="all", metavar="OBJECTS",
                        help="what the scheduled sync covers: all (default) or types separated by commas")
+    serve.add_argument("--verify-interval", metavar="TIME", default=None,
+                       help="a sampled verify of the scheduled sync's objects this often, across all serve "
+                            "processes (e.g. 24h; default 0: none); drift goes to the metrics and screen 1")
+    serve.add_argument("--verify-sample", type=int, default=None, metavar="N",
+                       help="objects a type each scheduled verify compares: the newest N and N random stored "
+                            "rows (default 100)")
+    serve.add_argument("--verify-repair", action="store_true",
+                       help="store Stripe's state for what a scheduled verify finds (no-lost-update rule)")
     serve.add_argument("--no-catch-up", action="store_true", help="do not apply missed events on start")
     serve.add_argument("--drain-seconds", type=float, default=None, metavar="S",
                        help="longest drain after SIGTERM (default 25)")
@@ -60,7 +68,13 @@ class _ServeProgress(ProgressSink):
 
 async def cmd_serve(args: argparse.Namespace, config: SyncConfig, out: Output) -> int:
     from stripe_sync_core.masking import mask_secret
-    from stripe_sync_core.service import DEFAULT_DRAIN_SECONDS, ServiceOptions, SyncService, parse_interval
+    from stripe_sync_core.service import (
+        DEFAULT_DRAIN_SECONDS,
+        DEFAULT_VERIFY_SAMPLE,
+        ServiceOptions,
+        SyncService,
+        parse_interval,
+    )
     from stripe_sync_core.service_metrics import ServiceMetrics
 
     from .headless import UsageError, _with_engine
@@ -79,7 +93,10 @@ async def cmd_serve(args: argparse.Namespace, config: SyncConfig, out: Output) -
         sync_interval_seconds=parse_interval(args.sync_interval if args.sync_interval is not None
                                              else os.environ.get(INTERVAL_VARIABLE)),
         sync_objects=objects,
-        drain_seconds=args.drain_seconds if args.drain_seconds is not None else DEFAULT_DRAIN_SECONDS)
+        drain_seconds=args.drain_seconds if args.drain_seconds is not None else DEFAULT_DRAIN_SECONDS,
+        verify_interval_seconds=parse_interval(args.verify_interval, what="verify interval") if args.verify_interval is not None else 0.0,
+        verify_sample=args.verify_sample if args.verify_sample is not None else DEFAULT_VERIFY_SAMPLE,
+        verify_repair=args.verify_repair)
     if args.drain_seconds is not None and args.drain_seconds <= 0:
         raise UsageError("--drain-seconds must be more than 0")
     metrics = ServiceMetrics()

