@@ -261,7 +261,7 @@ async def test_a_killed_worker_is_reported_and_resume_completes_the_run(make_app
             assert killed, app.notified
             assert "still read 'running'" in killed[0] and "shift+r resumes" in killed[0]
             assert chunk_counts(clean_db).get("running", 0) >= 1  # nobody gave them back
-            await until(pilot, lambda: screen.resumable is not None)
+            await until(pilot, lambda: screen.resumable is not None, WORKER_STARTS)
             assert "worker killed" in title(screen)
 
             screen.query_one("#budget", Input).value = "0"
