@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 from rich.console import Console
-from textual.widgets import Button, Input, Sparkline
+from textual.widgets import Button, DataTable, Input, Sparkline
 
 from stripe_sync_core.results import ObjectBackfillResult
 from stripe_sync_tui import format as fmt
@@ -367,3 +367,23 @@ async def test_a_live_refresh_reuses_unchanged_rows_and_sees_a_colour_change():
         assert table._shown["1"] is first
         table.set_rows([("1", ("x", Text("ok", style="red")))])
         assert str(table.table.get_cell("1", "s").style) == "red"
+
+
+async def test_a_theme_changed_on_another_screen_shows_on_return(make_app, clean_db, stripe_server):
+    """Resumed screens are not restyled when nothing changed (a switch redrew every table); a theme changed
+    while a screen was away must still reach it."""
+    seed_account(clean_db, stripe_server.account_id)
+    seed_runs(clean_db, stripe_server.account_id)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = app.screen.query_one(DataTable)
+        before = table.styles.background
+        await pilot.press("5")
+        await until(pilot, lambda: isinstance(app.screen, ListenerScreen))
+        app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+        await pilot.pause()
+        await pilot.press("1")
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await pilot.pause()
+        assert table.styles.background != before  # restyled for the new theme, not left as it was
