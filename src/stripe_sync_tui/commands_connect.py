@@ -37,7 +37,9 @@ def account_ids(args: argparse.Namespace) -> list[str] | None:
         return None
     from stripe_sync_core.connect import check_account_id
 
-    ids = [check_account_id(part.strip()) for value in args.account for part in value.split(",") if part.strip()]
+    from .headless import split_names
+
+    ids = [check_account_id(name) for name in split_names(args.account)]
     if not ids:
         raise InvalidInput("--account needs an account id (acct_...)")
     return ids

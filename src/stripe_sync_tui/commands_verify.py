@@ -55,7 +55,9 @@ async def cmd_verify(args: argparse.Namespace, config: SyncConfig, out: Output,
 
     objects: str | list[str] = "all"
     if args.object != "all":
-        objects = [name.strip() for name in args.object.split(",") if name.strip()]
+        from .headless import split_names
+
+        objects = split_names([args.object])
         if not objects:
             raise VerifyUsageError("name an object type, several separated by commas, or 'all'")
         for name in objects:

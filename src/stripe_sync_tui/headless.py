@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -323,7 +323,8 @@ async def cmd_accounts(args: argparse.Namespace, config: SyncConfig, out: Output
     return await _with_engine(config, out, body, needs_stripe=bool(config.stripe_secret_key))
 
 
-def _names(values: list[str]) -> list[str]:
+def split_names(values: Iterable[str]) -> list[str]:
+    """Names given as separate arguments, separated by commas, or both (`a b,c`), blanks dropped."""
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
@@ -333,7 +334,7 @@ def backfill_objects(objects: list[str], exclude: list[str], *, join: bool = Fal
     error naming the supported ones."""
     from stripe_sync_core.backfill import ALL, tables_for
 
-    names, left_out = _names(objects), _names(exclude)
+    names, left_out = split_names(objects), split_names(exclude)
     if not names:
         if join:
             return ALL  # `--join` works the open run, whatever its objects

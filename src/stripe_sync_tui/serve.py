@@ -77,7 +77,7 @@ async def cmd_serve(args: argparse.Namespace, config: SyncConfig, out: Output) -
     )
     from stripe_sync_core.service_metrics import ServiceMetrics
 
-    from .headless import UsageError, _with_engine
+    from .headless import UsageError, _with_engine, split_names
 
     port = args.port
     if port is None:
@@ -86,7 +86,7 @@ async def cmd_serve(args: argparse.Namespace, config: SyncConfig, out: Output) -
     if args.sync_objects != "all":
         from stripe_sync_core.backfill import tables_for
 
-        objects = tuple(name.strip() for name in args.sync_objects.split(",") if name.strip())
+        objects = tuple(split_names([args.sync_objects]))
         tables_for(list(objects))
     options = ServiceOptions(
         api_key=os.environ.get(API_KEY_VARIABLE) or None,
