@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import psycopg
+from bench_database import fresh_database
 
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
 NAME = "stripe_sync_tui_bench"
@@ -101,22 +101,6 @@ class Emulator:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(30)
-
-
-def fresh_database(server: str, name: str) -> str:
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.split("?")[0].rsplit("/", 1)[0] + f"/{name}"
-    from stripe_sync_core.migrate import run_migrations
-
-    run_migrations(url)
-    return url
-
-
-def drop_database(server: str, name: str) -> None:
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def startup(url: str, key: str, api_base: str, runs: int) -> list[dict]:
@@ -300,19 +284,18 @@ def main() -> None:
           f"rate limit off), {args.runs} run(s), medians shown")
     try:
         if not args.no_startup:
-            url = fresh_database(server, NAME)
-            runs = startup(url, emulator.key, emulator.api_base, args.runs)
+            with fresh_database(server, NAME) as url:
+                runs = startup(url, emulator.key, emulator.api_base, args.runs)
             for name in ("imports", "first_frame", "first_data"):
                 values = [r[name] for r in runs]
                 print(f"start-up {name:<12} median {statistics.median(values) * 1000:7.0f} ms  "
                       f"(runs: {', '.join(f'{v * 1000:.0f}' for v in values)})")
         results = []
         for _ in range(args.runs):
-            url = fresh_database(server, NAME)
-            results.append(asyncio.run(one_run(url, emulator, args)))
+            with fresh_database(server, NAME) as url:
+                results.append(asyncio.run(one_run(url, emulator, args)))
     finally:
         emulator.close()
-        drop_database(server, NAME)
 
     for label, key in (("cursor keys on screen 1", "cursor"), ("screen switches 1<->5", "switch")):
         keys = ", ".join(str(r[key]["n"]) for r in results)
