@@ -4,6 +4,7 @@ nothing stored twice."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import signal
@@ -17,6 +18,7 @@ import pytest
 from backfill_support import assert_same_ids, chunk_rows, emulator_objects, engine, run_rows
 
 from stripe_sync_core.backfill import BackfillOptions
+from stripe_sync_core.runs import Chunk, PlannedChunk, RunLedger, WorkerLease
 from stripe_sync_emulator import StripeEmulator
 
 WORKER = textwrap.dedent("""
@@ -133,3 +135,37 @@ async def test_cancelling_leaves_the_run_resumable(clean_db):
         assert_same_ids(clean_db, emu, TABLES)
         assert_stored_once(clean_db, emu)
         assert run_rows(clean_db)[0]["status"] == "complete"
+
+
+class LateAnswers(RunLedger):
+    """A claim whose answer is still on its way when the worker is cancelled: the UPDATE has committed on
+    the server, the client has not read it yet (the window Ctrl-C hit in CI)."""
+
+    def __init__(self, *args: object, answered: asyncio.Event, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.answered = answered
+
+    async def _claim(self, *args: object) -> Chunk | None:
+        chunk = await super()._claim(*args)  # type: ignore[arg-type]
+        self.answered.set()
+        await asyncio.sleep(0.3)
+        return chunk
+
+
+async def test_a_claim_cut_off_by_a_cancellation_is_given_back(db):
+    answered = asyncio.Event()
+    ledger = LateAnswers(db, 30.0, answered=answered)
+    await db.execute("INSERT INTO stripe.accounts (_raw_data, _account_id, _last_synced_at) VALUES (%s, %s, now())",
+                     ('{"id": "acct_1", "object": "account"}', "acct_1"))
+    run = await ledger.open_run("acct_1", "test", ["customers"], {}, None,
+                                [PlannedChunk("customers"), PlannedChunk("invoices")])
+    assert run is not None
+    async with WorkerLease(ledger, 30.0, logging.getLogger("test")) as lease:
+        claim = asyncio.create_task(ledger.claim(run.id, lease.key, lease.worker_id))
+        await answered.wait()  # committed: the chunk is 'running' in the database
+        claim.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await claim
+        statuses = {row["status"] for row in await db.fetch_all("SELECT status FROM stripe._sync_obj_runs")}
+        assert statuses == {"pending"}  # given back before the cancellation went on, lease still held
+

@@ -36,6 +36,25 @@ EVENTS_CHUNK = "_events"
 
 WORKER_LOCK_CLASS = 0x5359_4E43  # "SYNC": first key of every worker's advisory lock
 
+CLAIM_SETTLE_SECONDS = 10.0
+"""How long a cancelled worker waits for its in-flight claim (one short statement) to settle."""
+
+
+async def settle(task: asyncio.Future, timeout: float) -> Any:
+    """The result of `task`, awaited through further cancellations (a clean-up must finish), or None when
+    it fails or is still running after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not task.done() and loop.time() < deadline:
+        try:
+            await asyncio.wait({task}, timeout=deadline - loop.time())
+        except asyncio.CancelledError:
+            continue
+    if not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
 _WORKER_DEAD = (
     "(c.heartbeat_at IS NULL OR c.heartbeat_at < now() - make_interval(secs => %(lease)s) "
     "OR NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
@@ -281,7 +300,22 @@ class RunLedger:
     async def claim(self, run_id: int, worker_key: int, worker_id: str,
                     objects: list[str] | None = None) -> Chunk | None:
         """Take the next pending chunk, or one whose worker is gone: the events chunk first, then the
-        object with the fewest chunks running (Stripe limits each endpoint: spread the work across them)."""
+        object with the fewest chunks running (Stripe limits each endpoint: spread the work across them).
+
+        A cancellation (Ctrl-C) that arrives while the claim is in flight waits for it and gives back what
+        it took: cut off, its UPDATE could still commit after the worker had released its chunks, leaving
+        one 'running' under a worker that has gone (resumable, but not the clean stop it should be)."""
+        claiming = asyncio.ensure_future(self._claim(run_id, worker_key, worker_id, objects))
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            chunk = await settle(claiming, CLAIM_SETTLE_SECONDS)
+            if chunk is not None:
+                await settle(asyncio.ensure_future(self.release(chunk, worker_key)), CLAIM_SETTLE_SECONDS)
+            raise
+
+    async def _claim(self, run_id: int, worker_key: int, worker_id: str,
+                     objects: list[str] | None) -> Chunk | None:
         row = await self.db.fetch_one(
             f"""
             WITH busy AS (
