@@ -158,6 +158,37 @@ async def test_connect_webhooks_are_stored_under_their_account(clean_db: str) ->
                 await listener.stop()
 
 
+async def test_deleting_the_platforms_data_re_registers_both_of_the_listeners_webhooks(clean_db: str) -> None:
+    """The deletion removes the platform's managed webhooks from Stripe, its Connect endpoint too: the
+    running listener registers both again, says so, and the connected accounts' events arrive again."""
+    with StripeEmulator(seed=23, customers=2, connected_accounts=1, connected_customers=2,
+                        webhook_retry_base_delay=0.05, webhook_retry_max_delay=0.25) as emu:
+        [connected] = emu.connected_account_ids
+        async with engine(clean_db, emu) as sync:
+            await sync.list_connected_accounts()  # the platform's connected account, known to the database
+            listener = sync.listener(port=0, manage_webhook=True, catch_up=False, webhook_check_seconds=None)
+            state = await listener.start()
+            try:
+                old, old_connect = state.webhook_id, state.connect_webhook_id
+                assert old and old_connect
+                report = await sync.dangerously_delete_synced_account_data(emu.account_id, dry_run=False)
+                assert sorted(report.webhooks_removed_from_stripe) == sorted([old, old_connect])
+                new, new_connect = state.webhook_id, state.connect_webhook_id
+                assert state.running and new not in (None, old) and new_connect not in (None, old_connect)
+                assert f"Connect webhook {old_connect} was deleted; re-registered {new_connect}" in state.notice
+                assert f"managed webhook {old} was deleted; re-registered {new}" in state.notice
+                endpoints = (await sync.stripe.get("/v1/webhook_endpoints"))["data"]
+                assert sorted(e["id"] for e in endpoints) == sorted([new, new_connect])
+                hooks = {w["id"]: w for w in await sync.list_managed_webhooks()}
+                assert hooks[new_connect]["connect"] and not hooks[new]["connect"]
+                customer = await asyncio.to_thread(emu.create, "customers", {"email": "late@example.com"}, connected)
+                assert await asyncio.to_thread(emu.wait_for_deliveries, 20)
+                assert _rows(clean_db, "SELECT _account_id FROM stripe.customers WHERE id = %s",
+                             (customer["id"],)) == [{"_account_id": connected}]
+            finally:
+                await listener.stop()
+
+
 async def test_deleting_one_connected_account_leaves_the_others(clean_db: str) -> None:
     with _emulator(2) as emu:
         gone, kept = emu.connected_account_ids

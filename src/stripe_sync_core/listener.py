@@ -283,8 +283,41 @@ class WebhookListener:
         old = self.state.webhook_id
         if not self.state.running or not old or not self.state.webhook_url:
             return "none"
-        if await self.managed_webhooks.get(old) is not None:
-            return "present"
+        result: WebhookCheck = "present"
+        if await self.managed_webhooks.get(old) is None:
+            result = await self._re_register(old)
+            if result == "stopped":
+                return result
+        connect = self.state.connect_webhook_id
+        if connect and await self.managed_webhooks.get(connect) is None:
+            notice = await self._re_register_connect(connect)
+            self.state.notice = notice if result == "present" else f"{self.state.notice}; {notice}"
+            result = "re-registered" if self.state.connect_webhook_id else result
+        return result
+
+    async def _re_register_connect(self, old: str) -> str:
+        """Its Connect endpoint is gone (the platform's data was deleted): register a new one for the same
+        URL, or say that the connected accounts' events no longer arrive (the key's own still do).
+        Returns the notice."""
+        assert self.state.webhook_url is not None
+        try:
+            webhook = await self.managed_webhooks.find_or_create(self.state.webhook_url, connect=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self.state.connect_webhook_id = None
+            notice = mask_secrets_in(
+                f"Connect webhook {old} was deleted and no new one could be registered ({error}): the connected "
+                "accounts' events no longer arrive until the listener is restarted (its catch-up fetches them)")
+            self._message("error", notice)
+            return notice
+        self.state.connect_webhook_id = webhook["id"]
+        notice = f"Connect webhook {old} was deleted; re-registered {webhook['id']} for {self.state.webhook_url}"
+        self._message("warning", notice)
+        return notice
+
+    async def _re_register(self, old: str) -> WebhookCheck:
+        assert self.state.webhook_url is not None
         try:
             own = await self.ctx.account.own_id()
             if self._webhook_account is not None and self._webhook_account != own:
