@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from stripe_sync_core import status
 from stripe_sync_core.database import Database
 from stripe_sync_core.status import (
     ObjectProgress,
@@ -47,3 +48,17 @@ async def test_child_rows_are_counted_apart_from_objects(db: Database) -> None:
     assert (await run_history(db))[0].child_rows == 7
     assert await last_backfill_started(db, "acct_1") == (run["id"], NOW - timedelta(minutes=5))
     assert await last_backfill_started(db, "acct_other") is None
+
+
+async def test_sigma_counts_list_the_tables_holding_rows_exactly(db: Database) -> None:
+    """Only written tables are counted (the others have no pages), and a table emptied since counts 0."""
+    await db.execute("TRUNCATE sigma.charges, sigma.refunds")
+    for table, ids in (("charges", ["ch_1", "ch_2"]), ("refunds", ["re_1"])):
+        for object_id in ids:
+            await db.execute(f"INSERT INTO sigma.{table} (_account_id, id, _raw_data, _last_synced_at) "
+                             "VALUES ('acct_1', %s, '{}', now())", (object_id,))
+    await db.execute("DELETE FROM sigma.refunds")  # written, then emptied: its pages remain
+    counts = await status.sigma_row_counts(db)
+    assert counts == {"sigma.charges": 2}
+    await db.execute("TRUNCATE sigma.charges")
+    assert await status.sigma_row_counts(db) == {}

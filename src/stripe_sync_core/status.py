@@ -390,6 +390,14 @@ async def sigma_row_counts(db: Database) -> dict[str, int]:
     from .sigma import sigma_objects, sigma_table
 
     tables = [sigma_table(name) for name in sigma_objects()]
+    # A table never written has no pages: only the others are counted (planning a count over all 187
+    # tables costs most of a `status` on a new connection; most accounts fill a few of them).
+    written = {row["relname"] for row in await db.fetch_all(
+        "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'sigma'::regnamespace AND c.relkind = 'r' "
+        "AND pg_relation_size(c.oid) > 0")}
+    tables = [t for t in tables if t.pg_table in written]
+    if not tables:
+        return {}
     rows = await db.fetch_all(" UNION ALL ".join(
         f"SELECT '{t.object}' AS object, count(*) AS n FROM sigma.\"{t.pg_table}\"" for t in tables))
     counts = {row["object"]: int(row["n"]) for row in rows}
