@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import re
@@ -169,7 +170,7 @@ async def one_run(url: str, emulator: Emulator, args: argparse.Namespace) -> dic
         if args.profile:
             import cProfile
 
-            profiler = cProfile.Profile()
+            profiler = cProfile.Profile(time.thread_time)  # the UI thread's CPU: what load does not inflate
             profiler.enable()
         for i in range(count + 2):
             target = "listener" if i % 2 == 0 else "runs"
@@ -187,6 +188,16 @@ async def one_run(url: str, emulator: Emulator, args: argparse.Namespace) -> dic
             profiler.dump_stats(args.profile)
         return latencies
 
+    gc_pauses: list[float] = []
+    gc_started: list[float] = []
+
+    def time_collections(phase: str, info: dict) -> None:  # the collector's pauses in this process
+        if phase == "start":
+            gc_started[:] = [time.perf_counter()]
+        elif gc_started and info.get("generation") == 2:
+            gc_pauses.append((time.perf_counter() - gc_started[0]) * 1000)
+
+    gc.callbacks.append(time_collections)
     async with app.run_test(size=(120, 36)) as pilot:
         while not app.connected:
             await pilot.pause(0.05)
@@ -223,6 +234,8 @@ async def one_run(url: str, emulator: Emulator, args: argparse.Namespace) -> dic
         figures["switch_cpu"] = summary(switch_cpu)
         figures["first_visit"] = first_visit[0]
         figures["load_cpu"] = (cpu_seconds(console) - cpu_before) / (time.perf_counter() - wall_before) * 100
+        figures["full_collections"] = {"n": len(gc_pauses), "max_ms": max(gc_pauses, default=0.0),
+                                       "total_ms": sum(gc_pauses)}
         figures["backfill_running_throughout"] = running()
         out, _ = await client.communicate()
         figures["client"] = json.loads(out.decode().strip().splitlines()[-1])
@@ -250,6 +263,7 @@ async def one_run(url: str, emulator: Emulator, args: argparse.Namespace) -> dic
                 listener_idle[name] = (cpu_seconds(child) - child_before) / elapsed * 100
         figures["idle_cpu"] = idle
         figures["listener_idle_cpu"] = listener_idle
+    gc.callbacks.remove(time_collections)
     return figures
 
 
@@ -274,7 +288,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=5.0)
     parser.add_argument("--settle", type=float, default=2.0, help="seconds on a screen before its idle CPU counts")
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up figures")
-    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the UI thread during the switches")
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the UI thread's CPU time during the switches")
     parser.add_argument("--no-backfill", action="store_true",
                         help="attribution: cancel the backfill once its rows show, before the keys")
     args = parser.parse_args()
@@ -305,6 +319,10 @@ def main() -> None:
               f"({keys} keys; p99 per run: {p99s} ms)")
     print(f"  first switch to screen 5 (builds the screen and its feed, once per console; not in the figures "
           f"above): median {median_of(results, 'first_visit'):.1f} ms")
+    print(f"  full garbage collections in the console process under load: "
+          f"{', '.join(str(r['full_collections']['n']) for r in results)} per run, longest "
+          f"{median_of(results, 'full_collections', 'max_ms'):.0f} ms, "
+          f"{median_of(results, 'full_collections', 'total_ms'):.0f} ms in all (median of the runs)")
     print(f"  UI thread CPU per screen switch: p50 {median_of(results, 'switch_cpu', 'p50'):.1f} ms, "
           f"p99 {median_of(results, 'switch_cpu', 'p99'):.1f} ms (the switch's own work, whatever the load)")
     print(f"  load: backfill of every type running throughout: {[r['backfill_running_throughout'] for r in results]}; "

@@ -6,6 +6,7 @@ progress into messages; `actions.py` is the one key registry; each screen module
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -40,6 +41,10 @@ from .screens.runs import RunsScreen
 from .screens.webhooks import WebhooksScreen
 from .sink import ConsoleSink
 from .widgets.header import ConnectionState
+
+HEAP_FREEZE_DELAY = 1.0
+"""Seconds after connecting (and after a screen's first build) before the console's long-lived objects
+are frozen out of the collector's reach: once what they drew first has been made."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class ConsoleApp(App[int]):
         self.keymap = dict(keymap or {})
         self.sink = ConsoleSink(self.clock)
         self.engine: ConsoleEngine | None = None
+        self._froze_heap = False
         self.connected = False
         self.account: dict | None = None
         self.problem: Problem | None = None
@@ -145,6 +151,16 @@ class ConsoleApp(App[int]):
         self.sink.unsubscribe(self)
         if self.engine is not None:
             self.engine.close()
+        if self._froze_heap:
+            gc.unfreeze()  # what this console froze is the collector's again (tests run many consoles)
+
+    def freeze_long_lived_objects(self) -> None:
+        """Put what exists now out of the collector's reach: the modules, the Stripe SDK, the engine, the
+        screens and their widgets live as long as the console. A full collection otherwise walks all of
+        them, a pause of hundreds of milliseconds under load that a key press waits behind. Called once
+        connected and after each screen's first build; objects made later are collected as usual."""
+        gc.freeze()
+        self._froze_heap = True
 
     @property
     def livemode(self) -> bool | None:
@@ -209,6 +225,8 @@ class ConsoleApp(App[int]):
         self.post_message(EngineConnected(account["id"], name, self.config.livemode))
 
     def on_engine_connected(self, message: EngineConnected) -> None:
+        if not self.connected:
+            self.set_timer(HEAP_FREEZE_DELAY, self.freeze_long_lived_objects)  # once the first data is drawn
         self.connected = True
         self.connection = replace(self.connection, account_id=message.account_id,
                                   account_name=message.account_name, livemode=message.livemode,
@@ -278,7 +296,10 @@ class ConsoleApp(App[int]):
         if self.problem is not None:
             self.notify("Fix the problem shown first (r tries again).", severity="warning")
             return
+        first_visit = name not in self._screen_stacks
         self.switch_mode(name)
+        if first_visit:
+            self.set_timer(HEAP_FREEZE_DELAY, self.freeze_long_lived_objects)
 
     def action_show_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -35,6 +35,7 @@ from stripe_sync_core.progress import ProgressSink
 from stripe_sync_core.results import BackfillResult, ObjectBackfillResult
 
 from .headless import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from .worker_priority import BACKFILL_NICENESS, run_below_console
 
 CLI_MODULE = "stripe_sync_tui.cli"
 POLL_SECONDS = 0.1
@@ -171,6 +172,7 @@ class BackfillProcess:
                 [sys.executable, "-m", CLI_MODULE, *self.command.arguments()],
                 stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=self.config.child_environment(),
                 start_new_session=True)
+        run_below_console(self.process.pid, BACKFILL_NICENESS)
         self._stream = open(self.progress_path, "rb")  # noqa: SIM115 - read as it grows, closed at the end
 
     def stop(self) -> bool:

@@ -29,6 +29,8 @@ from stripe_sync_core.listener import CatchUp, ListenerState
 from stripe_sync_core.masking import mask_secrets_in
 from stripe_sync_core.progress import ProgressSink
 
+from .worker_priority import LISTENER_NICENESS, run_below_console
+
 START_TIMEOUT = 60.0
 """Seconds for the child to serve and register its webhook (a tunnel can take a while)."""
 STOP_TIMEOUT = 15.0
@@ -111,6 +113,7 @@ class ListenerProcess:
         self.process = subprocess.Popen(
             self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=self.config.child_environment(), start_new_session=True)  # a Ctrl-C in the console is not its
+        run_below_console(self.process.pid, LISTENER_NICENESS)
         assert self.process.stdout is not None and self.process.stderr is not None
         self._follow(self._read_stdout, self.process.stdout, "listener-stdout")
         self._follow(self._read_stderr, self.process.stderr, "listener-stderr")

@@ -178,6 +178,8 @@ async def test_a_backfill_started_here_runs_in_a_worker_process_and_completes(ma
             assert not any(stripe_server.secret_key in argument for argument in arguments)
             # The form's request budget is the worker's (its settings), not the console's own engine's.
             assert worker_settings(worker.pid)["max_requests_per_second"] == 0
+            # Bulk work yields the CPU to the console: the worker runs at a lower priority.
+            assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
             assert app.engine.sync.stripe.budget.rate == 25  # a test key's default, untouched
 
             await until(pilot, lambda: not screen.running, WORKER_STARTS)

@@ -541,6 +541,23 @@ async def test_switching_back_to_a_screen_does_not_rebuild_its_footer(make_app, 
         assert [key.key for key in footer.query(FooterKey)] == keys  # still showing the same keys
 
 
+async def test_long_lived_objects_are_kept_out_of_collections_until_the_console_exits(make_app, clean_db,
+                                                                                      stripe_server):
+    """A full collection walking every widget and module stalls key handling: once connected, and after a
+    screen's first build, what exists is frozen; on exit it is handed back (many consoles, one process)."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await until(pilot, lambda: gc.get_freeze_count() > 0)
+        frozen = gc.get_freeze_count()
+        await pilot.press("5")
+        await until(pilot, lambda: gc.get_freeze_count() > frozen)  # screen 5's widgets, built just now
+    assert gc.get_freeze_count() == 0
+
+
 async def test_deliveries_wait_while_another_screen_is_shown_and_follow_on_return(make_app, clean_db,
                                                                                   stripe_server):
     app = make_app()

@@ -37,6 +37,7 @@ def test_the_listener_process_reports_its_state_and_each_delivery(clean_db, stri
         assert ready.running and ready.webhook_id and ready.local_url
         assert not ready.local_url.endswith(":8787/webhooks")  # port 0: the OS picked one
         assert listener.pid != psutil.Process().pid  # not in the console's process
+        assert psutil.Process(listener.pid).nice() == min(19, psutil.Process().nice() + 5)  # below the console
         client = stripe.StripeClient(stripe_server.secret_key, base_addresses={"api": stripe_server.api_base})
         client.raw_request("post", "/v1/customers", email="process@console.test")
         wait_for(lambda: any(name == "event_received" and args[1] == "customer.created" for name, args in sink.calls))
