@@ -140,16 +140,19 @@ def main() -> None:
               f"{sum(truth.values()):,} objects of {sum(1 for n in truth.values() if n)} types "
               f"(built in {time.perf_counter() - built:.1f} s); rate limits off", flush=True)
         print("| worker processes | seconds | objects | objects/s | chunks | claimed once | claimed again | "
-              "chunk objects = rows listed | rows = emulator | chunks per process |", flush=True)
-        print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+              "chunk objects = rows listed | rows = emulator | chunks per process | load average (1 min) before, after |",
+              flush=True)
+        print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
         for workers in args.workers:
             emu.reset_stats()
+            load_before = os.getloadavg()[0]
             r = run_once(emu, args.database_url, workers, args.concurrency, truth)
             exact = "yes" if not r["differs"] else f"no: {r['differs']}"
             print(f"| {workers} | {r['seconds']:.1f} | {r['objects']:,} | {r['objects_per_second']:,.0f} | "
                   f"{r['chunks']:,} | {r['claimed_once']:,} | {r['claimed_more']} | "
                   f"{'yes' if r['processed'] == r['root_rows'] else 'no'} ({r['processed']:,}) | {exact} | "
-                  f"{'/'.join(map(str, r['chunks_per_process']))} |", flush=True)
+                  f"{'/'.join(map(str, r['chunks_per_process']))} | {load_before:.1f}, {os.getloadavg()[0]:.1f} |",
+                  flush=True)
             if r["failures"] or r["unfinished"] or r["open_runs"] or r["run_accounts"] != args.accounts:
                 print(f"  problems: failures {r['failures']}, unfinished chunks {r['unfinished']}, "
                       f"open runs {r['open_runs']}, runs for {r['run_accounts']} accounts", flush=True)
