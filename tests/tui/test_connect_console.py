@@ -81,3 +81,34 @@ async def test_screen_two_marks_the_connect_endpoint(make_app, clean_db, stripe_
         await until(pilot, lambda: "we_1ConnectEndpoint" in table.shown_keys)
         assert str(table.table.get_cell("we_1ConnectEndpoint", "owner")) == "Connect"
         assert "(1 Connect)" in str(app.screen.query_one("#webhooks-title", Static).render())
+
+
+async def test_the_wizard_warns_that_the_listeners_connect_endpoint_goes_too(make_app, clean_db, stripe_server):
+    """On a platform the listener feeds from two managed webhooks (its own account's and the Connect
+    endpoint, one URL): deleting the platform's data removes both, and the dry run says so for each."""
+    from stripe_sync_tui.screens.listener import ListenerScreen
+
+    from .test_deletion_flow import open_wizard, text_of
+
+    own = stripe_server.account_id
+    seed_account(clean_db, own)
+    seed_account(clean_db, CONNECTED, name="Connected Shop", email="shop@example.com")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("5")
+        listener = app.screen
+        assert isinstance(listener, ListenerScreen)
+        await pilot.press("s")
+        await until(pilot, lambda: listener.state.state == "ready", timeout=20)
+        screen = await open_wizard(pilot)
+        accounts = screen.query_one("#accounts", FilterableTable)
+        await until(pilot, lambda: own in accounts.shown_keys)
+        await pilot.press(*["down"] * list(accounts.shown_keys).index(own), "enter")
+        await until(pilot, lambda: screen.preview is not None)
+        assert screen.account_id == own
+        hooks = screen.preview.managed_webhooks
+        assert len(hooks) == 2 and {hook.url for hook in hooks} == {listener.state.webhook_url}
+        extra = text_of(screen, "#preview-extra")
+        for hook in hooks:
+            assert f"{hook.id} feeds the running listener (screen 5)" in extra

@@ -438,7 +438,9 @@ class DeletionScreen(ConsoleScreen):
             lines.append(Content("Deleted in Stripe too (managed by this deployment):"))
         for hook in hooks:
             lines.append(Content(f"  {hook.id} → {fmt.clip(hook.url, 60)}"))
-            if listener is not None and hook.id == self.listener_webhook and report.dry_run:
+            feeds_listener = listener is not None and listener.state == "ready" and (
+                hook.id == self.listener_webhook or hook.url == listener.webhook_url)  # its Connect endpoint too
+            if listener is not None and feeds_listener and report.dry_run:
                 lines.append(Content.styled(
                     f"  ⚠ {hook.id} feeds the running listener (screen 5): right after the deletion the listener "
                     f"registers a new webhook for {fmt.clip(listener.webhook_url, 60)}, or stops if it cannot.",
