@@ -80,13 +80,21 @@ def summary(latencies: list[float]) -> dict[str, float]:
 # -- processes around the console ------------------------------------------------------------------
 
 
+def stripe_side(pid: int, niceness: int) -> None:
+    """Run a stand-in for Stripe (the emulator, the delivery client) `niceness` below this process: on a
+    real deployment Stripe's side is not on the operator's machine at all."""
+    if niceness:
+        psutil.Process(pid).nice(min(19, psutil.Process().nice() + niceness))
+
+
 class Emulator:
     """The emulator in a process of its own, so that serving the backfill does not count as the console's CPU."""
 
-    def __init__(self, customers: int) -> None:
+    def __init__(self, customers: int, niceness: int = 0) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stripe_sync_emulator", "--port", "0", "--customers", str(customers),
              "--rate-limit", "off"], stdout=subprocess.PIPE, text=True)
+        stripe_side(self.process.pid, niceness)
         assert self.process.stdout is not None
         said: dict[str, str] = {}
         for line in self.process.stdout:
@@ -225,6 +233,7 @@ async def one_run(url: str, emulator: Emulator, args: argparse.Namespace) -> dic
                 "rate": args.events_per_second or 1}
         client = await asyncio.create_subprocess_exec(
             sys.executable, str(HERE / "webhook_load.py"), "--client", json.dumps(spec), stdout=asyncio.subprocess.PIPE)
+        stripe_side(client.pid, args.stripe_niceness)
         await asyncio.sleep(1.0)  # the deliveries are flowing
         received_before = app.sink.events_received
         console = psutil.Process()
@@ -288,14 +297,19 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=5.0)
     parser.add_argument("--settle", type=float, default=2.0, help="seconds on a screen before its idle CPU counts")
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up figures")
+    parser.add_argument("--stripe-niceness", type=int, default=0, metavar="N",
+                        help="run the emulator and the delivery client (Stripe's side, remote on a real "
+                             "deployment) N below the console's CPU priority (default 0: they compete alike)")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the UI thread's CPU time during the switches")
     parser.add_argument("--no-backfill", action="store_true",
                         help="attribution: cancel the backfill once its rows show, before the keys")
     args = parser.parse_args()
     server = os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    emulator = Emulator(args.size)
+    emulator = Emulator(args.size, args.stripe_niceness)
     print(f"tui_bench: {os.cpu_count()} CPUs, emulator of {args.size:,} customers ({emulator.objects:,} objects, "
-          f"rate limit off), {args.runs} run(s), medians shown")
+          f"rate limit off), {args.runs} run(s), medians shown; Stripe's side (emulator, delivery client) at "
+          f"niceness +{args.stripe_niceness}, the console's backfill worker and listener at their own "
+          f"(+10, +5); load average {os.getloadavg()[0]:.1f}")
     try:
         if not args.no_startup:
             with fresh_database(server, NAME) as url:
@@ -331,6 +345,7 @@ def main() -> None:
           f"(statuses {results[-1]['client']['statuses']}, p99 {median_of(results, 'client', 'p99_ms'):.0f} ms), "
           f"{median_of(results, 'events_in_feed'):,.0f} reached the console's feed; "
           f"console CPU under load {median_of(results, 'load_cpu'):.0f}% of one core")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
     print(f"idle CPU of the console process (backfill cancelled, its run left open: {results[-1]['run_left']}; "
           "listener idle):")
     for name in SCREENS:
