@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 import warnings
@@ -36,6 +37,14 @@ DATA_DIR = Path(__file__).parent / "data"
 # The emulator's own fixtures (stripe_emulator, stripe_emulator_client, stripe_emulator_factory), as a
 # project using the emulator would load them.
 pytest_plugins = ["stripe_sync_emulator.pytest_fixtures"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests stop the processes they start with SIGINT, as Ctrl-C would. A suite launched in the
+    background of a shell inherits SIGINT ignored, and would pass that on to those processes: heed it
+    again here, so the children start with Python's own Ctrl-C handling."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -322,6 +322,30 @@ def test_demo_backfill_all_end_to_end(clean_db):
             assert count >= expected, table
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_a_process_in_a_session_of_its_own_heeds_sigint_even_inherited_ignored():
+    """The console stops its workers with SIGINT; started from a console that was itself started in the
+    background of a script (SIGINT ignored, and inherited), they must still stop."""
+    proc = subprocess.Popen([*CLI, "--headless", "emulator", "--port", "0", "--customers", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_ignore_sigint)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("Objects:"):
+                break
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_ctrl_c_during_a_backfill_leaves_a_resumable_run(clean_db, tmp_path):
     emu = StripeEmulator(seed=3, customers=150, start=START, end=END, latency_ms=20).start()
     # The emulator limits nothing; the test key's default budget (25/s) would only make the test slow.

@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 failed, 2 usage or refused, 3 finished with some chunks in
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -108,10 +109,16 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def stop_like_ctrl_c() -> None:
     """SIGTERM and SIGHUP (a closed terminal) end the program the way Ctrl-C does: work is cancelled
-    cleanly (a backfill stays resumable) and the embedded PostgreSQL is stopped instead of orphaned."""
+    cleanly (a backfill stays resumable) and the embedded PostgreSQL is stopped instead of orphaned.
+
+    A process leading a session of its own (the console's backfill workers and listener) heeds SIGINT
+    even when it inherited it ignored (a console started from a script in the background): no terminal
+    sends it there, only whoever stops the process on purpose."""
     for stop in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if stop is not None:
             signal.signal(stop, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and os.getsid(0) == os.getpid():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
