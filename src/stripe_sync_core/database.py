@@ -115,7 +115,7 @@ connection is missing on the next (`prepared statement "_pg3_0" does not exist`)
 (`DuplicatePreparedStatement`). The pool's connections prepare once they are known to be direct
 (`prepare_if_direct`)."""
 
-PREPARE_THRESHOLD = 5
+PREPARE_THRESHOLD: int | None = 5
 """Executions of one statement on one connection before psycopg prepares it (psycopg's default)."""
 
 
