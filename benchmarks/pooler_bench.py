@@ -1,6 +1,7 @@
 """What pooler mode costs: backfill objects/s and webhook events/s on a direct connection with psycopg's
-default server-side prepared statements (`prepare_threshold=5`, what the engine did before), on a direct
-connection without them (what it does now), and through PgBouncer in transaction mode.
+default server-side prepared statements (`prepare_threshold=5`, what the engine does on a connection it
+knows to be direct), on a direct connection without them (what it does through a pooler), and through
+PgBouncer in transaction mode.
 
 Prints medians of --repeat runs and the ratios to the first mode, measured in one run; never fails on
 timing. Needs `pgbouncer` (Debian's package) and a PostgreSQL server (--database-url or
@@ -86,7 +87,8 @@ def main() -> None:
                         end="2025-01-01") as emu:
         for _ in range(args.repeat):
             for mode in MODES:  # interleaved, so that a busy moment of the machine hits every mode
-                database.CONNECTION_OPTIONS["prepare_threshold"] = 5 if mode == "direct, prepared" else None
+                # Read by database.prepare_if_direct when the pool opens a connection.
+                database.PREPARE_THRESHOLD = 5 if mode == "direct, prepared" else None
                 with fresh_database(args.database_url, "pooler_bench") as direct:
                     if mode == "pgbouncer":
                         with pgbouncer(direct) as pooled:

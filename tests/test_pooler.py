@@ -24,6 +24,7 @@ from webhook_support import WEBHOOK_SECRET, engine_config, event, signed, truth
 
 from stripe_sync_core import StripeSync, SyncConfig
 from stripe_sync_core.backfill import BackfillOptions
+from stripe_sync_core.database import PREPARE_THRESHOLD, PREPARED_MAX, Database
 from stripe_sync_core.migrate import current_revision, downgrade_migrations, run_migrations
 from stripe_sync_core.progress import RecordingSink
 from stripe_sync_core.runs import WORKER_LOCK_CLASS, WorkerLease
@@ -94,6 +95,49 @@ async def test_concurrent_webhooks_through_the_pooler(pooled: str, emulator: Str
             (f"si_pool{i}_{k}", f"sub_pool{i}") for i in range(30) for k in range(2)}
         logged = await sync.database.fetch_one("SELECT count(*) AS n FROM stripe._events")
         assert logged == {"n": len(outcomes)}
+
+
+async def test_statements_are_prepared_on_a_direct_connection_only(pooled: str, clean_db: str) -> None:
+    """A direct connection prepares what it repeats (parsing and planning a webhook batch anew cost
+    PostgreSQL two thirds of its time); through the pooler nothing is prepared and repeats never fail."""
+    statement = "SELECT count(*) FROM stripe.customers WHERE id = %s"
+
+    async def prepared_after_repeats(db: Database) -> bool:
+        async with db.pool.connection() as conn:
+            for _ in range(PREPARE_THRESHOLD + 5):
+                await conn.execute(statement, ("cus_none",))
+                await asyncio.sleep(0)  # the others' transactions in between, on whichever server connection
+            cursor = await conn.execute("SELECT count(*) FROM pg_prepared_statements "
+                                        "WHERE statement LIKE 'SELECT count(*) FROM stripe.customers%%'")
+            row = await cursor.fetchone()
+            return row is not None and row[0] == 1
+
+    for url, prepares in ((clean_db, True), (pooled, False)):
+        db = Database(url, max_size=3)
+        await db.open()
+        try:
+            assert await asyncio.gather(*(prepared_after_repeats(db) for _ in range(3))) == [prepares] * 3, url
+        finally:
+            await db.close()
+
+
+async def test_a_direct_connection_keeps_few_statements_prepared(clean_db: str) -> None:
+    """Each mix of tables a webhook batch writes is a statement of its own, whose plan holds megabytes of
+    the server's memory: a connection keeps only the most recently used prepared."""
+    db = Database(clean_db, max_size=1)
+    await db.open()
+    try:
+        async with db.pool.connection() as conn:
+            for n in range(PREPARED_MAX + 8):
+                for _ in range(PREPARE_THRESHOLD + 1):
+                    await conn.execute(f"SELECT count(*) FROM stripe.customers WHERE id = %s AND {n} = {n}",
+                                       ("cus_none",))
+            cursor = await conn.execute("SELECT count(*) FROM pg_prepared_statements")
+            row = await cursor.fetchone()
+            # psycopg deallocates the least recently used once it meets the next statement
+            assert row is not None and PREPARED_MAX <= row[0] <= PREPARED_MAX + 1
+    finally:
+        await db.close()
 
 
 async def test_two_workers_share_a_run_through_the_pooler(pooled: str, clean_db: str) -> None:

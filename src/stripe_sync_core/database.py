@@ -109,11 +109,37 @@ def _newest_per_id(rows: Iterable[UpsertRow]) -> list[UpsertRow]:
 
 
 CONNECTION_OPTIONS: dict[str, Any] = {"prepare_threshold": None}
-"""Options of every connection the engine opens. No server-side prepared statements: behind a pooler in
-transaction mode (PgBouncer, Supabase's pooler on port 6543) a statement prepared on one server
+"""Options of every connection the engine opens. No server-side prepared statements to begin with: behind
+a pooler in transaction mode (PgBouncer, Supabase's pooler on port 6543) a statement prepared on one server
 connection is missing on the next (`prepared statement "_pg3_0" does not exist`), or already there
-(`DuplicatePreparedStatement`). Each statement is parsed anew instead, which costs little next to our
-statements' data (one per page of objects)."""
+(`DuplicatePreparedStatement`). The pool's connections prepare once they are known to be direct
+(`prepare_if_direct`)."""
+
+PREPARE_THRESHOLD: int | None = 5
+"""Executions of one statement on one connection before psycopg prepares it (psycopg's default)."""
+
+PREPARED_MAX = 16
+"""Statements a connection keeps prepared, the least recently used deallocated first (psycopg keeps 100).
+A webhook batch's statement depends on which tables its events write, and the plan of one writing seven
+tables holds about 4 MB of the server process's memory (one table: about 0.5 MB)."""
+
+
+async def prepare_if_direct(conn: psycopg.AsyncConnection) -> None:
+    """Let a connection prepare its repeated statements when it reaches PostgreSQL itself, not a pooler.
+
+    Parsing and planning a statement anew costs PostgreSQL more than running it when the statement is
+    large: a batch of mixed webhook events writes seven tables and fills some 200 typed columns, and
+    without a prepared plan two thirds of PostgreSQL's CPU for it went to parsing and planning. A direct
+    connection's key data (`BackendKeyData`, the cancel key) names its server process; a pooler hands
+    its clients keys of its own (cancel requests reach the pooler, which forwards them to whichever
+    server connection the client holds then), so the process that answers `pg_backend_pid()` is
+    another. Anything but a match keeps the pooler-safe default.
+    """
+    cursor = await conn.execute("SELECT pg_backend_pid()")
+    row = await cursor.fetchone()
+    if row is not None and row[0] == conn.info.backend_pid:
+        conn.prepare_threshold = PREPARE_THRESHOLD
+        conn.prepared_max = PREPARED_MAX
 
 
 class Database:
@@ -122,7 +148,8 @@ class Database:
     def __init__(self, url: str, *, max_size: int = 10) -> None:
         self.url = url
         self.pool = AsyncConnectionPool(url, min_size=1, max_size=max_size, open=False,
-                                        kwargs={"autocommit": True, **CONNECTION_OPTIONS})
+                                        kwargs={"autocommit": True, **CONNECTION_OPTIONS},
+                                        configure=prepare_if_direct)
         self._typed: TypedColumns | None = None
 
     @property
