@@ -43,18 +43,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
+import psutil
 import psycopg
 from bench_database import fresh_database
 from psycopg import sql
@@ -101,6 +105,58 @@ class Side:
     rows: Callable[[str], dict[str, int]]
     seconds: list[float] = field(default_factory=list)
     stored: list[dict[str, int]] = field(default_factory=list)
+    cpu: list[dict[str, float]] = field(default_factory=list)
+
+
+class CpuMeter:
+    """CPU seconds spent while one command runs, by whom: the command (its processes, as reaped: `RUSAGE_CHILDREN`),
+    the PostgreSQL backends serving the run's database (sampled every 0.1 s, so a backend's last tenth of a second
+    may be missed; the server's own background processes are not counted), the emulator, and the whole machine
+    (every core; what the three leave is other work on the shared machine)."""
+
+    def __init__(self, server: str, database: str, emulator_pid: int) -> None:
+        self.server, self.database = server, database
+        self.emulator = psutil.Process(emulator_pid)
+        self.backends: dict[int, float] = {}
+        self.stopping = threading.Event()
+        self.figures: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self.children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.emulator_cpu = self._seconds(self.emulator.cpu_times())
+        self.machine = psutil.cpu_times()
+        self.sampler = threading.Thread(target=self._sample_backends, daemon=True)
+        self.sampler.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.sampler.join()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        machine = psutil.cpu_times()
+        busy = (sum(machine) - machine.idle - machine.iowait) - (sum(self.machine) - self.machine.idle - self.machine.iowait)
+        self.figures = {
+            "command": (children.ru_utime - self.children.ru_utime) + (children.ru_stime - self.children.ru_stime),
+            "postgres": sum(self.backends.values()),
+            "emulator": self._seconds(self.emulator.cpu_times()) - self.emulator_cpu,
+            "machine": busy,
+        }
+
+    @staticmethod
+    def _seconds(times: Any) -> float:
+        return float(times.user + times.system)
+
+    def _sample_backends(self) -> None:
+        with psycopg.connect(self.server, autocommit=True) as conn:
+            while not self.stopping.wait(0.1):
+                pids = [row[0] for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (self.database,))]
+                for pid in pids:
+                    try:
+                        self.backends[pid] = self._seconds(psutil.Process(pid).cpu_times())
+                    except (psutil.NoSuchProcess, psutil.AccessDenied):
+                        pass
 
 
 def run(argv: list[str], env: dict[str, str], what: str) -> float:
@@ -199,11 +255,13 @@ def scratch_directory() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def one_run(side: Side, server: str) -> None:
+def one_run(side: Side, server: str, emulator: Emulator) -> None:
     with fresh_database(server, "peer_bench", migrate=False) as url, scratch_directory() as scratch:
         side.prepare(url)
         argv, env = side.command(url, scratch)
-        side.seconds.append(run(argv, env, f"{side.name}: {' '.join(argv[:4])} ..."))
+        with CpuMeter(server, str(conninfo_to_dict(url)["dbname"]), emulator.process.pid) as meter:
+            side.seconds.append(run(argv, env, f"{side.name}: {' '.join(argv[:4])} ..."))
+        side.cpu.append(meter.figures)
         side.stored.append(side.rows(url))
 
 
@@ -211,13 +269,13 @@ def load() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def compare(title: str, our_side: Side, peer: Side, rounds: int, server: str) -> None:
+def compare(title: str, our_side: Side, peer: Side, rounds: int, server: str, emulator: Emulator) -> None:
     print(f"\n## {title}")
     print(f"load average before: {load()}")
     for index in range(rounds):
         order = (our_side, peer) if index % 2 == 0 else (peer, our_side)
         for side in order:
-            one_run(side, server)
+            one_run(side, server, emulator)
         ratio = peer.seconds[-1] / our_side.seconds[-1]
         print(f"round {index + 1} ({order[0].name} first): ours {our_side.seconds[-1]:.2f} s, "
               f"{peer.name} {peer.seconds[-1]:.2f} s, {peer.name} / ours {ratio:.2f}; load {load()}", flush=True)
@@ -227,6 +285,13 @@ def compare(title: str, our_side: Side, peer: Side, rounds: int, server: str) ->
     for side in (our_side, peer):
         rows = ", ".join(f"{table} {count:,}" for table, count in side.stored[-1].items())
         print(f"| {side.name} | {statistics.median(side.seconds):.2f} | {min(side.seconds):.2f} | {rows} |")
+    print(f"\nCPU seconds while the command ran, medians (the whole machine: all {os.cpu_count()} cores, the rest "
+          "being other work on it)\n\n| side | the command | its PostgreSQL backends | the emulator | the whole machine |"
+          "\n|---|---|---|---|---|")
+    for side in (our_side, peer):
+        cpu = {key: statistics.median(run[key] for run in side.cpu) for key in side.cpu[0]}
+        print(f"| {side.name} | {cpu['command']:.2f} | {cpu['postgres']:.2f} | {cpu['emulator']:.2f} | "
+              f"{cpu['machine']:.2f} |")
     print(f"\n{peer.name} / ours, median of the per-round ratios: {statistics.median(ratios):.2f} "
           f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
     shared = set(our_side.stored[-1]) & set(peer.stored[-1])
@@ -276,7 +341,7 @@ def main() -> None:
                 compare(f"TS engine {ts_version(args.ts_engine)} `backfill customer` vs ours `backfill customers`, "
                         f"{args.customers:,} customers, whole command",
                         ours(emulator, ("customers",), config), ts_engine(emulator, args.ts_engine, args.node),
-                        args.rounds, args.database_url)
+                        args.rounds, args.database_url, emulator)
             if args.dlt_python is not None:
                 version = subprocess.run([args.dlt_python, "-c", "import dlt; print(dlt.__version__)"],
                                          capture_output=True, text=True, check=True).stdout.strip()
@@ -284,7 +349,7 @@ def main() -> None:
                         f"`backfill {' '.join(SIX_TYPES)}`, whole command",
                         ours(emulator, SIX_TYPES, config),
                         dlt_pipeline(emulator, args.dlt_python, args.dlt_write_disposition),
-                        args.rounds, args.database_url)
+                        args.rounds, args.database_url, emulator)
     finally:
         emulator.close()
 
