@@ -6,10 +6,15 @@ One emulator process (`python -m stripe_sync_emulator --port 0 --customers N --r
 run; each run gets a database of its own on the server --database-url names (created empty, dropped after).
 Each comparison runs `--rounds` rounds; a round runs both sides once, alternating which goes first, so that
 the machine's load falls on both alike. Reported per side: median and min seconds, rows stored (a sanity
-check: both sides must store the same objects), and the median of the per-round ratios (peer / ours, each
-measured within one round); the load average before and after each comparison.
+check: both sides must store the same objects), the median of the per-round ratios (peer / ours, each
+measured within one round), the load average before and after each comparison, and where each side's time
+went: the CPU seconds of the command's processes, of the PostgreSQL backends serving its database, of the
+emulator and of the whole machine (the rest being other work on it) while it ran.
 
-The peers are not installed by this script; give their locations:
+The peers are not installed by this script; install them anywhere and give their locations:
+
+    cd /tmp/peers && npm install stripe-experiment-sync@1.0.19
+    python3 -m venv /tmp/peers/dlt && /tmp/peers/dlt/bin/pip install "dlt[postgres]"
 
   --ts-engine DIR    the TypeScript Stripe Sync Engine: a directory where
                      `npm install stripe-experiment-sync@1.0.19` ran. Its own CLI is timed,
@@ -22,6 +27,8 @@ The peers are not installed by this script; give their locations:
                      deprecated), builds its tables at migration time from Stripe's OpenAPI spec, which it
                      downloads from GitHub; without internet access its `migrate` fails ("fetch failed").
                      The engine has no client-side rate limit (it retries 429s): nothing to turn off.
+                     It asks for the API version ours does (its CLI reads STRIPE_API_VERSION), as the
+                     emulator answers only the versions it models.
   --dlt-python PATH  the python of a venv with `dlt[postgres]` (dlt and psycopg2-binary): it runs
                      `benchmarks/peers/dlt_pipeline.py` (dlt's `rest_api` source, Stripe's
                      `starting_after` pagination, 100 a page, bearer auth, resources extracted in
@@ -311,7 +318,7 @@ def main() -> None:
                         help="server for the runs' databases (default: STRIPE_SYNC_TEST_DATABASE_URL, else %(default)s)")
     parser.add_argument("--customers", type=int, default=10000,
                         help="emulator size (default 10,000: 10,000 customers and about 73,000 objects of the six types)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per comparison (default 3); each runs both sides once")
     parser.add_argument("--ts-engine", type=Path, metavar="DIR", help="where `npm install stripe-experiment-sync@1.0.19` ran")
     parser.add_argument("--node", default="node", help="node executable for the TS engine (default: node)")
     parser.add_argument("--dlt-python", metavar="PATH", help="python of a venv with dlt[postgres]")
