@@ -117,9 +117,12 @@ class Side:
 
 class CpuMeter:
     """CPU seconds spent while one command runs, by whom: the command (its processes, as reaped: `RUSAGE_CHILDREN`),
-    the PostgreSQL backends serving the run's database (sampled every 0.1 s, so a backend's last tenth of a second
-    may be missed; the server's own background processes are not counted), the emulator, and the whole machine
-    (every core; what the three leave is other work on the shared machine)."""
+    the PostgreSQL backends serving the run's database (its clients' and autovacuum's, sampled every 0.1 s, so a
+    backend's last tenth of a second may be missed), the server's WAL writer, checkpointer and background writer
+    (shared by every database of the server: other work's too), the emulator, and the whole machine (every
+    core; what these leave is other work on the shared machine)."""
+
+    SHARED = ("walwriter", "checkpointer", "background writer")
 
     def __init__(self, server: str, database: str, emulator_pid: int) -> None:
         self.server, self.database = server, database
@@ -132,6 +135,7 @@ class CpuMeter:
         self.children = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.emulator_cpu = self._seconds(self.emulator.cpu_times())
         self.machine = psutil.cpu_times()
+        self.shared = self._shared_cpu()
         self.sampler = threading.Thread(target=self._sample_backends, daemon=True)
         self.sampler.start()
         return self
@@ -141,10 +145,12 @@ class CpuMeter:
         self.sampler.join()
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         machine = psutil.cpu_times()
+        shared = self._shared_cpu()
         busy = (sum(machine) - machine.idle - machine.iowait) - (sum(self.machine) - self.machine.idle - self.machine.iowait)
         self.figures = {
             "command": (children.ru_utime - self.children.ru_utime) + (children.ru_stime - self.children.ru_stime),
             "postgres": sum(self.backends.values()),
+            "postgres_shared": sum(shared[pid] - self.shared[pid] for pid in shared.keys() & self.shared.keys()),
             "emulator": self._seconds(self.emulator.cpu_times()) - self.emulator_cpu,
             "machine": busy,
         }
@@ -152,6 +158,18 @@ class CpuMeter:
     @staticmethod
     def _seconds(times: Any) -> float:
         return float(times.user + times.system)
+
+    def _shared_cpu(self) -> dict[int, float]:
+        with psycopg.connect(self.server, autocommit=True) as conn:
+            pids = [row[0] for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = ANY(%s)", (list(self.SHARED),))]
+        seconds = {}
+        for pid in pids:
+            try:
+                seconds[pid] = self._seconds(psutil.Process(pid).cpu_times())
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return seconds
 
     def _sample_backends(self) -> None:
         with psycopg.connect(self.server, autocommit=True) as conn:
@@ -293,12 +311,12 @@ def compare(title: str, our_side: Side, peer: Side, rounds: int, server: str, em
         rows = ", ".join(f"{table} {count:,}" for table, count in side.stored[-1].items())
         print(f"| {side.name} | {statistics.median(side.seconds):.2f} | {min(side.seconds):.2f} | {rows} |")
     print(f"\nCPU seconds while the command ran, medians (the whole machine: all {os.cpu_count()} cores, the rest "
-          "being other work on it)\n\n| side | the command | its PostgreSQL backends | the emulator | the whole machine |"
-          "\n|---|---|---|---|---|")
+          "being other work on it)\n\n| side | the command | its PostgreSQL backends | the server's WAL writer, "
+          "checkpointer, bgwriter (all databases) | the emulator | the whole machine |\n|---|---|---|---|---|---|")
     for side in (our_side, peer):
         cpu = {key: statistics.median(run[key] for run in side.cpu) for key in side.cpu[0]}
-        print(f"| {side.name} | {cpu['command']:.2f} | {cpu['postgres']:.2f} | {cpu['emulator']:.2f} | "
-              f"{cpu['machine']:.2f} |")
+        print(f"| {side.name} | {cpu['command']:.2f} | {cpu['postgres']:.2f} | {cpu['postgres_shared']:.2f} | "
+              f"{cpu['emulator']:.2f} | {cpu['machine']:.2f} |")
     print(f"\n{peer.name} / ours, median of the per-round ratios: {statistics.median(ratios):.2f} "
           f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
     shared = set(our_side.stored[-1]) & set(peer.stored[-1])
