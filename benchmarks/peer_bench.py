@@ -58,6 +58,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -263,9 +264,8 @@ def dlt_pipeline(emulator: Emulator, python: str, write_disposition: str) -> Sid
 
 def emulator_api_version(emulator: Emulator) -> str:
     """The version ours asks for (the emulator's default): the TS engine is made to ask for the same."""
-    import httpx
-
-    return str(httpx.get(f"{emulator.api_base}/_emulator/info", timeout=10).json()["api_version"])
+    with urllib.request.urlopen(f"{emulator.api_base}/_emulator/info", timeout=10) as answer:
+        return str(json.load(answer)["api_version"])
 
 
 # -- a comparison ------------------------------------------------------------------------------------
