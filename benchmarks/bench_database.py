@@ -1,4 +1,4 @@
-"""A migrated database of its own for a benchmark run, on a given server, dropped afterwards."""
+"""A database of its own for a benchmark run (migrated unless asked not to), on a given server, dropped afterwards."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ def database_on(server_url: str, name: str) -> str:
 
 
 @contextmanager
-def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
+def fresh_database(server_url: str, prefix: str, *, migrate: bool = True) -> Iterator[str]:
+    """A new database named `prefix_<pid>_<random>` at our schema's latest revision; `migrate=False`: empty
+    (for a command that migrates it itself, or another engine's schema)."""
     from stripe_sync_core.migrate import run_migrations
 
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -27,7 +29,8 @@ def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = database_on(server_url, name)
     try:
-        run_migrations(url)
+        if migrate:
+            run_migrations(url)
         yield url
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
