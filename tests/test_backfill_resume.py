@@ -18,6 +18,7 @@ import pytest
 from backfill_support import assert_same_ids, chunk_rows, emulator_objects, engine, run_rows
 
 from stripe_sync_core.backfill import BackfillOptions
+from stripe_sync_core.database import Database
 from stripe_sync_core.runs import Chunk, PlannedChunk, RunLedger, WorkerLease
 from stripe_sync_emulator import StripeEmulator
 
@@ -169,3 +170,38 @@ async def test_a_claim_cut_off_by_a_cancellation_is_given_back(db):
         statuses = {row["status"] for row in await db.fetch_all("SELECT status FROM stripe._sync_obj_runs")}
         assert statuses == {"pending"}  # given back before the cancellation went on, lease still held
 
+
+
+async def test_statements_prepared_before_a_migration_adds_a_column_still_run(clean_db):
+    """Direct connections prepare their repeated statements; a migration that adds a column to the run
+    tables while an engine runs (a rolling upgrade) must not break its claims and run lookups."""
+    db = Database(clean_db, max_size=1)  # one connection: every repeat on it, prepared past the threshold
+    await db.open()
+    try:
+        await _runs_on_across_a_migration(db)
+    finally:
+        await db.close()
+
+
+async def _runs_on_across_a_migration(db: Database) -> None:
+    ledger = RunLedger(db, 30.0)
+    await db.execute("INSERT INTO stripe.accounts (_raw_data, _account_id, _last_synced_at) VALUES (%s, %s, now())",
+                     ('{"id": "acct_1", "object": "account"}', "acct_1"))
+    run = await ledger.open_run("acct_1", "test", ["customers"], {}, None,
+                                [PlannedChunk("customers") for _ in range(12)])
+    assert run is not None
+    async with WorkerLease(ledger, 30.0, logging.getLogger("test")) as lease:
+        for _ in range(8):  # past psycopg's threshold: prepared on the server
+            assert await ledger.get_run(run.id) == run
+            chunk = await ledger.claim(run.id, lease.key, lease.worker_id)
+            assert chunk is not None
+            await ledger.release(chunk, lease.key)
+        await db.execute("ALTER TABLE stripe._sync_runs ADD COLUMN added_by_a_later_release int")
+        await db.execute("ALTER TABLE stripe._sync_obj_runs ADD COLUMN added_by_a_later_release int")
+        try:
+            assert await ledger.get_run(run.id) == run
+            assert await ledger.find_open_run("acct_1", "test") == run
+            assert await ledger.claim(run.id, lease.key, lease.worker_id) is not None
+        finally:
+            await db.execute("ALTER TABLE stripe._sync_runs DROP COLUMN added_by_a_later_release")
+            await db.execute("ALTER TABLE stripe._sync_obj_runs DROP COLUMN added_by_a_later_release")
