@@ -267,3 +267,24 @@ def test_a_function_handler_through_the_pooler(pooled: str, clean_db: str, emula
     with psycopg.connect(clean_db) as conn:
         names = sorted(r[0] for r in conn.execute("SELECT name FROM stripe.customers"))
     assert names == ["Ada", "Edsger", "Grace"]
+
+
+async def test_prepared_statements_off_keeps_even_a_direct_connection_from_preparing(
+        clean_db: str, tmp_path: Path) -> None:
+    """For a pooler that passes on a server's own cancel key (taken for PostgreSQL itself), the config
+    file turns preparing off altogether; a value that is not a boolean is a clear error."""
+    from stripe_sync_core.config import ConfigError, load_config
+
+    settings = tmp_path / "config.toml"
+    settings.write_text("prepared_statements = false\n")
+    config = load_config({"database_url": clean_db}, config_path=settings, environ={})
+    assert config.prepared_statements is False
+    async with StripeSync(config) as sync:
+        async with sync.database.pool.connection() as conn:
+            for _ in range(PREPARE_THRESHOLD + 5):
+                await conn.execute("SELECT count(*) FROM stripe.customers WHERE id = %s", ("cus_none",))
+            cursor = await conn.execute("SELECT count(*) FROM pg_prepared_statements")
+            assert await cursor.fetchone() == (0,)
+    settings.write_text('prepared_statements = "no"\n')
+    with pytest.raises(ConfigError, match="prepared_statements must be true or false"):
+        load_config({}, config_path=settings, environ={})

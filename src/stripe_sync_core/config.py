@@ -87,12 +87,18 @@ class SyncConfig:
     listener_port: int = 8787
     """Port of the embedded webhook listener (bound to 127.0.0.1 unless told otherwise)."""
     pool_max_size: int = 10
+    prepared_statements: bool = True
+    """Let connections that reach PostgreSQL itself prepare the statements they repeat (a pooler's never
+    do: it is told apart by its cancel keys). False: never, for a pooler that passes on a server's own
+    cancel key while it switches server connections between transactions."""
     event_log_retention_days: int = 30
     logger: logging.Logger | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
             raise ConfigError("max_retries must be 0 or more")
+        if not isinstance(self.prepared_statements, bool):
+            raise ConfigError(f"prepared_statements must be true or false, not {self.prepared_statements!r}")
         if not self.request_timeout_seconds > 0:
             raise ConfigError("request_timeout_seconds must be more than 0")
         if self.initial_retry_delay_ms < 0 or self.max_retry_delay_ms < self.initial_retry_delay_ms:

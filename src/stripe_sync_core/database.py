@@ -145,11 +145,13 @@ async def prepare_if_direct(conn: psycopg.AsyncConnection) -> None:
 class Database:
     """The engine's connection pool and the statements every part shares."""
 
-    def __init__(self, url: str, *, max_size: int = 10) -> None:
+    def __init__(self, url: str, *, max_size: int = 10, prepare: bool = True) -> None:
+        """`prepare=False`: no connection ever prepares, even one that looks direct (a pooler that passes
+        its clients a server's own cancel key would be taken for PostgreSQL itself)."""
         self.url = url
         self.pool = AsyncConnectionPool(url, min_size=1, max_size=max_size, open=False,
                                         kwargs={"autocommit": True, **CONNECTION_OPTIONS},
-                                        configure=prepare_if_direct)
+                                        configure=prepare_if_direct if prepare else None)
         self._typed: TypedColumns | None = None
 
     @property

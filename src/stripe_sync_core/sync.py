@@ -76,7 +76,8 @@ class StripeSync:
         engine's parts. Opening an open engine does nothing."""
         if self._context is not None:
             return self
-        database = Database(resolve_database_url(self.config.database_url), max_size=self.config.pool_max_size)
+        database = Database(resolve_database_url(self.config.database_url), max_size=self.config.pool_max_size,
+                            prepare=self.config.prepared_statements)
         await database.open()
         # The request budget is the account's, in the database, shared with every process that syncs it.
         stripe = StripeApi(self.config, database=database) if self.config.stripe_secret_key else None
