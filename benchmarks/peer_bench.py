@@ -69,6 +69,7 @@ from urllib.parse import quote
 import psutil
 import psycopg
 from bench_database import fresh_database
+from bench_emulator import EmulatorProcess as Emulator
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -77,30 +78,6 @@ DEFAULT_SERVER = os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL") or "postgresql:
 SIX_TYPES = ("customers", "invoices", "subscriptions", "charges", "products", "prices")
 TIMEOUT = 1800
 TS_PACKAGE = "stripe-experiment-sync"
-
-
-class Emulator:
-    """The emulator in a process of its own (as benchmarks/tui_bench.py starts it): address and key from its stdout."""
-
-    def __init__(self, customers: int) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stripe_sync_emulator", "--port", "0", "--customers", str(customers),
-             "--rate-limit", "off"], stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
-        said: dict[str, str] = {}
-        for line in self.process.stdout:
-            if line.startswith("Stripe API emulator listening on "):
-                said["api_base"] = line.split()[-1]
-            elif line.startswith("API key: "):
-                said["key"] = line.split(": ", 1)[1].strip()
-            elif line.startswith("Objects: "):
-                said["objects"] = line.split()[1]
-                break
-        self.api_base, self.key, self.objects = said["api_base"], said["key"], int(said["objects"])
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
 
 
 @dataclass

@@ -27,7 +27,6 @@ import asyncio
 import gc
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from typing import Any
 
 import psutil
 from bench_database import fresh_database
+from bench_emulator import EmulatorProcess
 
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
 NAME = "stripe_sync_tui_bench"
@@ -87,29 +87,12 @@ def stripe_side(pid: int, niceness: int) -> None:
         psutil.Process(pid).nice(min(19, psutil.Process().nice() + niceness))
 
 
-class Emulator:
-    """The emulator in a process of its own, so that serving the backfill does not count as the console's CPU."""
+class Emulator(EmulatorProcess):
+    """The emulator, run `niceness` below this process when asked (`--stripe-niceness`)."""
 
     def __init__(self, customers: int, niceness: int = 0) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stripe_sync_emulator", "--port", "0", "--customers", str(customers),
-             "--rate-limit", "off"], stdout=subprocess.PIPE, text=True)
+        super().__init__(customers)
         stripe_side(self.process.pid, niceness)
-        assert self.process.stdout is not None
-        said: dict[str, str] = {}
-        for line in self.process.stdout:
-            if match := re.match(r"Stripe API emulator listening on (\S+)", line):
-                said["api_base"] = match.group(1)
-            elif line.startswith("API key: "):
-                said["key"] = line.split(": ", 1)[1].strip()
-            elif line.startswith("Objects: "):
-                said["objects"] = line.split()[1]
-                break
-        self.api_base, self.key, self.objects = said["api_base"], said["key"], int(said["objects"])
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
 
 
 def startup(url: str, key: str, api_base: str, runs: int) -> list[dict]:
