@@ -14,6 +14,7 @@ from stripe_sync_core.config import SyncConfig
 from stripe_sync_emulator import StripeEmulator
 from stripe_sync_tui.app import ConsoleApp, ConsoleSettings
 from stripe_sync_tui.clock import FrozenClock
+from stripe_sync_tui.screens.listener import ListenerScreen
 
 from .seed import FROZEN
 
@@ -88,3 +89,13 @@ async def loaded(pilot: Any, at_least: int = 1) -> None:
     await until(pilot, lambda: app.connected or app.problem is not None)
     await until(pilot, lambda: getattr(app.screen, "loads", at_least) >= at_least)
     await pilot.pause()
+
+
+async def start_listener(pilot: Any, timeout: float = 20.0) -> ListenerScreen:
+    """Screen 5, `s`: returns the screen once its listener (a process of its own) is ready."""
+    await pilot.press("5")
+    screen = pilot.app.screen
+    assert isinstance(screen, ListenerScreen)
+    await pilot.press("s")
+    await until(pilot, lambda: screen.state.state == "ready", timeout=timeout)
+    return screen

@@ -10,7 +10,7 @@ from stripe_sync_tui.screens.account_picker import AccountPicker
 from stripe_sync_tui.screens.runs import RunsScreen
 from stripe_sync_tui.widgets.table import FilterableTable
 
-from .conftest import SIZE, loaded, until
+from .conftest import SIZE, loaded, start_listener, until
 from .seed import seed_account, seed_managed_webhook, seed_runs
 
 CONNECTED = "acct_1ConnectedShop01"
@@ -86,8 +86,6 @@ async def test_screen_two_marks_the_connect_endpoint(make_app, clean_db, stripe_
 async def test_the_wizard_warns_that_the_listeners_connect_endpoint_goes_too(make_app, clean_db, stripe_server):
     """On a platform the listener feeds from two managed webhooks (its own account's and the Connect
     endpoint, one URL): deleting the platform's data removes both, and the dry run says so for each."""
-    from stripe_sync_tui.screens.listener import ListenerScreen
-
     from .test_deletion_flow import open_wizard, text_of
 
     own = stripe_server.account_id
@@ -96,11 +94,7 @@ async def test_the_wizard_warns_that_the_listeners_connect_endpoint_goes_too(mak
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("5")
-        listener = app.screen
-        assert isinstance(listener, ListenerScreen)
-        await pilot.press("s")
-        await until(pilot, lambda: listener.state.state == "ready", timeout=20)
+        listener = await start_listener(pilot)
         screen = await open_wizard(pilot)
         accounts = screen.query_one("#accounts", FilterableTable)
         await until(pilot, lambda: own in accounts.shown_keys)

@@ -14,10 +14,9 @@ from textual.widgets import Button, DataTable, Static
 from stripe_sync_core.runs import ABANDONED, WORKER_LOCK_CLASS
 from stripe_sync_tui.screens.deletion import DeletionScreen
 from stripe_sync_tui.screens.dialogs import ConfirmDialog
-from stripe_sync_tui.screens.listener import ListenerScreen
 from stripe_sync_tui.widgets.feed import EventFeed
 
-from .conftest import SIZE, loaded, until
+from .conftest import SIZE, loaded, start_listener, until
 from .seed import seed_account, seed_events, seed_runs
 
 
@@ -189,11 +188,7 @@ async def test_the_wizard_warns_about_the_listeners_webhook_which_then_re_regist
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("5")
-        listener = app.screen
-        assert isinstance(listener, ListenerScreen)
-        await pilot.press("s")
-        await until(pilot, lambda: listener.state.state == "ready", timeout=20)
+        listener = await start_listener(pilot)
         old = listener.state.webhook_id
         assert old
         assert ":8787/" not in listener.state.local_url  # port 0 in the tests' settings: a port the OS picks

@@ -13,10 +13,9 @@ from stripe_sync_core.config import SyncConfig
 from stripe_sync_core.progress import RecordingSink
 from stripe_sync_tui.demo import demo_environment
 from stripe_sync_tui.listener_process import ListenerFailed, ListenerProcess
-from stripe_sync_tui.screens.listener import ListenerScreen
 from stripe_sync_tui.widgets.feed import EventFeed
 
-from .conftest import SIZE, loaded, until
+from .conftest import SIZE, loaded, start_listener, until
 from .seed import seed_account
 
 
@@ -68,11 +67,7 @@ async def test_the_console_feeds_from_the_process_and_stops_it_on_exit(make_app,
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.press("5")
-        screen = app.screen
-        assert isinstance(screen, ListenerScreen)
-        await pilot.press("s")
-        await until(pilot, lambda: screen.state.state == "ready", timeout=30)
+        screen = await start_listener(pilot, timeout=30)
         assert app.engine is not None and app.engine.listener is not None
         child = psutil.Process(app.engine.listener.pid)
         assert child.pid != psutil.Process().pid
