@@ -32,6 +32,7 @@ class StripeServer:
     api_base: str
     secret_key: str
     account_id: str
+    live_secret_key: str
 
 
 @pytest.fixture
@@ -42,15 +43,18 @@ def stripe_server() -> Iterator[StripeServer]:
 
         client = stripe.StripeClient(emulator.secret_key, base_addresses={"api": emulator.api_base})
         account = client.raw_request("get", "/v1/account")
-        yield StripeServer(emulator.api_base, emulator.secret_key, account.data["id"])  # type: ignore[union-attr]
+        yield StripeServer(emulator.api_base, emulator.secret_key, account.data["id"],  # type: ignore[union-attr]
+                           emulator.live_secret_key)
 
 
 @pytest.fixture
 def make_app(clean_db: str, stripe_server: StripeServer) -> Callable[..., ConsoleApp]:
     def make(*, read_only: bool = False, database_url: str | None = None, api_base: str | None = None,
-             **settings: Any) -> ConsoleApp:
-        config = SyncConfig(database_url=database_url or clean_db, stripe_secret_key=stripe_server.secret_key,
-                            stripe_api_base=api_base or stripe_server.api_base, max_retries=0)
+             secret_key: str | None = None, enable_sigma: bool = False, **settings: Any) -> ConsoleApp:
+        config = SyncConfig(database_url=database_url or clean_db,
+                            stripe_secret_key=secret_key or stripe_server.secret_key,
+                            stripe_api_base=api_base or stripe_server.api_base, max_retries=0,
+                            enable_sigma=enable_sigma)
         app = ConsoleApp(config, read_only=read_only, clock=FrozenClock(FROZEN),
                          settings=ConsoleSettings(**{**TEST_SETTINGS.__dict__, **settings}))
         record_notifications(app)

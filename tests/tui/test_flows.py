@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 from textual.widgets import Button, DataTable, Input
 
+from stripe_sync_core.sigma import SIGMA, sigma_objects
 from stripe_sync_tui.screens.backfill import BackfillScreen
 from stripe_sync_tui.screens.deletion import DeletionScreen
 from stripe_sync_tui.screens.dialogs import ConfirmDialog, CreateWebhookDialog
@@ -222,6 +223,42 @@ async def test_backfill_plan_shows_the_chunks_before_starting(make_app, clean_db
         assert [cell(table, k, "object") for k in table.shown_keys] == ["customers"] * 6 + ["subscriptions"] * 6
         assert cell(table, table.shown_keys[0], "from") == "2026-01-15"
         assert cell(table, table.shown_keys[-1], "note") == "with subscription_items"
+
+
+async def test_sigma_is_one_choice_of_the_backfill_form_planned_per_table(make_app, clean_db, stripe_server):
+    """Screen 3 offers the Sigma tables as one entry (`backfill sigma`), chosen by default when Sigma is
+    enabled for a live key; its plan lists a chunk per reporting table next to the types chosen with it."""
+    app = make_app(secret_key=stripe_server.live_secret_key, enable_sigma=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("3")
+        screen = app.screen
+        assert isinstance(screen, BackfillScreen)
+        objects = screen.query_one("#objects")
+        assert SIGMA in objects.selected
+        objects.deselect_all()
+        objects.select("customers")
+        objects.select(SIGMA)
+        request = screen.request()
+        assert request.object_argument == ["customers", SIGMA]
+        await pilot.press("p")
+        table = screen.query_one("#chunks", FilterableTable)
+        planned = [cell(table, k, "object") for k in table.shown_keys]
+        assert planned == ["customers"] + sigma_objects()
+        assert len(planned) == 1 + 187
+
+
+async def test_sigma_with_a_test_key_is_a_form_error_saying_why(make_app, clean_db, stripe_server):
+    app = make_app(enable_sigma=True)  # a test-mode key: Stripe Sigma has no test-mode data
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("3")
+        objects = app.screen.query_one("#objects")
+        assert SIGMA not in objects.selected, "not chosen by default for a key it cannot serve"
+        objects.select(SIGMA)
+        await pilot.press("p")
+        assert any("no test-mode data" in text and "live key" in text for text in app.notified), app.notified
+        assert app.screen.plan == []
 
 
 async def test_backfill_form_errors_are_shown_not_raised(make_app, clean_db, stripe_server):

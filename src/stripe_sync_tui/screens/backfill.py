@@ -22,6 +22,8 @@ from stripe_sync_core.errors import InvalidInput
 from stripe_sync_core.estimate import describe
 from stripe_sync_core.registry import REGISTRY
 from stripe_sync_core.runs import PlannedChunk
+from stripe_sync_core.sigma import SIGMA, sigma_objects
+from stripe_sync_core.sigma.client import NO_LIVE_KEY
 from stripe_sync_core.status import RunSummary
 
 from .. import actions
@@ -45,6 +47,8 @@ PLAN_COLUMNS = [("chunk", "#", 6), ("object", "object", 20), ("from", "created f
                 ("to", "created to", 12), ("note", "plan note", 24)]
 CHUNK_SIZES = ("auto", "day", "week", "month")
 ALL_TABLES = tables_for("all")
+SIGMA_LABEL = f"sigma: {len(sigma_objects())} reporting tables (live keys)"
+"""The one entry of the objects list for every Sigma table (`backfill sigma`)."""
 
 
 class FormError(InvalidInput, ValueError):
@@ -91,7 +95,10 @@ class BackfillScreen(ChunkJumps, ConsoleScreen):
         with Horizontal(id="backfill"):
             with VerticalScroll(id="backfill-form"):
                 yield Label("Objects (space toggles)")
-                yield SelectionList[str](*((name, name, name in ALL_TABLES) for name in REGISTRY), id="objects")
+                config = self.console.config
+                yield SelectionList[str](*((name, name, name in ALL_TABLES) for name in REGISTRY),
+                                         (SIGMA_LABEL, SIGMA, config.enable_sigma and config.livemode is not False),
+                                         id="objects")
                 yield Label("Created from · to (YYYY-MM-DD, blank = open)")
                 with Horizontal(classes="row"):
                     yield ConsoleInput(placeholder="from", id="from")
@@ -132,6 +139,8 @@ class BackfillScreen(ChunkJumps, ConsoleScreen):
         objects = tuple(self.query_one("#objects", SelectionList).selected)
         if not objects:
             raise FormError("choose at least one object type")
+        if SIGMA in objects and self.console.config.livemode is False:
+            raise FormError(f"{NO_LIVE_KEY}; or leave sigma out")
         gte = _parse_day(self.query_one("#from", Input).value, "from", end=False)
         lte = _parse_day(self.query_one("#to", Input).value, "to", end=True)
         if gte is not None and lte is not None and lte < gte:
