@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import resource
 import statistics
 import sys
@@ -48,8 +49,9 @@ MIX = {  # Stripe object -> (event type, id prefix)
 }
 
 
-def build_payloads(tag: str, count: int, mix: str = "mixed") -> list[str]:
-    """`count` event bodies, each for its own object, cycling through the mix."""
+def build_payloads(tag: str, count: int, mix: str = "mixed", order: str = "cycled") -> list[str]:
+    """`count` event bodies, each for its own object, cycling through the mix (`order="shuffled"`: in a
+    seeded random order, so a batch holds any combination of kinds)."""
     samples = json.loads(FIXTURES.read_text())["resources"]
     kinds = ["customer"] if mix == "customers" else list(MIX)
     now = int(time.time())
@@ -68,6 +70,8 @@ def build_payloads(tag: str, count: int, mix: str = "mixed") -> list[str]:
                  "data": {"object": obj}, "livemode": False, "pending_webhooks": 1,
                  "request": {"id": None, "idempotency_key": None}, "type": event_type}
         bodies.append(json.dumps(event))
+    if order == "shuffled":  # kinds in random order (seeded): as deliveries come, not in a fixed cycle
+        random.Random(7).shuffle(bodies)
     return bodies
 
 
@@ -111,8 +115,9 @@ async def postgres_cpu_seconds(sync: StripeSync) -> float:
     return total
 
 
-async def direct_throughput(sync: StripeSync, tag: str, count: int, callers: int, mix: str) -> dict[str, float]:
-    deliveries = [(body.encode(), sign(body)) for body in build_payloads(tag, count, mix)]
+async def direct_throughput(sync: StripeSync, tag: str, count: int, callers: int, mix: str,
+                            order: str = "cycled") -> dict[str, float]:
+    deliveries = [(body.encode(), sign(body)) for body in build_payloads(tag, count, mix, order)]
     queue = list(reversed(deliveries))
     latencies: list[float] = []
 
@@ -136,9 +141,10 @@ async def direct_throughput(sync: StripeSync, tag: str, count: int, callers: int
             "batch": (writer.rows - rows_before) / max(1, writer.batches - batches_before)}
 
 
-async def direct_fixed_rate(sync: StripeSync, tag: str, rate: float, seconds: float, mix: str) -> dict[str, float]:
+async def direct_fixed_rate(sync: StripeSync, tag: str, rate: float, seconds: float, mix: str,
+                            order: str = "cycled") -> dict[str, float]:
     count = int(rate * seconds)
-    deliveries = [(body.encode(), sign(body)) for body in build_payloads(tag, count, mix)]
+    deliveries = [(body.encode(), sign(body)) for body in build_payloads(tag, count, mix, order)]
     latencies: list[float] = []
 
     async def one(body: bytes, signature: str, due: float) -> None:
@@ -165,7 +171,7 @@ async def direct_fixed_rate(sync: StripeSync, tag: str, rate: float, seconds: fl
 async def client_main(spec: dict[str, Any]) -> None:
     import aiohttp
 
-    bodies = build_payloads(spec["tag"], spec["count"], spec["mix"])
+    bodies = build_payloads(spec["tag"], spec["count"], spec["mix"], spec.get("order", "cycled"))
     deliveries = [(body.encode(), sign(body)) for body in bodies]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -233,11 +239,12 @@ async def main(args: argparse.Namespace) -> None:
             for mix in mixes:
                 throughput, fixed = [], []
                 for run in range(args.runs):
-                    throughput.append(await direct_throughput(sync, f"d{run}", args.events, args.callers, mix))
+                    throughput.append(await direct_throughput(sync, f"d{run}", args.events, args.callers, mix,
+                                                             args.order))
                     await cleanup(sync)
-                    fixed.append(await direct_fixed_rate(sync, f"r{run}", args.rate, args.seconds, mix))
+                    fixed.append(await direct_fixed_rate(sync, f"r{run}", args.rate, args.seconds, mix, args.order))
                     await cleanup(sync)
-                print(f"process_webhook [{mix}], {args.callers} callers, {args.events} events: "
+                print(f"process_webhook [{mix}{'' if mix == 'customers' else ', ' + args.order}], {args.callers} callers, {args.events} events: "
                       f"{median_of(throughput, 'events_per_s'):,.0f} events/s (runs: {runs_text(throughput)}); "
                       f"call latency p50 {median_of(throughput, 'p50_ms'):.1f} ms, "
                       f"p99 {median_of(throughput, 'p99_ms'):.1f} ms")
@@ -259,13 +266,14 @@ async def main(args: argparse.Namespace) -> None:
                         engine_before, postgres_before = engine_cpu_seconds(), await postgres_cpu_seconds(sync)
                         batches_before, rows_before = writer.batches, writer.rows
                         result = await run_client({"url": url, "tag": f"h{run}", "count": args.events,
-                                                   "connections": args.connections, "rate": 0, "mix": mix})
+                                                   "connections": args.connections, "rate": 0, "mix": mix,
+                                                   "order": args.order})
                         result["engine_us"] = (engine_cpu_seconds() - engine_before) / args.events * 1e6
                         result["postgres_us"] = (await postgres_cpu_seconds(sync) - postgres_before) / args.events * 1e6
                         result["batch"] = (writer.rows - rows_before) / max(1, writer.batches - batches_before)
                         throughput.append(result)
                         await cleanup(sync)
-                        fixed.append(await run_client({"url": url, "tag": f"f{run}", "mix": mix,
+                        fixed.append(await run_client({"url": url, "tag": f"f{run}", "mix": mix, "order": args.order,
                                                        "count": int(args.rate * args.seconds),
                                                        "connections": 256, "rate": args.rate}))
                         await cleanup(sync)
@@ -289,6 +297,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         or os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL"))
     parser.add_argument("--part", choices=("direct", "http", "all"), default="all")
     parser.add_argument("--mix", choices=("customers", "mixed", "both"), default="both")
+    parser.add_argument("--order", choices=("cycled", "shuffled"), default="cycled",
+                        help="the mix's kinds in a fixed cycle (every batch holds each kind) or shuffled")
     parser.add_argument("--events", type=int, default=20000, help="events per throughput run")
     parser.add_argument("--callers", type=int, default=10, help="concurrent process_webhook callers")
     parser.add_argument("--connections", type=int, default=32, help="concurrent HTTP requests")
