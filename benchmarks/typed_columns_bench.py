@@ -72,7 +72,7 @@ def one_round(server_url: str, events: int, batch: int, mix: str, tag: str) -> d
                 sql = variant["sql"].get(groups) or variant["sql"].setdefault(groups, batch_sql(groups, variant["typed"]))
                 document = batch_document(items, {group: g for g, group in enumerate(groups)})
                 before = backend_cpu(conn)
-                conn.execute(sql, {"batch": document}, prepare=True)
+                psycopg.RawCursor(conn).execute(sql, (document,), prepare=True)
                 variant["cpu"] += backend_cpu(conn) - before
         return {name: variant["cpu"] / events * 1e6 for name, variant in state.items()}
 

@@ -1,5 +1,6 @@
-"""Batched writes of webhook events: events arriving together are written by one statement (one upsert
-per table, one per child table and one event-log insert), the children they embed included.
+"""Batched writes of webhook events: events arriving together are written by one statement per bundle of
+kinds (one upsert per table, one per child table and one event-log insert), the children they embed
+included, the statements of a batch in one transaction and one round trip.
 
 Each caller hands over one event and awaits its outcome. A collector takes whatever is pending when
 the event loop reaches it (optionally after `window` seconds), and while it writes, the next collects;
@@ -43,6 +44,10 @@ Key = tuple[str, str]
 
 TIE = "tie"
 
+BUNDLE_SIZE = 8
+"""Groups written by one statement (see `EventWriter._write_once`): enough for the kinds a busy account
+sends most, few enough that a batch of one event does not start up many tables' writes."""
+
 _RETRIED_ERRORS = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 
@@ -74,8 +79,8 @@ Group = tuple[str, bool]
 def batch_sql(groups: tuple[Group, ...], typed: TypedColumns | None = None) -> str:
     """One statement for a whole batch: skip duplicates, write what is newer in each table, log.
 
-    Its one parameter is a JSON array with one element per event (see `batch_document`), whose `g`
-    indexes `groups`; the delivery bodies reach PostgreSQL without being re-encoded. Returns one row per
+    Its one parameter (`$1`: run it on a raw cursor, which psycopg does not rescan for placeholders) is a
+    JSON array with one element per event (see `batch_document`), whose `g` indexes `groups`; the delivery bodies reach PostgreSQL without being re-encoded. Returns one row per
     event with its outcome (`stored`, `deleted`, `stale`, `tie`, `duplicate`). A tie is not logged, so
     that a failure while resolving it leaves the event free to be redelivered. `typed` names the typed
     columns the statement fills (typed_columns.py).
@@ -116,7 +121,7 @@ def batch_sql(groups: tuple[Group, ...], typed: TypedColumns | None = None) -> s
 WITH input AS (
     SELECT (x->>'g')::int AS g, (x->>'x')::boolean AS dl, x->>'e' AS eid, x->>'t' AS etype,
            x->'d'->'data'->'object' AS obj, x->>'a' AS acct, to_timestamp((x->>'c')::bigint) AS ts, x->>'o' AS oid
-    FROM jsonb_array_elements(%(batch)s::jsonb) AS x
+    FROM jsonb_array_elements($1::jsonb) AS x
 ), fresh AS (
     SELECT i.* FROM input i
     WHERE NOT EXISTS (SELECT 1 FROM stripe._events e WHERE e.id = i.eid OFFSET 0)
@@ -225,6 +230,9 @@ class EventWriter:
         self._tasks: set[asyncio.Task] = set()
         self._known_accounts: set[str] = set()
         self._sql: dict[tuple[Group, ...], str] = {}
+        self._bundles: list[tuple[Group, ...]] = []
+        """The groups seen so far, `BUNDLE_SIZE` to a statement, in the order first seen."""
+        self._bundle_of: dict[Group, int] = {}
         self._typed: TypedColumns | None = None
         self.batches = 0
         self.rows = 0
@@ -326,6 +334,19 @@ class EventWriter:
 
     # -- writing -----------------------------------------------------------------------------------
 
+    def _bundle(self, group: Group) -> int:
+        """The bundle `group` is written in; a group seen for the first time joins the last bundle with room
+        (whose statement then takes a new shape, once)."""
+        number = self._bundle_of.get(group)
+        if number is None:
+            if not self._bundles or len(self._bundles[-1]) >= BUNDLE_SIZE:
+                self._bundles.append(())
+            number = len(self._bundles) - 1
+            self._sql.pop(self._bundles[number], None)
+            self._bundles[number] = tuple(sorted((*self._bundles[number], group)))
+            self._bundle_of[group] = number
+        return number
+
     async def _write_batch(self, batch: list[PendingWrite]) -> None:
         try:
             outcomes = await self._write_with_retry(batch)
@@ -359,30 +380,51 @@ class EventWriter:
         raise AssertionError("unreachable")
 
     async def _write_once(self, batch: list[PendingWrite]) -> dict[str, str]:
-        ordered = sorted(batch, key=lambda i: i.object_id)
-        groups = tuple(sorted({(i.object_type.table, i.deleting) for i in ordered}))
+        """One statement per bundle of groups the batch touches, in one implicit transaction and one round
+        trip.
+
+        The groups this writer has seen fall into bundles of `BUNDLE_SIZE` in the order they were first
+        seen, and a bundle's statement writes all of its groups, those without events too. Statements
+        therefore keep a fixed shape whatever combination of kinds a batch holds, and each is prepared
+        once per connection: one statement per combination (up to 2^7 shapes for seven kinds) outgrew
+        the connections' prepared statements, and a shuffled stream spent most of PostgreSQL's time
+        planning. A statement per group instead multiplies the statements of a batch, each with its own
+        start-up, duplicate check and event-log insert.
+        """
         typed = await self._db.typed_columns()
         if typed is not self._typed:  # the schema's typed columns were learned since: new statements
             self._sql.clear()
             self._typed = typed
-        sql = self._sql.get(groups)
-        if sql is None:
-            if len(self._sql) > 256:
-                self._sql.clear()
-            sql = self._sql[groups] = batch_sql(groups, typed)
-        params = {"batch": batch_document(ordered, {group: g for g, group in enumerate(groups)})}
+        by_bundle: dict[int, list[PendingWrite]] = {}
+        for item in sorted(batch, key=lambda i: i.object_id):
+            by_bundle.setdefault(self._bundle((item.object_type.table, item.deleting)), []).append(item)
+        statements = []
+        for number in sorted(by_bundle):
+            groups = self._bundles[number]
+            sql = self._sql.get(groups)
+            if sql is None:
+                sql = self._sql[groups] = batch_sql(groups, typed)
+            document = batch_document(by_bundle[number], {group: g for g, group in enumerate(groups)})
+            statements.append((sql, (document,)))
         accounts = {item.account_id for item in batch}
+        outcomes: dict[str, str] = {}
         async with self.connection() as conn:
-            if accounts <= self._known_accounts:
-                # One statement is its own transaction: no BEGIN/COMMIT round trips.
-                cursor = await conn.execute(sql, params)
-                outcomes = {row[0]: row[1] for row in await cursor.fetchall()}
+            new_accounts: set[str] = set()
+            if len(statements) == 1 and accounts <= self._known_accounts:
+                cursor = psycopg.AsyncRawCursor(conn)
+                await cursor.execute(*statements[0])
+                outcomes.update(await cursor.fetchall())
             else:
-                async with conn.transaction():
+                # One pipeline, one Sync: its statements are one implicit transaction (the connection is in
+                # autocommit) and one round trip; a failure in any rolls all of them back.
+                async with conn.pipeline():
                     new_accounts = await self.ensure_accounts(conn, accounts)
-                    cursor = await conn.execute(sql, params)
-                    outcomes = {row[0]: row[1] for row in await cursor.fetchall()}
-                self.remember_accounts(new_accounts)
+                    cursors = [psycopg.AsyncRawCursor(conn) for _ in statements]
+                    for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                        await cursor.execute(sql, params)
+                for cursor in cursors:
+                    outcomes.update(await cursor.fetchall())
+            self.remember_accounts(new_accounts)
         self.batches += 1
         self.rows += len(batch)
         return outcomes
