@@ -359,6 +359,42 @@ async def test_a_child_and_its_parent_in_one_batch_both_land(engine: StripeSync)
     assert await engine.database.fetch_one("SELECT id FROM stripe.charges WHERE id = %s", (charge["id"],))
 
 
+async def test_a_batch_of_many_kinds_lands_whole_through_a_few_statements_of_fixed_shape(
+        engine: StripeSync) -> None:
+    """Events of a dozen kinds delivered together are written by one statement per bundle of eight kinds,
+    whatever combination a batch holds (so that each statement stays prepared), in one transaction: a
+    poisonous event among them rolls the batch back, and the others are then stored one at a time."""
+    from stripe_sync_core.event_writer import BUNDLE_SIZE
+
+    kinds = [(table, event_type) for table, event_type in _routed_fixture_types()
+             if not REGISTRY[table].includable and REGISTRY[table].deletion != "remove"
+             and event_type != ENTITLEMENT_SUMMARY_EVENT and not REGISTRY[table].nested_lists][:12]
+    assert len(kinds) == 12
+    now = int(time.time())
+
+    def wave(tag: str, order: list[tuple[str, str]]) -> list[dict]:
+        return [event(event_type, {**FIXTURES[REGISTRY[table].fixture_key], "id": f"x_{tag}_{table}"}, now,
+                      f"evt_{tag}_{table}") for table, event_type in order]
+
+    writer = engine.webhooks.writer
+    for tag, order in (("a", kinds), ("b", kinds[::-1]), ("c", kinds[5:] + kinds[:5])):
+        outcomes = await asyncio.gather(*(engine.process_event(e) for e in wave(tag, order)))
+        assert [o.outcome for o in outcomes] == ["stored"] * len(kinds), tag
+        assert writer.statement_shapes == -(-len(kinds) // BUNDLE_SIZE), tag
+    for table, _ in kinds:
+        rows = await engine.database.fetch_all(f"SELECT id FROM stripe.{table} WHERE id LIKE 'x\\_%%'")
+        assert sorted(r["id"] for r in rows) == [f"x_a_{table}", f"x_b_{table}", f"x_c_{table}"], table
+
+    poison = event("customer.updated", {**FIXTURES["customer"], "id": "cus_poison", "balance": 10**30}, now,
+                   "evt_poison")
+    batch = [*wave("d", kinds), poison]
+    outcomes = await asyncio.gather(*(engine.process_event(e) for e in batch))
+    assert [o.outcome for o in outcomes] == ["stored"] * len(kinds) + ["dead_letter"]
+    assert writer.statement_shapes == -(-(len(kinds) + 1) // BUNDLE_SIZE)  # customers joined a bundle
+    assert await count(engine, "SELECT 1 FROM stripe._events WHERE id LIKE 'evt\\_d\\_%%'") == len(kinds)
+    assert await count(engine, "SELECT 1 FROM stripe.customers WHERE id = 'cus_poison'") == 0
+
+
 async def test_a_parents_embedded_copy_never_replaces_a_childs_own_event_of_the_same_second(
         engine: StripeSync) -> None:
     now = int(time.time())

@@ -237,6 +237,11 @@ class EventWriter:
         self.batches = 0
         self.rows = 0
 
+    @property
+    def statement_shapes(self) -> int:
+        """Statements this writer keeps, one per bundle of kinds: what the connections prepare."""
+        return len(self._sql)
+
     # -- callers -----------------------------------------------------------------------------------
 
     async def write(self, item: PendingWrite) -> str:
