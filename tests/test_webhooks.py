@@ -395,32 +395,6 @@ async def test_a_batch_of_many_kinds_lands_whole_through_a_few_statements_of_fix
     assert await count(engine, "SELECT 1 FROM stripe.customers WHERE id = 'cus_poison'") == 0
 
 
-async def test_callers_waiting_together_are_written_in_two_halves(engine: StripeSync) -> None:
-    """Ten writes waiting while nothing is being written go as two batches of five on two connections:
-    as one half returns, its callers' next events are prepared while PostgreSQL writes the other half.
-    Three go together (below `SPLIT_FROM`)."""
-    from stripe_sync_core.event_writer import SPLIT_FROM, EventWriter, PendingWrite
-
-    account = await engine.own_account_id()
-    await engine.database.ensure_accounts([account])
-    writer = EventWriter(engine.database, max_writers=4)
-    now = datetime.fromtimestamp(int(time.time()), UTC)
-
-    def pending(n: int) -> PendingWrite:
-        obj = {**FIXTURES["customer"], "id": f"cus_half_{n}"}
-        document = json.dumps(event("customer.updated", obj, int(now.timestamp()), f"evt_half_{n}"))
-        return PendingWrite(f"evt_half_{n}", "customer.updated", account, REGISTRY["customers"], obj["id"], now,
-                            document, obj)
-
-    writer.remember_accounts({account})
-    assert await asyncio.gather(*(writer.write(pending(n)) for n in range(10))) == ["stored"] * 10
-    assert (writer.batches, writer.rows) == (2, 10)
-    assert SPLIT_FROM > 3
-    assert await asyncio.gather(*(writer.write(pending(n)) for n in range(10, 13))) == ["stored"] * 3
-    assert (writer.batches, writer.rows) == (3, 13)
-    assert await count(engine, "SELECT 1 FROM stripe.customers WHERE id LIKE 'cus\\_half\\_%%'") == 13
-
-
 async def test_a_parents_embedded_copy_never_replaces_a_childs_own_event_of_the_same_second(
         engine: StripeSync) -> None:
     now = int(time.time())

@@ -44,9 +44,6 @@ Key = tuple[str, str]
 
 TIE = "tie"
 
-SPLIT_FROM = 4
-"""Events waiting, with no batch being written, from which a batch takes only half (`EventWriter._take`)."""
-
 BUNDLE_SIZE = 8
 """Groups written by one statement (see `EventWriter._write_once`): enough for the kinds a busy account
 sends most, few enough that a batch of one event does not start up many tables' writes."""
@@ -303,16 +300,9 @@ class EventWriter:
         batch: list[PendingWrite] = []
         keys: set[Key] = set()
         rest: list[PendingWrite] = []
-        limit = self.max_batch
-        if self._writers == 1 < self.max_writers and len(self._pending) >= SPLIT_FROM:
-            # Nothing else is being written: take half, so that the other half follows at once on another
-            # connection and, as each half returns, its callers' next events are prepared while
-            # PostgreSQL still writes the other. With every caller waiting on one statement, the engine
-            # and PostgreSQL took turns and each idled half the time.
-            limit = min(limit, (len(self._pending) + 1) // 2)
         for item in self._pending:
             key = item.key
-            if len(batch) < limit and key not in self._busy and key not in keys:
+            if len(batch) < self.max_batch and key not in self._busy and key not in keys:
                 batch.append(item)
                 keys.add(key)
             else:
