@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from stripe_sync_core.config import SyncConfig
 from stripe_sync_emulator import StripeEmulator
 from stripe_sync_tui.app import ConsoleApp, ConsoleSettings
 from stripe_sync_tui.clock import FrozenClock
+from stripe_sync_tui.screens.backfill import BackfillScreen
 from stripe_sync_tui.screens.listener import ListenerScreen
 
 from .seed import FROZEN
@@ -93,6 +94,20 @@ async def loaded(pilot: Any, at_least: int = 1) -> None:
     await until(pilot, lambda: app.connected or app.problem is not None)
     await until(pilot, lambda: getattr(app.screen, "loads", at_least) >= at_least)
     await pilot.pause()
+
+
+async def backfill_screen(pilot: Any, objects: Iterable[str] | None = None) -> BackfillScreen:
+    """Screen 3 once the console is loaded; with `objects`, only those chosen in its form."""
+    await loaded(pilot)
+    await pilot.press("3")
+    screen = pilot.app.screen
+    assert isinstance(screen, BackfillScreen)
+    if objects is not None:
+        chosen = screen.query_one("#objects")
+        chosen.deselect_all()
+        for name in objects:
+            chosen.select(name)
+    return screen
 
 
 async def start_listener(pilot: Any, timeout: float = 20.0) -> ListenerScreen:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from textual.widgets import Button, Input, SelectionList, Static
+from textual.widgets import Button, Input, Static
 
 from stripe_sync_core.config import SyncConfig
 from stripe_sync_core.progress import RecordingSink
@@ -31,7 +31,7 @@ from stripe_sync_tui.screens.backfill import BackfillScreen
 from stripe_sync_tui.screens.dialogs import QuitDialog
 from stripe_sync_tui.widgets.grid import ChunkGrid
 
-from .conftest import SIZE, loaded, until
+from .conftest import SIZE, backfill_screen, loaded, until
 
 WORKER_STARTS = 90.0
 """Seconds a test waits for a worker to start or end (a Python process, on a machine shared with others)."""
@@ -89,15 +89,7 @@ async def start_backfill(pilot: Any, *, objects: list[str] | None = None, budget
                          concurrency: str = "") -> tuple[BackfillScreen, BackfillProcess]:
     """Screen 3, the given types (default: the form's, every type), `s`; returns once the worker runs."""
     app = pilot.app
-    await loaded(pilot)
-    await pilot.press("3")
-    screen = app.screen
-    assert isinstance(screen, BackfillScreen)
-    if objects is not None:
-        selection = screen.query_one("#objects", SelectionList)
-        selection.deselect_all()
-        for name in objects:
-            selection.select(name)
+    screen = await backfill_screen(pilot, objects)
     screen.query_one("#budget", Input).value = budget
     screen.query_one("#concurrency", Input).value = concurrency
     await pilot.press("s")

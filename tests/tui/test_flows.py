@@ -6,7 +6,6 @@ import psycopg
 from textual.widgets import Button, DataTable, Input
 
 from stripe_sync_core.sigma import SIGMA, sigma_objects
-from stripe_sync_tui.screens.backfill import BackfillScreen
 from stripe_sync_tui.screens.deletion import DeletionScreen
 from stripe_sync_tui.screens.dialogs import ConfirmDialog, CreateWebhookDialog
 from stripe_sync_tui.screens.help import HelpScreen
@@ -18,7 +17,7 @@ from stripe_sync_tui.sink import FeedEvent
 from stripe_sync_tui.widgets.feed import EventFeed
 from stripe_sync_tui.widgets.table import FilterableTable
 
-from .conftest import SIZE, loaded, until
+from .conftest import SIZE, backfill_screen, loaded, until
 from .seed import FROZEN, seed_account, seed_events, seed_managed_webhook, seed_runs
 from .test_reads_right import screen_text
 
@@ -207,13 +206,7 @@ async def test_read_only_keeps_write_actions_visible_but_disabled(make_app, clea
 async def test_backfill_plan_shows_the_chunks_before_starting(make_app, clean_db, stripe_server):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
-        await pilot.press("3")
-        screen = app.screen
-        assert isinstance(screen, BackfillScreen)
-        screen.query_one("#objects").deselect_all()
-        screen.query_one("#objects").select("customers")
-        screen.query_one("#objects").select("subscription_items")
+        screen = await backfill_screen(pilot, ["customers", "subscription_items"])
         await pilot.click("#preset-30")
         await pilot.click("#chunk-week")
         await pilot.press("p")
@@ -230,15 +223,12 @@ async def test_sigma_is_one_choice_of_the_backfill_form_planned_per_table(make_a
     enabled for a live key; its plan lists a chunk per reporting table next to the types chosen with it."""
     app = make_app(secret_key=stripe_server.live_secret_key, enable_sigma=True)
     async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
-        await pilot.press("3")
-        screen = app.screen
-        assert isinstance(screen, BackfillScreen)
+        screen = await backfill_screen(pilot)
         objects = screen.query_one("#objects")
         assert SIGMA in objects.selected
         objects.deselect_all()
-        objects.select("customers")
-        objects.select(SIGMA)
+        for name in ("customers", SIGMA):
+            objects.select(name)
         request = screen.request()
         assert request.object_argument == ["customers", SIGMA]
         await pilot.press("p")
@@ -274,10 +264,7 @@ async def test_backfill_form_errors_are_shown_not_raised(make_app, clean_db, str
 async def test_launch_and_cancel_a_backfill(make_app, clean_db, stripe_server):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
-        await pilot.press("3")
-        screen = app.screen
-        assert isinstance(screen, BackfillScreen)
+        screen = await backfill_screen(pilot)
         screen.query_one("#budget", Input).value = "2"  # slow enough to cancel mid-run
         await pilot.press("s")
         assert screen.running

@@ -6,22 +6,14 @@ from __future__ import annotations
 from backfill_support import engine_config
 
 from stripe_sync_core import StripeSync
-from stripe_sync_tui.screens.backfill import BackfillScreen
 
-from .conftest import SIZE, loaded, until
+from .conftest import SIZE, backfill_screen, until
 
 
 async def test_plan_estimates_the_duration_from_the_rows_stored(make_app, clean_db, stripe_server):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
-        await pilot.press("3")
-        screen = app.screen
-        assert isinstance(screen, BackfillScreen)
-        objects = screen.query_one("#objects")
-        objects.deselect_all()
-        objects.select("customers")
-        objects.select("payment_methods")
+        screen = await backfill_screen(pilot, ["customers", "payment_methods"])
         await pilot.press("p")
         await pilot.pause(0.3)
         assert screen.plan and screen.plan_estimate == ""  # nothing stored yet: no figure to give

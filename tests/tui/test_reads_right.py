@@ -14,13 +14,12 @@ from textual.widgets import Button, DataTable, Input, Sparkline
 
 from stripe_sync_core.results import ObjectBackfillResult
 from stripe_sync_tui import format as fmt
-from stripe_sync_tui.screens.backfill import BackfillScreen
 from stripe_sync_tui.screens.listener import ListenerScreen
 from stripe_sync_tui.screens.runs import RunChunksScreen, RunsScreen
 from stripe_sync_tui.widgets.feed import EventFeed
 from stripe_sync_tui.widgets.table import FilterableTable
 
-from .conftest import SIZE, loaded, until
+from .conftest import SIZE, backfill_screen, loaded, until
 from .seed import at, seed_account, seed_runs
 
 
@@ -58,13 +57,7 @@ async def test_replanning_replaces_the_old_plan(make_app, clean_db, stripe_serve
     """auto then month kept the auto plan's rows above the month plan's."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
-        await pilot.press("3")
-        screen = app.screen
-        assert isinstance(screen, BackfillScreen)
-        screen.query_one("#objects").deselect_all()
-        screen.query_one("#objects").select("customers")
-        screen.query_one("#objects").select("invoices")
+        screen = await backfill_screen(pilot, ["customers", "invoices"])
         await pilot.click("#preset-365")
         await pilot.press("p")  # auto: one chunk per listing
         table = screen.query_one("#chunks", FilterableTable)
