@@ -47,8 +47,6 @@ PLAN_COLUMNS = [("chunk", "#", 6), ("object", "object", 20), ("from", "created f
                 ("to", "created to", 12), ("note", "plan note", 24)]
 CHUNK_SIZES = ("auto", "day", "week", "month")
 ALL_TABLES = tables_for("all")
-SIGMA_LABEL = f"sigma: {len(sigma_objects())} reporting tables (live keys)"
-"""The one entry of the objects list for every Sigma table (`backfill sigma`)."""
 
 
 class FormError(InvalidInput, ValueError):
@@ -97,7 +95,8 @@ class BackfillScreen(ChunkJumps, ConsoleScreen):
                 yield Label("Objects (space toggles)")
                 config = self.console.config
                 yield SelectionList[str](*((name, name, name in ALL_TABLES) for name in REGISTRY),
-                                         (SIGMA_LABEL, SIGMA, config.enable_sigma and config.livemode is not False),
+                                         (f"sigma: {len(sigma_objects())} reporting tables (live keys)", SIGMA,
+                                          config.enable_sigma and config.livemode is not False),
                                          id="objects")
                 yield Label("Created from · to (YYYY-MM-DD, blank = open)")
                 with Horizontal(classes="row"):
