@@ -77,12 +77,13 @@ Group = tuple[str, bool]
 
 
 def batch_sql(groups: tuple[Group, ...], typed: TypedColumns | None = None) -> str:
-    """One statement for a whole batch: skip duplicates, write what is newer in each table, log.
+    """One statement for the events of `groups`: skip duplicates, write what is newer in each table, log.
 
     Its one parameter (`$1`: run it on a raw cursor, which psycopg does not rescan for placeholders) is a
-    JSON array with one element per event (see `batch_document`), whose `g` indexes `groups`; the delivery bodies reach PostgreSQL without being re-encoded. Returns one row per
-    event with its outcome (`stored`, `deleted`, `stale`, `tie`, `duplicate`). A tie is not logged, so
-    that a failure while resolving it leaves the event free to be redelivered. `typed` names the typed
+    JSON array with one element per event (see `batch_document`), whose `g` indexes `groups`; the
+    delivery bodies reach PostgreSQL without being re-encoded. Returns one row per event with its
+    outcome (`stored`, `deleted`, `stale`, `tie`, `duplicate`). A tie is not logged, so that a failure
+    while resolving it leaves the event free to be redelivered. `typed` names the typed
     columns the statement fills (typed_columns.py).
     """
     typed = typed or TypedColumns()
@@ -392,10 +393,11 @@ class EventWriter:
         The groups this writer has seen fall into bundles of `BUNDLE_SIZE` in the order they were first
         seen, and a bundle's statement writes all of its groups, those without events too (a batch with
         events of one group of a bundle only writes that group alone). Statements therefore keep a fixed
-        shape whatever combination of kinds a batch holds, and each is prepared once per connection: one statement per combination (up to 2^7 shapes for seven kinds) outgrew
-        the connections' prepared statements, and a shuffled stream spent most of PostgreSQL's time
-        planning. A statement per group instead multiplies the statements of a batch, each with its own
-        start-up, duplicate check and event-log insert.
+        shape whatever combination of kinds a batch holds, and each is prepared once per connection: one
+        statement per combination (up to 2^7 shapes for seven kinds) outgrew the connections' prepared
+        statements, and a shuffled stream spent most of PostgreSQL's time planning. A statement per group
+        instead multiplies the statements of a batch, each with its own start-up, duplicate check and
+        event-log insert.
         """
         typed = await self._db.typed_columns()
         if typed is not self._typed:  # the schema's typed columns were learned since: new statements
