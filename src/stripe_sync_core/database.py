@@ -120,8 +120,8 @@ PREPARE_THRESHOLD: int | None = 5
 
 PREPARED_MAX = 16
 """Statements a connection keeps prepared, the least recently used deallocated first (psycopg keeps 100).
-A webhook batch's statement depends on which tables its events write, and the plan of one writing seven
-tables holds about 4 MB of the server process's memory (one table: about 0.5 MB)."""
+A webhook batch runs one statement per bundle of kinds it touches (or per kind alone), and the plan of one
+writing seven tables holds about 4 MB of the server process's memory (one table: about 0.5 MB)."""
 
 
 async def prepare_if_direct(conn: psycopg.AsyncConnection) -> None:
