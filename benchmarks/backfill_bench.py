@@ -26,7 +26,7 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from bench_database import fresh_database
+from bench_database import fresh_database, postgres_cpu_seconds
 
 RATE_MIX = ["customers", "invoice_items", "payouts", "transfers", "balance_transactions"]
 RATE_SIZES = {"customers": 20_000, "invoiceitems": 20_000, "payouts": 10_000, "transfers": 10_000,
@@ -72,17 +72,26 @@ def engine_main(args: argparse.Namespace) -> None:
     async def main() -> dict[str, Any]:
         async with StripeSync(config, progress=Rates(),
                               backfill_options=BackfillOptions(concurrency=args.concurrency)) as sync:
+            postgres_before, engine_before = await postgres_cpu_seconds(sync.database), cpu_seconds()
             started = time.perf_counter()
             with fewer_collections():  # as the CLI's backfill does
                 summary = await sync.process_until_done(args.objects, concurrency=args.concurrency)
             seconds = time.perf_counter() - started
+            engine_cpu = cpu_seconds() - engine_before
+            postgres_cpu = await postgres_cpu_seconds(sync.database) - postgres_before
             stats = sync.stripe.stats
         return {"seconds": seconds, "stored": sum(s.stored for s in summary.values()),
                 "errors": sum(s.errors for s in summary.values()), "requests": stats.requests,
                 "rate_limited": stats.rate_limited, "retries": stats.retries, "rates": rates,
+                "engine_cpu": engine_cpu, "postgres_cpu": postgres_cpu,
                 "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     print(json.dumps(asyncio.run(main())), flush=True)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def skip_page_writes() -> None:
@@ -166,6 +175,10 @@ def throughput(args: argparse.Namespace) -> None:
               f"(runs: {_seconds(full)})")
         print(f"  fetch-only     median {fetch_s:6.1f} s  {stored / fetch_s:8,.0f} objects/s  "
               f"(runs: {_seconds(fetch)})")
+        engine_us = median([r["engine_cpu"] / r["stored"] * 1e6 for r in full])
+        postgres_us = median([r["postgres_cpu"] / r["stored"] * 1e6 for r in full])
+        print(f"  CPU per object stored (full backfill): engine {engine_us:.0f} us, PostgreSQL {postgres_us:.0f} us"
+              f" (fetch-only: engine {median([r['engine_cpu'] / r['stored'] * 1e6 for r in fetch]):.0f} us)")
         print(f"  full / fetch-only: median {median(ratios):.2f} (per run: {', '.join(f'{x:.2f}' for x in ratios)};"
               " target <= 1.5)")
 

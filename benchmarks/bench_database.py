@@ -6,9 +6,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+if TYPE_CHECKING:
+    from stripe_sync_core.database import Database
 
 
 def database_on(server_url: str, name: str) -> str:
@@ -35,3 +40,19 @@ def fresh_database(server_url: str, prefix: str, *, migrate: bool = True) -> Ite
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def postgres_cpu_seconds(database: Database) -> float:
+    """CPU used so far by the server processes of `database` and the WAL writer (Linux, server on this
+    machine), else NaN. A difference of two readings is what the work between them cost PostgreSQL, as long
+    as no connection of the database closed in between."""
+    rows = await database.fetch_all(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR backend_type = 'walwriter'")
+    total = 0.0
+    try:
+        for row in rows:
+            fields = Path(f"/proc/{row['pid']}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return total

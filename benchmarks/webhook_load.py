@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import stripe
+from bench_database import postgres_cpu_seconds
 
 from stripe_sync_core import StripeSync, SyncConfig, run_migrations
 from stripe_sync_core.registry import REGISTRY
@@ -101,20 +102,6 @@ def engine_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def postgres_cpu_seconds(sync: StripeSync) -> float:
-    """CPU used so far by the server processes of this database (Linux, server on this machine), else NaN."""
-    rows = await sync.database.fetch_all(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR backend_type = 'walwriter'")
-    total = 0.0
-    try:
-        for row in rows:
-            fields = Path(f"/proc/{row['pid']}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return float("nan")
-    return total
-
-
 async def direct_throughput(sync: StripeSync, tag: str, count: int, callers: int, mix: str,
                             order: str = "cycled") -> dict[str, float]:
     deliveries = [(body.encode(), sign(body)) for body in build_payloads(tag, count, mix, order)]
@@ -128,13 +115,13 @@ async def direct_throughput(sync: StripeSync, tag: str, count: int, callers: int
             await sync.process_webhook(body, signature)
             latencies.append(time.perf_counter() - started)
 
-    engine_before, postgres_before = engine_cpu_seconds(), await postgres_cpu_seconds(sync)
+    engine_before, postgres_before = engine_cpu_seconds(), await postgres_cpu_seconds(sync.database)
     writer = sync.webhooks.writer
     batches_before, rows_before = writer.batches, writer.rows
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
     elapsed = time.perf_counter() - started
-    engine_cpu, postgres_cpu = engine_cpu_seconds() - engine_before, await postgres_cpu_seconds(sync) - postgres_before
+    engine_cpu, postgres_cpu = engine_cpu_seconds() - engine_before, await postgres_cpu_seconds(sync.database) - postgres_before
     return {"events_per_s": count / elapsed, "p50_ms": percentile(latencies, 0.5) * 1000,
             "p99_ms": percentile(latencies, 0.99) * 1000, "engine_us": engine_cpu / count * 1e6,
             "postgres_us": postgres_cpu / count * 1e6,
@@ -263,13 +250,13 @@ async def main(args: argparse.Namespace) -> None:
                 for mix in mixes:
                     throughput, fixed = [], []
                     for run in range(args.runs):
-                        engine_before, postgres_before = engine_cpu_seconds(), await postgres_cpu_seconds(sync)
+                        engine_before, postgres_before = engine_cpu_seconds(), await postgres_cpu_seconds(sync.database)
                         batches_before, rows_before = writer.batches, writer.rows
                         result = await run_client({"url": url, "tag": f"h{run}", "count": args.events,
                                                    "connections": args.connections, "rate": 0, "mix": mix,
                                                    "order": args.order})
                         result["engine_us"] = (engine_cpu_seconds() - engine_before) / args.events * 1e6
-                        result["postgres_us"] = (await postgres_cpu_seconds(sync) - postgres_before) / args.events * 1e6
+                        result["postgres_us"] = (await postgres_cpu_seconds(sync.database) - postgres_before) / args.events * 1e6
                         result["batch"] = (writer.rows - rows_before) / max(1, writer.batches - batches_before)
                         throughput.append(result)
                         await cleanup(sync)
