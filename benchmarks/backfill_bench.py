@@ -122,7 +122,7 @@ def emulator(customers: int, *, only_customers: bool = False, sizes: dict | None
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        yield json.loads(proc.stdout.readline())
+        yield {**json.loads(proc.stdout.readline()), "pid": proc.pid}
     finally:
         if proc.stdin:
             proc.stdin.close()
@@ -141,6 +141,15 @@ def run_engine(server_url: str, emu: dict, objects: list[str] | str, *, concurre
             command += ["--rps", str(rps)]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU used so far by process `pid` (Linux), else NaN."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def median(values: list[float]) -> float:
@@ -162,9 +171,11 @@ def throughput(args: argparse.Namespace) -> None:
         with emulator(customers, only_customers=only, latency_ms=latency) as emu:
             full, fetch = [], []
             for _ in range(args.repeat):
-                fetch.append(run_engine(args.database_url, emu, objects, concurrency=args.concurrency,
-                                        fetch_only=True))
-                full.append(run_engine(args.database_url, emu, objects, concurrency=args.concurrency))
+                for runs, fetch_only in ((fetch, True), (full, False)):
+                    emulator_before = process_cpu_seconds(emu["pid"])
+                    runs.append(run_engine(args.database_url, emu, objects, concurrency=args.concurrency,
+                                           fetch_only=fetch_only))
+                    runs[-1]["emulator_cpu"] = process_cpu_seconds(emu["pid"]) - emulator_before
         stored = full[0]["stored"]
         full_s = median([r["seconds"] for r in full])
         fetch_s = median([r["seconds"] for r in fetch])
@@ -177,8 +188,11 @@ def throughput(args: argparse.Namespace) -> None:
               f"(runs: {_seconds(fetch)})")
         engine_us = median([r["engine_cpu"] / r["stored"] * 1e6 for r in full])
         postgres_us = median([r["postgres_cpu"] / r["stored"] * 1e6 for r in full])
-        print(f"  CPU per object stored (full backfill): engine {engine_us:.0f} us, PostgreSQL {postgres_us:.0f} us"
-              f" (fetch-only: engine {median([r['engine_cpu'] / r['stored'] * 1e6 for r in fetch]):.0f} us)")
+        emulator_us = median([r["emulator_cpu"] / r["stored"] * 1e6 for r in full])
+        print(f"  CPU per object stored (full backfill): engine {engine_us:.0f} us, PostgreSQL {postgres_us:.0f} us, "
+              f"emulator {emulator_us:.0f} us (fetch-only: engine "
+              f"{median([r['engine_cpu'] / r['stored'] * 1e6 for r in fetch]):.0f} us, emulator "
+              f"{median([r['emulator_cpu'] / r['stored'] * 1e6 for r in fetch]):.0f} us)")
         print(f"  full / fetch-only: median {median(ratios):.2f} (per run: {', '.join(f'{x:.2f}' for x in ratios)};"
               " target <= 1.5)")
 
