@@ -26,7 +26,7 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from bench_database import fresh_database, postgres_cpu_seconds
+from bench_database import fresh_database, postgres_cpu_seconds, process_cpu_seconds
 
 RATE_MIX = ["customers", "invoice_items", "payouts", "transfers", "balance_transactions"]
 RATE_SIZES = {"customers": 20_000, "invoiceitems": 20_000, "payouts": 10_000, "transfers": 10_000,
@@ -141,15 +141,6 @@ def run_engine(server_url: str, emu: dict, objects: list[str] | str, *, concurre
             command += ["--rps", str(rps)]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """CPU used so far by process `pid` (Linux), else NaN."""
-    try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return float("nan")
 
 
 def median(values: list[float]) -> float:

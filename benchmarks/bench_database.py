@@ -42,17 +42,19 @@ def fresh_database(server_url: str, prefix: str, *, migrate: bool = True) -> Ite
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def postgres_cpu_seconds(database: Database) -> float:
-    """CPU used so far by the server processes of `database` and the WAL writer (Linux, server on this
-    machine), else NaN. A difference of two readings is what the work between them cost PostgreSQL, as long
-    as no connection of the database closed in between."""
-    rows = await database.fetch_all(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR backend_type = 'walwriter'")
-    total = 0.0
+def process_cpu_seconds(pid: int) -> float:
+    """CPU used so far by process `pid`, its threads included (Linux), else NaN."""
     try:
-        for row in rows:
-            fields = Path(f"/proc/{row['pid']}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return float("nan")
-    return total
+
+
+async def postgres_cpu_seconds(database: Database) -> float:
+    """CPU used so far by the server processes of `database` and the WAL writer (server on this machine),
+    else NaN. A difference of two readings is what the work between them cost PostgreSQL, as long as no
+    connection of the database closed in between."""
+    rows = await database.fetch_all(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR backend_type = 'walwriter'")
+    return sum(process_cpu_seconds(row["pid"]) for row in rows)
