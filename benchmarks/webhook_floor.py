@@ -1,8 +1,8 @@
 """What PostgreSQL spends per webhook event as batches grow: prints figures, never fails on timing.
 
 `webhook_load.py` measures the whole path at N concurrent callers, where a batch holds at most N events.
-This script isolates PostgreSQL: the same signed-off event bodies (`--mix`, shuffled) are handed to the
-engine's `EventWriter` in waves of exactly B events (one batch each, on one connection), and the server
+This script isolates PostgreSQL: the event bodies `webhook_load.py` builds (`--mix`, shuffled) are handed to
+the engine's `EventWriter` in waves of exactly B events (one batch each, one batch at a time), and the server
 processes' CPU is read from /proc (server on this machine). For each B it prints PostgreSQL's CPU per
 event; with B large, the part of a batch that does not depend on its size vanishes, so the last row is
 the floor the rows themselves cost. Two more rows split that floor:
@@ -64,8 +64,8 @@ async def batched_writes(sync: StripeSync, writes: list[PendingWrite], size: int
 
 async def statement_only(sync: StripeSync, writes: list[PendingWrite], size: int, sql: str) -> float:
     """PostgreSQL CPU (us) per event of `sql` run on each batch's document (`$1`)."""
-    documents = [batch_document(writes[start:start + size], {(w.object_type.table, w.deleting): 0 for w in writes})
-                 for start in range(0, len(writes), size)]
+    groups = {(w.object_type.table, w.deleting): 0 for w in writes}  # `g` means nothing to `sql`
+    documents = [batch_document(writes[start:start + size], groups) for start in range(0, len(writes), size)]
     async with sync.database.pool.connection() as conn:
         cursor = psycopg.AsyncRawCursor(conn)
         before = await postgres_cpu_seconds(sync.database)
