@@ -8,8 +8,9 @@ database on the server named by --database-url (or STRIPE_SYNC_BENCH_DATABASE_UR
     python benchmarks/backfill_bench.py rate --repeat 3         # live preset: rate vs limit, share of 429
     python benchmarks/backfill_bench.py rss --sizes 100000 300000 1000000
 
-Fetch-only pass: the same engine, chunk plan and concurrency, with every per-page database write
-removed (objects, children, cursors); only claims, split pieces and chunk completion are written.
+Fetch-only pass: the same engine, chunk plan and concurrency, with the objects' and children's writes
+removed; what schedules the work is still written (claims, each page's cursor and heartbeat, split pieces,
+chunk completion), since splitting a running chunk for an idle worker reads its cursor.
 """
 
 from __future__ import annotations
@@ -100,11 +101,10 @@ def skip_page_writes() -> None:
 
     async def commit_nothing(self: Any, chunk: Any, listing: Any, batch: Any, fetched_at: Any, done: bool,
                              pieces: list) -> int:
-        if done or pieces:
-            async with self.ctx.database.pool.connection() as conn, conn.transaction():
-                await self.ledger.advance(conn, chunk, self.run_ctx.lease.key, done=done)
-                if pieces:
-                    await self.ledger.add_chunks(conn, self.run_ctx.run.id, pieces)
+        async with self.ctx.database.pool.connection() as conn, conn.transaction():
+            await self.ledger.advance(conn, chunk, self.run_ctx.lease.key, done=done, flush=False)
+            if pieces:
+                await self.ledger.add_chunks(conn, self.run_ctx.run.id, pieces)
         return len(batch.roots) + sum(batch.children.values())
 
     ChunkWorker._commit = commit_nothing  # type: ignore[method-assign]
