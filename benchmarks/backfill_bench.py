@@ -27,7 +27,7 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from bench_database import fresh_database, postgres_cpu_seconds, process_cpu_seconds
+from bench_database import fresh_database, own_cpu_seconds, postgres_cpu_seconds, process_cpu_seconds
 
 RATE_MIX = ["customers", "invoice_items", "payouts", "transfers", "balance_transactions"]
 RATE_SIZES = {"customers": 20_000, "invoiceitems": 20_000, "payouts": 10_000, "transfers": 10_000,
@@ -73,12 +73,12 @@ def engine_main(args: argparse.Namespace) -> None:
     async def main() -> dict[str, Any]:
         async with StripeSync(config, progress=Rates(),
                               backfill_options=BackfillOptions(concurrency=args.concurrency)) as sync:
-            postgres_before, engine_before = await postgres_cpu_seconds(sync.database), cpu_seconds()
+            postgres_before, engine_before = await postgres_cpu_seconds(sync.database), own_cpu_seconds()
             started = time.perf_counter()
             with fewer_collections():  # as the CLI's backfill does
                 summary = await sync.process_until_done(args.objects, concurrency=args.concurrency)
             seconds = time.perf_counter() - started
-            engine_cpu = cpu_seconds() - engine_before
+            engine_cpu = own_cpu_seconds() - engine_before
             postgres_cpu = await postgres_cpu_seconds(sync.database) - postgres_before
             stats = sync.stripe.stats
         return {"seconds": seconds, "stored": sum(s.stored for s in summary.values()),
@@ -88,11 +88,6 @@ def engine_main(args: argparse.Namespace) -> None:
                 "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     print(json.dumps(asyncio.run(main())), flush=True)
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def skip_page_writes() -> None:

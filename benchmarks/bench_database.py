@@ -1,8 +1,10 @@
-"""A database of its own for a benchmark run (migrated unless asked not to), on a given server, dropped afterwards."""
+"""A database of its own for a benchmark run (migrated unless asked not to), on a given server, dropped afterwards;
+and the CPU readers the benchmarks share."""
 
 from __future__ import annotations
 
 import os
+import resource
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +42,12 @@ def fresh_database(server_url: str, prefix: str, *, migrate: bool = True) -> Ite
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def own_cpu_seconds() -> float:
+    """CPU used so far by this process."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def process_cpu_seconds(pid: int) -> float:

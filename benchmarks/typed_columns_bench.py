@@ -17,31 +17,14 @@ import json
 import os
 import statistics
 from contextlib import ExitStack
-from datetime import UTC, datetime
 
 import psycopg
-from bench_database import fresh_database
-from webhook_load import ACCOUNT, build_payloads
+from bench_database import fresh_database, process_cpu_seconds
+from webhook_load import ACCOUNT, build_payloads, pending_writes
 
-from stripe_sync_core.event_writer import PendingWrite, batch_document, batch_sql
+from stripe_sync_core.event_writer import batch_document, batch_sql
 from stripe_sync_core.migrate import downgrade_migrations
-from stripe_sync_core.registry import EVENT_TYPES
 from stripe_sync_core.typed_columns import LOAD_SQL, TypedColumns
-
-
-def pending_writes(tag: str, count: int, mix: str) -> list[PendingWrite]:
-    writes = []
-    for body in build_payloads(tag, count, mix):
-        event = json.loads(body)
-        obj = event["data"]["object"]
-        writes.append(PendingWrite(event["id"], event["type"], ACCOUNT, EVENT_TYPES[event["type"]], obj["id"],
-                                   datetime.fromtimestamp(event["created"], UTC), body, obj))
-    return writes
-
-
-def backend_cpu(conn: psycopg.Connection) -> float:
-    fields = open(f"/proc/{conn.info.backend_pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def typed_columns(conn: psycopg.Connection) -> TypedColumns:
@@ -63,7 +46,7 @@ def one_round(server_url: str, events: int, batch: int, mix: str, tag: str) -> d
             conn.execute("INSERT INTO stripe.accounts (_raw_data, _account_id) VALUES (%s, %s)",
                          (json.dumps({"id": ACCOUNT, "object": "account"}), ACCOUNT))
             state[name] = {"conn": conn, "typed": typed_columns(conn), "sql": {}, "cpu": 0.0,
-                           "writes": pending_writes(tag, events, mix)}
+                           "writes": pending_writes(build_payloads(tag, events, mix))}
         for start in range(0, events, batch):
             for variant in state.values():
                 conn = variant["conn"]
@@ -71,9 +54,9 @@ def one_round(server_url: str, events: int, batch: int, mix: str, tag: str) -> d
                 groups = tuple(sorted({(i.object_type.table, i.deleting) for i in items}))
                 sql = variant["sql"].get(groups) or variant["sql"].setdefault(groups, batch_sql(groups, variant["typed"]))
                 document = batch_document(items, {group: g for g, group in enumerate(groups)})
-                before = backend_cpu(conn)
+                before = process_cpu_seconds(conn.info.backend_pid)
                 psycopg.RawCursor(conn).execute(sql, (document,), prepare=True)
-                variant["cpu"] += backend_cpu(conn) - before
+                variant["cpu"] += process_cpu_seconds(conn.info.backend_pid) - before
         return {name: variant["cpu"] / events * 1e6 for name, variant in state.items()}
 
 

@@ -20,32 +20,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import time
-from datetime import UTC, datetime
 
 import psycopg
 from bench_database import postgres_cpu_seconds
-from webhook_load import ACCOUNT, SECRET, build_payloads, cleanup
+from webhook_load import ACCOUNT, SECRET, build_payloads, cleanup, pending_writes
 
 from stripe_sync_core import StripeSync, SyncConfig, run_migrations
 from stripe_sync_core.event_writer import EventWriter, PendingWrite, batch_document
-from stripe_sync_core.registry import object_type_for_stripe_object
-
-
-def pending_writes(bodies: list[str]) -> list[PendingWrite]:
-    """The writes `process_webhook` would queue for these bodies (parsed here, outside the measure)."""
-    writes = []
-    for body in bodies:
-        event = json.loads(body)
-        obj = event["data"]["object"]
-        entry = object_type_for_stripe_object(obj["object"])
-        assert entry is not None, obj["object"]
-        writes.append(PendingWrite(event["id"], event["type"], ACCOUNT, entry, obj["id"],
-                                   datetime.fromtimestamp(event["created"], UTC), body, obj))
-    return writes
 
 
 async def batched_writes(sync: StripeSync, writes: list[PendingWrite], size: int) -> float:

@@ -23,18 +23,19 @@ import asyncio
 import json
 import os
 import random
-import resource
 import statistics
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import stripe
-from bench_database import postgres_cpu_seconds
+from bench_database import own_cpu_seconds, postgres_cpu_seconds
 
 from stripe_sync_core import StripeSync, SyncConfig, run_migrations
-from stripe_sync_core.registry import REGISTRY
+from stripe_sync_core.event_writer import PendingWrite
+from stripe_sync_core.registry import EVENT_TYPES, REGISTRY
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "data" / "stripe_fixtures.json"
 SECRET = "whsec_benchmarkSigningSecret0000"
@@ -76,6 +77,17 @@ def build_payloads(tag: str, count: int, mix: str = "mixed", order: str = "cycle
     return bodies
 
 
+def pending_writes(bodies: list[str]) -> list[PendingWrite]:
+    """The writes `process_webhook` queues for these bodies, for benchmarks that drive the writer itself."""
+    writes = []
+    for body in bodies:
+        event = json.loads(body)
+        obj = event["data"]["object"]
+        writes.append(PendingWrite(event["id"], event["type"], ACCOUNT, EVENT_TYPES[event["type"]], obj["id"],
+                                   datetime.fromtimestamp(event["created"], UTC), body, obj))
+    return writes
+
+
 def sign(body: str) -> str:
     return stripe.WebhookSignature.generate_signature_header(body, SECRET)
 
@@ -97,11 +109,6 @@ async def cleanup(sync: StripeSync) -> None:
 # -- part 1: process_webhook ---------------------------------------------------------------------
 
 
-def engine_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def direct_throughput(sync: StripeSync, tag: str, count: int, callers: int, mix: str,
                             order: str = "cycled") -> dict[str, float]:
     deliveries = [(body.encode(), sign(body)) for body in build_payloads(tag, count, mix, order)]
@@ -115,13 +122,13 @@ async def direct_throughput(sync: StripeSync, tag: str, count: int, callers: int
             await sync.process_webhook(body, signature)
             latencies.append(time.perf_counter() - started)
 
-    engine_before, postgres_before = engine_cpu_seconds(), await postgres_cpu_seconds(sync.database)
+    engine_before, postgres_before = own_cpu_seconds(), await postgres_cpu_seconds(sync.database)
     writer = sync.webhooks.writer
     batches_before, rows_before = writer.batches, writer.rows
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
     elapsed = time.perf_counter() - started
-    engine_cpu, postgres_cpu = engine_cpu_seconds() - engine_before, await postgres_cpu_seconds(sync.database) - postgres_before
+    engine_cpu, postgres_cpu = own_cpu_seconds() - engine_before, await postgres_cpu_seconds(sync.database) - postgres_before
     return {"events_per_s": count / elapsed, "p50_ms": percentile(latencies, 0.5) * 1000,
             "p99_ms": percentile(latencies, 0.99) * 1000, "engine_us": engine_cpu / count * 1e6,
             "postgres_us": postgres_cpu / count * 1e6,
@@ -250,12 +257,12 @@ async def main(args: argparse.Namespace) -> None:
                 for mix in mixes:
                     throughput, fixed = [], []
                     for run in range(args.runs):
-                        engine_before, postgres_before = engine_cpu_seconds(), await postgres_cpu_seconds(sync.database)
+                        engine_before, postgres_before = own_cpu_seconds(), await postgres_cpu_seconds(sync.database)
                         batches_before, rows_before = writer.batches, writer.rows
                         result = await run_client({"url": url, "tag": f"h{run}", "count": args.events,
                                                    "connections": args.connections, "rate": 0, "mix": mix,
                                                    "order": args.order})
-                        result["engine_us"] = (engine_cpu_seconds() - engine_before) / args.events * 1e6
+                        result["engine_us"] = (own_cpu_seconds() - engine_before) / args.events * 1e6
                         result["postgres_us"] = (await postgres_cpu_seconds(sync.database) - postgres_before) / args.events * 1e6
                         result["batch"] = (writer.rows - rows_before) / max(1, writer.batches - batches_before)
                         throughput.append(result)
