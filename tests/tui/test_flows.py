@@ -241,14 +241,13 @@ async def test_sigma_is_one_choice_of_the_backfill_form_planned_per_table(make_a
 async def test_sigma_with_a_test_key_is_a_form_error_saying_why(make_app, clean_db, stripe_server):
     app = make_app(enable_sigma=True)  # a test-mode key: Stripe Sigma has no test-mode data
     async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
-        await pilot.press("3")
-        objects = app.screen.query_one("#objects")
+        screen = await backfill_screen(pilot)
+        objects = screen.query_one("#objects")
         assert SIGMA not in objects.selected, "not chosen by default for a key it cannot serve"
         objects.select(SIGMA)
         await pilot.press("p")
         assert any("no test-mode data" in text and "live key" in text for text in app.notified), app.notified
-        assert app.screen.plan == []
+        assert screen.plan == []
 
 
 async def test_backfill_form_errors_are_shown_not_raised(make_app, clean_db, stripe_server):
