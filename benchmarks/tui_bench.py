@@ -38,6 +38,8 @@ import psutil
 from bench_database import fresh_database
 from bench_emulator import EmulatorProcess
 
+from stripe_sync_tui.worker_priority import BACKFILL_NICENESS, LISTENER_NICENESS, run_below_console
+
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
 NAME = "stripe_sync_tui_bench"
 HERE = Path(__file__).resolve().parent
@@ -84,7 +86,7 @@ def stripe_side(pid: int, niceness: int) -> None:
     """Run a stand-in for Stripe (the emulator, the delivery client) `niceness` below this process: on a
     real deployment Stripe's side is not on the operator's machine at all."""
     if niceness:
-        psutil.Process(pid).nice(min(19, psutil.Process().nice() + niceness))
+        run_below_console(pid, niceness)  # as the console runs its own workers
 
 
 class Emulator(EmulatorProcess):
@@ -292,7 +294,7 @@ def main() -> None:
     print(f"tui_bench: {os.cpu_count()} CPUs, emulator of {args.size:,} customers ({emulator.objects:,} objects, "
           f"rate limit off), {args.runs} run(s), medians shown; Stripe's side (emulator, delivery client) at "
           f"niceness +{args.stripe_niceness}, the console's backfill worker and listener at their own "
-          f"(+10, +5); load average {os.getloadavg()[0]:.1f}")
+          f"(+{BACKFILL_NICENESS}, +{LISTENER_NICENESS}); load average {os.getloadavg()[0]:.1f}")
     try:
         if not args.no_startup:
             with fresh_database(server, NAME) as url:
