@@ -7,10 +7,16 @@ database on the server named by --database-url (or STRIPE_SYNC_BENCH_DATABASE_UR
     python benchmarks/backfill_bench.py throughput --repeat 3   # 100k objects: objects/s, full / fetch-only
     python benchmarks/backfill_bench.py rate --repeat 3         # live preset: rate vs limit, share of 429
     python benchmarks/backfill_bench.py rss --sizes 100000 300000 1000000
+    python benchmarks/backfill_bench.py floor --repeat 3      # PostgreSQL's CPU per object, nothing else running
 
 Fetch-only pass: the same engine, chunk plan and concurrency, with the objects' and children's writes
 removed; what schedules the work is still written (claims, each page's cursor and heartbeat, split pieces,
 chunk completion), since splitting a running chunk for an idle worker reads its cursor.
+
+Floor: after a fetch-only and a full pass of all types, the objects the full pass stored are written again
+into empty copies of their tables, a page of 100 per transaction (pages of all tables shuffled), on one
+connection with its statements prepared and nothing else running: what PostgreSQL's share of a backfill
+costs at best, with the engine's statement and with less (no typed columns, no foreign key, parsing only).
 """
 
 from __future__ import annotations
@@ -19,15 +25,22 @@ import argparse
 import asyncio
 import json
 import os
+import random
+import re
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
+import psycopg
 from bench_database import fresh_database, own_cpu_seconds, postgres_cpu_seconds, process_cpu_seconds
+
+if TYPE_CHECKING:
+    from stripe_sync_core.registry import ObjectType
 
 RATE_MIX = ["customers", "invoice_items", "payouts", "transfers", "balance_transactions"]
 RATE_SIZES = {"customers": 20_000, "invoiceitems": 20_000, "payouts": 10_000, "transfers": 10_000,
@@ -127,15 +140,23 @@ def emulator(customers: int, *, only_customers: bool = False, sizes: dict | None
 def run_engine(server_url: str, emu: dict, objects: list[str] | str, *, concurrency: int, fetch_only: bool = False,
                live: bool = False, rps: float | None = 0) -> dict:
     with fresh_database(server_url, "stripe_sync_bench") as url:
-        command = [sys.executable, __file__, "_engine", "--database-url", url, "--api-base", emu["api_base"],
-                   "--key", emu["live_secret_key" if live else "secret_key"], "--concurrency", str(concurrency),
-                   "--objects", *([objects] if isinstance(objects, str) else objects)]
-        if fetch_only:
-            command.append("--fetch-only")
-        if rps is not None:
-            command += ["--rps", str(rps)]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return engine_in(url, emu, objects, concurrency=concurrency, fetch_only=fetch_only, live=live, rps=rps)
+
+
+def engine_in(url: str, emu: dict, objects: list[str] | str, *, concurrency: int, fetch_only: bool = False,
+              live: bool = False, rps: float | None = 0) -> dict:
+    """One backfill by an engine process into the database `url`; its figures, the emulator's CPU included."""
+    command = [sys.executable, __file__, "_engine", "--database-url", url, "--api-base", emu["api_base"],
+               "--key", emu["live_secret_key" if live else "secret_key"], "--concurrency", str(concurrency),
+               "--objects", *([objects] if isinstance(objects, str) else objects)]
+    if fetch_only:
+        command.append("--fetch-only")
+    if rps is not None:
+        command += ["--rps", str(rps)]
+    emulator_before = process_cpu_seconds(emu["pid"])
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return {**json.loads(done.stdout.strip().splitlines()[-1]),
+            "emulator_cpu": process_cpu_seconds(emu["pid"]) - emulator_before}
 
 
 def median(values: list[float]) -> float:
@@ -158,10 +179,8 @@ def throughput(args: argparse.Namespace) -> None:
             full, fetch = [], []
             for _ in range(args.repeat):
                 for runs, fetch_only in ((fetch, True), (full, False)):
-                    emulator_before = process_cpu_seconds(emu["pid"])
                     runs.append(run_engine(args.database_url, emu, objects, concurrency=args.concurrency,
                                            fetch_only=fetch_only))
-                    runs[-1]["emulator_cpu"] = process_cpu_seconds(emu["pid"]) - emulator_before
         stored = full[0]["stored"]
         full_s = median([r["seconds"] for r in full])
         fetch_s = median([r["seconds"] for r in fetch])
@@ -209,10 +228,103 @@ def rss(args: argparse.Namespace) -> None:
               f"{r['stored'] / r['seconds']:,.0f} objects/s)", flush=True)
 
 
+FLOOR_PAGE = 100
+FLOOR_VARIANTS = ("the engine's statement", "without typed columns", "without typed columns or foreign key",
+                  "parsing into jsonb only", "receiving the text only")
+
+
+def floor(args: argparse.Namespace) -> None:
+    """The all-types case: one fetch-only and one full pass, then PostgreSQL's floor for what the full pass
+    stored (module docstring), each variant `--repeat` times, medians."""
+    with emulator(5_000) as emu, fresh_database(args.database_url, "stripe_sync_bench") as url:
+        fetch = run_engine(args.database_url, emu, "all", concurrency=args.concurrency, fetch_only=True)
+        full = engine_in(url, emu, "all", concurrency=args.concurrency)
+        pages, objects = stored_pages(url)
+        spent: dict[str, list[float]] = {variant: [] for variant in FLOOR_VARIANTS}
+        for _ in range(args.repeat):
+            for variant in FLOOR_VARIANTS:
+                spent[variant].append(write_again(url, pages, variant) / objects * 1e6)
+    n = full["stored"]
+    engine, postgres, emulated = (full[key] / n * 1e6 for key in ("engine_cpu", "postgres_cpu", "emulator_cpu"))
+    fetch_wall = fetch["seconds"] / n * 1e6
+    print(f"[floor] all types: {n:,} objects, concurrency {args.concurrency}; floor: {objects:,} objects in "
+          f"{len(pages):,} pages, {args.repeat} runs")
+    print(f"  full backfill {full['seconds']:.1f} s, fetch-only {fetch['seconds']:.1f} s "
+          f"(ratio {full['seconds'] / fetch['seconds']:.2f}); full pass CPU per object: engine {engine:.0f} us, "
+          f"PostgreSQL {postgres:.0f} us, emulator {emulated:.0f} us")
+    for variant in FLOOR_VARIANTS:
+        print(f"  PostgreSQL CPU per object, {variant:38s} {median(spent[variant]):5.1f} us "
+              f"(runs: {', '.join(f'{x:.1f}' for x in spent[variant])})")
+    at_floor = (engine + median(spent[FLOOR_VARIANTS[0]]) + emulated) / 2
+    print(f"  with PostgreSQL at the floor and both cores busy all the time, the full pass would need "
+          f"{at_floor:.0f} us per object against the fetch-only pass's {fetch_wall:.0f}: full / fetch-only "
+          f">= {at_floor / fetch_wall:.2f}")
+
+
+def stored_pages(url: str) -> tuple[list[tuple[ObjectType, list[str]]], int]:
+    """The stored objects as pages of `FLOOR_PAGE` of one type each, the pages of all types shuffled."""
+    from stripe_sync_core.registry import REGISTRY
+
+    pages: list[tuple[ObjectType, list[str]]] = []
+    with psycopg.connect(url) as conn:
+        for object_type in REGISTRY.values():
+            texts = [row[0] for row in conn.execute(f"SELECT _raw_data::text FROM stripe.{object_type.table} "
+                                                     "ORDER BY id")]
+            pages += [(object_type, texts[i:i + FLOOR_PAGE]) for i in range(0, len(texts), FLOOR_PAGE)]
+    random.Random(1).shuffle(pages)
+    return pages, sum(len(texts) for _, texts in pages)
+
+
+def write_again(url: str, pages: list[tuple[ObjectType, list[str]]], variant: str) -> float:
+    """CPU seconds of the connection's server process and the WAL writer to write `pages` into empty
+    copies of their tables (schema `floor_copy`) as `variant` says."""
+    from stripe_sync_core.database import upsert_sql
+    from stripe_sync_core.typed_columns import LOAD_SQL, TypedColumns
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.prepare_threshold, conn.prepared_max = 0, 1000
+        by_table: dict[str, list[tuple[str, str]]] = {}
+        for table, column, expression in conn.execute(LOAD_SQL):
+            by_table.setdefault(table, []).append((column, expression))
+        typed = TypedColumns({} if variant != FLOOR_VARIANTS[0] else
+                             {table: tuple(columns) for table, columns in by_table.items()})
+        conn.execute("DROP SCHEMA IF EXISTS floor_copy CASCADE")
+        conn.execute("CREATE SCHEMA floor_copy")
+        conn.execute("INSERT INTO stripe.accounts (_raw_data, _account_id) VALUES "
+                     "('{\"id\": \"floor\", \"object\": \"account\"}', 'floor') ON CONFLICT DO NOTHING")
+        statements: dict[str, str] = {}
+        for object_type in {object_type.table: object_type for object_type, _ in pages}.values():
+            table = object_type.table
+            conn.execute(f"CREATE TABLE floor_copy.{table} (LIKE stripe.{table} INCLUDING ALL)")
+            if variant in FLOOR_VARIANTS[:2]:
+                conn.execute(f"ALTER TABLE floor_copy.{table} ADD FOREIGN KEY (_account_id) "
+                             "REFERENCES stripe.accounts (id)")
+            statements[table] = re.sub(rf"\bstripe\.{table}\b", f"floor_copy.{table}",
+                                       upsert_sql(object_type, typed=typed))
+        if variant == FLOOR_VARIANTS[3]:
+            statements = dict.fromkeys(statements, "SELECT count(j) FROM (SELECT r::jsonb AS j "
+                                                   "FROM unnest(%(raw)b::text[]) AS r OFFSET 0) AS v")
+        elif variant == FLOOR_VARIANTS[4]:
+            statements = dict.fromkeys(statements, "SELECT count(r) FROM unnest(%(raw)b::text[]) AS r")
+        pids = [conn.info.backend_pid, *(row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'"))]
+        now = datetime.now(UTC)
+        before = sum(map(process_cpu_seconds, pids))
+        for object_type, texts in pages:
+            params = {"raw": texts, "account": ["floor"] * len(texts), "synced": [now] * len(texts),
+                      "parent": [None] * len(texts)}
+            with conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = off")  # as the chunk worker's page transaction
+                conn.execute(statements[object_type.table], params).fetchall()
+        spent = sum(map(process_cpu_seconds, pids)) - before
+        conn.execute("DROP SCHEMA floor_copy CASCADE")
+    return spent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("throughput", "rate", "rss"):
+    for name in ("throughput", "rate", "rss", "floor"):
         p = sub.add_parser(name)
         p.add_argument("--database-url", default=os.environ.get("STRIPE_SYNC_BENCH_DATABASE_URL")
                        or os.environ.get("STRIPE_SYNC_TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test")
@@ -238,7 +350,7 @@ def main() -> None:
     args = parser.parse_args()
     if getattr(args, "objects", None) == ["all"]:
         args.objects = "all"
-    {"throughput": throughput, "rate": rate, "rss": rss, "_emulator": emulator_main,
+    {"throughput": throughput, "rate": rate, "rss": rss, "floor": floor, "_emulator": emulator_main,
      "_engine": engine_main}[args.command](args)
 
 
