@@ -153,6 +153,9 @@ class Database:
                                         kwargs={"autocommit": True, **CONNECTION_OPTIONS},
                                         configure=prepare_if_direct if prepare else None)
         self._typed: TypedColumns | None = None
+        self._upserts: dict[tuple[str, bool], str] = {}
+        """Upsert statements by (table, strict), built for the typed columns `_upserts_typed`."""
+        self._upserts_typed: TypedColumns | None = None
 
     @property
     def display_url(self) -> str:
@@ -203,13 +206,24 @@ class Database:
         }
         if object_type.parent_column:
             params["parent"] = [row.parent_id for row in batch]
-        sql = upsert_sql(object_type, strict, await self.typed_columns(conn))
+        sql = self._upsert_statement(object_type, strict, await self.typed_columns(conn))
         if conn is not None:
             cursor = await conn.execute(sql, params)
             return {r[0] for r in await cursor.fetchall()}
         async with self.pool.connection() as connection:
             cursor = await connection.execute(sql, params)
             return {r[0] for r in await cursor.fetchall()}
+
+    def _upsert_statement(self, object_type: ObjectType, strict: bool, typed: TypedColumns) -> str:
+        """`upsert_sql`, built once per table (a statement filling 60 typed columns takes a page's worth of
+        string work to build)."""
+        if typed is not self._upserts_typed:
+            self._upserts, self._upserts_typed = {}, typed
+        key = (object_type.table, strict)
+        sql = self._upserts.get(key)
+        if sql is None:
+            sql = self._upserts[key] = upsert_sql(object_type, strict, typed)
+        return sql
 
     async def ensure_accounts(self, account_ids: Iterable[str],
                               conn: psycopg.AsyncConnection | None = None) -> None:
