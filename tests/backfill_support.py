@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +30,85 @@ def engine_config(url: str, api_base: str, secret_key: str, **overrides: Any) ->
                                 "max_retry_delay_ms": 20, "pool_max_size": 12}
     settings.update(overrides)
     return SyncConfig(**settings)
+
+
+HOLD_KEY = 4_000_017
+"""The advisory lock a test holds while the writes it stops wait for it."""
+
+
+@contextmanager
+def writes_held_after(url: str, table: str, rows: int) -> Iterator[psycopg.Connection]:
+    """From the first statement that leaves `table` (e.g. `stripe.customers`) with more than `rows` rows, the
+    writes to it wait until the block ends: work in another process stops at a known point, whatever the
+    machine's speed, and can be killed there (`held_writers` says when a writer waits)."""
+    with _held(url, f"AFTER INSERT ON {table} FOR EACH STATEMENT", f"(SELECT count(*) FROM {table}) > {rows}") \
+            as holder:
+        yield holder
+
+
+@contextmanager
+def pages_held_after(url: str, objects: int) -> Iterator[psycopg.Connection]:
+    """A backfill's pages (any object) wait once its chunks have counted more than `objects` objects: the
+    transaction of the page that goes past it waits, and every later one; the run cannot end meanwhile."""
+    with _held(url, "AFTER UPDATE ON stripe._sync_obj_runs FOR EACH ROW "
+                    "WHEN (NEW.processed_count > OLD.processed_count)",
+               f"(SELECT sum(processed_count) FROM stripe._sync_obj_runs) > {objects}") as holder:
+        yield holder
+
+
+@contextmanager
+def _held(url: str, trigger: str, condition: str) -> Iterator[psycopg.Connection]:
+    """A trigger (`trigger`: when it fires, on what) that, while `condition` holds, waits for an advisory lock
+    the yielded connection holds. On leaving, a writer still waiting ends with its transaction, as it would if
+    its machine went down (it holds the table, so the trigger could not be dropped under it); then the
+    trigger goes and the lock is released."""
+    on = trigger.split(" ON ", 1)[1].split()[0]
+    with psycopg.connect(url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (HOLD_KEY,))
+        holder.execute(f"""
+            CREATE OR REPLACE FUNCTION public.hold_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF {condition} THEN PERFORM pg_advisory_xact_lock({HOLD_KEY}); END IF;
+                RETURN NULL;
+            END $$""")
+        holder.execute(f"CREATE TRIGGER hold_writes {trigger} EXECUTE FUNCTION public.hold_writes()")
+        try:
+            yield holder
+        finally:
+            waiting = held_writers(holder)
+            for pid in waiting:
+                holder.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + 30
+            while holder.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", (waiting,)).fetchone():
+                assert time.monotonic() < deadline, f"server processes {waiting} did not end"
+                time.sleep(0.01)
+            holder.execute(f"DROP TRIGGER IF EXISTS hold_writes ON {on}")
+            holder.execute("DROP FUNCTION IF EXISTS public.hold_writes()")
+
+
+def held_writers(conn: psycopg.Connection) -> list[int]:
+    """Server processes of `conn`'s database waiting for the lock a `writes_held_after` block holds."""
+    return [pid for pid, in conn.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = 0 AND objid = %s "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())", (HOLD_KEY,))]
+
+
+def kill_when_held(holder: psycopg.Connection, proc: subprocess.Popen, *, then_wait: float = 0.0,
+                   timeout: float = 120) -> None:
+    """Kill `proc` (SIGKILL) once one of its writes waits on `holder`'s hold, `then_wait` seconds later."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not held_writers(holder):
+            if proc.poll() is not None:
+                raise AssertionError(f"ended early: {proc.stderr.read().decode() if proc.stderr else proc.returncode}")
+            assert time.monotonic() < deadline, "no write reached the hold"
+            time.sleep(0.02)
+        time.sleep(then_wait)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 @asynccontextmanager

@@ -15,7 +15,16 @@ import time
 
 import psycopg
 import pytest
-from backfill_support import assert_same_ids, chunk_rows, emulator_objects, engine, run_rows
+from backfill_support import (
+    assert_same_ids,
+    chunk_rows,
+    emulator_objects,
+    engine,
+    kill_when_held,
+    pages_held_after,
+    run_rows,
+    writes_held_after,
+)
 
 from stripe_sync_core.backfill import BackfillOptions
 from stripe_sync_core.database import Database
@@ -48,16 +57,6 @@ def processed(url: str) -> int:
         return int(row[0]) if row else 0
 
 
-def wait_for_progress(url: str, proc: subprocess.Popen, at_least: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while processed(url) < at_least:
-        if proc.poll() is not None:
-            raise AssertionError(f"worker ended early: {proc.stderr.read().decode() if proc.stderr else ''}")
-        if time.monotonic() > deadline:
-            raise AssertionError("worker made no progress")
-        time.sleep(0.02)
-
-
 def assert_stored_once(url: str, emu: StripeEmulator) -> None:
     """Every chunk's count went up with its page in one transaction: the counts equal the objects."""
     chunks = chunk_rows(url)
@@ -79,15 +78,11 @@ async def test_a_backfill_killed_at_a_random_moment_resumes_to_the_same_tables(c
     rng = random.Random(seed)
     with StripeEmulator(seed=20 + seed, customers=150, start="2024-01-01", end="2025-01-01",
                         latency_ms=2) as emu:
-        proc = start_worker(clean_db, emu)
-        try:
-            wait_for_progress(clean_db, proc, at_least=rng.randint(1, 1500))
-            time.sleep(rng.random() * 0.2)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        # Killed after a random number of objects, with the page that goes past it held open (so that the
+        # run cannot end first, however fast the machine) and the other workers wherever they are.
+        with pages_held_after(clean_db, rng.randint(1, 1500)) as holder:
+            proc = start_worker(clean_db, emu)
+            kill_when_held(holder, proc, then_wait=rng.random() * 0.2)
         assert proc.returncode == -signal.SIGKILL
         [killed] = run_rows(clean_db)
         assert killed["closed_at"] is None  # the run stays open for the next process
@@ -103,10 +98,9 @@ async def test_a_backfill_killed_at_a_random_moment_resumes_to_the_same_tables(c
 async def test_a_dead_workers_claims_are_taken_over_at_once(clean_db):
     """The killed worker's advisory lock went with its connection: no need to wait for its lease."""
     with StripeEmulator(seed=30, customers=600, start="2024-01-01", end="2025-01-01", latency_ms=30) as emu:
-        proc = start_worker(clean_db, emu, "customers")
-        wait_for_progress(clean_db, proc, at_least=1)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        with writes_held_after(clean_db, "stripe.customers", 100) as holder:
+            proc = start_worker(clean_db, emu, "customers")
+            kill_when_held(holder, proc)
         assert any(c["status"] == "running" for c in chunk_rows(clean_db))
         options = BackfillOptions(lease_seconds=3600, idle_poll_seconds=0.05)
         async with engine(clean_db, emu, options=options) as sync:

@@ -10,16 +10,24 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from backfill_support import FAST, assert_same_ids, chunk_rows, emulator_objects, engine, run_rows
+from backfill_support import (
+    FAST,
+    assert_same_ids,
+    chunk_rows,
+    emulator_objects,
+    engine,
+    kill_when_held,
+    run_rows,
+    writes_held_after,
+)
 from pgbouncer_support import missing_reason, pgbouncer
-from test_backfill_resume import start_worker, wait_for_progress
+from test_backfill_resume import start_worker
 from webhook_support import WEBHOOK_SECRET, engine_config, event, signed, truth
 
 from stripe_sync_core import StripeSync, SyncConfig
@@ -216,14 +224,9 @@ async def test_a_killed_worker_is_taken_over_at_once_and_its_run_resumed_through
     """SIGKILL closes the worker's client connection; PgBouncer then closes the server connection in
     the middle of the lease's transaction, so its lock goes at once: no waiting for the lease."""
     with StripeEmulator(seed=30, customers=400, start="2024-01-01", end="2025-01-01", latency_ms=20) as emu:
-        proc = start_worker(pooled, emu, "customers")  # the worker of test_backfill_resume, through the pooler
-        try:
-            wait_for_progress(clean_db, proc, at_least=1)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        with writes_held_after(clean_db, "stripe.customers", 100) as holder:  # killed mid-chunk
+            proc = start_worker(pooled, emu, "customers")  # the worker of test_backfill_resume, through the pooler
+            kill_when_held(holder, proc)
         assert any(c["status"] == "running" for c in chunk_rows(clean_db))
         options = BackfillOptions(lease_seconds=3600, idle_poll_seconds=0.05)  # only the lock can tell
         async with engine(pooled, emu, options=options) as sync:

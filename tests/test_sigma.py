@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
 import stripe
-from backfill_support import engine_config
+from backfill_support import engine_config, kill_when_held, writes_held_after
 
 from stripe_sync_core import StripeSync, status
 from stripe_sync_core.backfill import BackfillOptions
@@ -148,47 +145,6 @@ def _landed(url: str) -> int:
     return int(row[0])
 
 
-HOLD_KEY = 4_000_017
-"""Advisory lock the kill test holds while the backfill's writes wait on it."""
-
-
-@contextmanager
-def writes_held_after(url: str, table: str, rows: int) -> Iterator[psycopg.Connection]:
-    """From the first statement that leaves `table` with more than `rows` rows, writes to it wait (in a trigger)
-    for an advisory lock held until the block ends: a backfill stops mid-run at a known point, whatever the
-    machine's speed. The trigger goes with the block; the connection it yields holds the lock."""
-    with psycopg.connect(url, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (HOLD_KEY,))
-        holder.execute(f"""
-            CREATE OR REPLACE FUNCTION public.hold_writes_after() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF (SELECT count(*) FROM {table}) > {rows} THEN PERFORM pg_advisory_xact_lock({HOLD_KEY}); END IF;
-                RETURN NULL;
-            END $$""")
-        holder.execute(f"CREATE TRIGGER hold_writes_after AFTER INSERT ON {table} "
-                       "FOR EACH STATEMENT EXECUTE FUNCTION public.hold_writes_after()")
-        try:
-            yield holder
-        finally:
-            # A writer still waiting ends with its transaction, as it would if its machine went down (and it
-            # holds the table: the trigger could not be dropped under it).
-            waiting = held_writers(holder)
-            for pid in waiting:
-                holder.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            deadline = time.monotonic() + 30
-            while holder.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", (waiting,)).fetchone():
-                assert time.monotonic() < deadline, f"server processes {waiting} did not end"
-                time.sleep(0.01)
-            holder.execute(f"DROP TRIGGER IF EXISTS hold_writes_after ON {table}")
-            holder.execute("DROP FUNCTION IF EXISTS public.hold_writes_after()")
-
-
-def held_writers(conn: psycopg.Connection) -> list[int]:
-    """Server processes waiting for the lock `writes_held_after` holds."""
-    return [pid for pid, in conn.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                                         "AND classid = 0 AND objid = %s", (HOLD_KEY,))]
-
-
 async def test_a_sigma_backfill_killed_mid_run_resumes_landing_each_row_once(sigma_db, stripe_emulator_factory):
     emu = stripe_emulator_factory(customers=10, sigma={"polls": 0, "synthetic_rows": {"balance_transactions": 1200}})
     total = len(emu.sigma_rows("balance_transactions"))
@@ -197,17 +153,7 @@ async def test_a_sigma_backfill_killed_mid_run_resumes_landing_each_row_once(sig
         proc = subprocess.Popen([sys.executable, "-m", "stripe_sync_tui.cli", "--headless", "--json", "backfill",
                                  "sigma.balance_transactions", "--sigma"],
                                 env=config.child_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 120
-            while not held_writers(holder):  # a few pages committed, the next one written but waiting
-                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else proc.returncode
-                assert time.monotonic() < deadline, "the backfill made no progress"
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        kill_when_held(holder, proc)  # a few pages committed, the next one written but waiting
     landed = _landed(sigma_db)
     assert 300 <= landed < total, "killed mid-run"
     with psycopg.connect(sigma_db) as conn:
