@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 
 import pytest
@@ -166,7 +167,9 @@ class PostgresProxy:
     """A TCP proxy in front of PostgreSQL that can refuse and cut connections on demand.
 
     `down()` closes the listening socket and aborts every open connection, so the engine sees exactly
-    what it would when the database server goes away; `up()` listens again on the same port.
+    what it would when the database server goes away; `up()` listens again on the same port. While down,
+    the port stays bound to a socket that does not listen (connections are refused, and no other program
+    can take the port meanwhile).
     `freeze()` keeps every connection open but forwards nothing (a server stopped with SIGSTOP, a
     network partition) until `thaw()`.
     """
@@ -183,6 +186,7 @@ class PostgresProxy:
         self.url = ""
         self._params = params
         self._server: asyncio.Server | None = None
+        self._reserved: socket.socket | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._thawed = asyncio.Event()
         self._thawed.set()
@@ -199,6 +203,9 @@ class PostgresProxy:
         return self
 
     async def up(self) -> None:
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -206,12 +213,18 @@ class PostgresProxy:
         if self._server is not None:
             self._server.close()
             self._server = None
+            self._reserved = socket.socket()
+            self._reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._reserved.bind(("127.0.0.1", self.port))
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
 
     async def close(self) -> None:
         await self.down()
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
