@@ -87,7 +87,8 @@ def _held(url: str, trigger: str, condition: str) -> Iterator[psycopg.Connection
 
 
 def held_writers(conn: psycopg.Connection) -> list[int]:
-    """Server processes of `conn`'s database waiting for the lock a `writes_held_after` block holds."""
+    """Server processes of `conn`'s database waiting for the lock of a hold (`writes_held_after`,
+    `pages_held_after`)."""
     return [pid for pid, in conn.execute(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = 0 AND objid = %s "
         "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())", (HOLD_KEY,))]

@@ -215,8 +215,8 @@ class Database:
             return {r[0] for r in await cursor.fetchall()}
 
     def _upsert_statement(self, object_type: ObjectType, strict: bool, typed: TypedColumns) -> str:
-        """`upsert_sql`, built once per table (a statement filling 60 typed columns takes a page's worth of
-        string work to build)."""
+        """`upsert_sql`, built once per table rather than for every page (its typed columns' expressions are
+        rewritten one by one)."""
         if typed is not self._upserts_typed:
             self._upserts, self._upserts_typed = {}, typed
         key = (object_type.table, strict)
