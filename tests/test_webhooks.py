@@ -298,6 +298,26 @@ async def test_subscription_items_removed_from_a_subscription_are_marked_deleted
     assert {r["id"]: r["deleted"] for r in rows} == {item["id"]: False, "si_removedLater": True}
 
 
+async def test_items_gone_from_a_stored_subscription_are_marked_deleted_by_the_object_store(
+        engine: StripeSync) -> None:
+    """The same through the path of backfills and single-object syncs (`ObjectStore.store`), where one page
+    of parents retires the children missing from their complete lists and leaves other parents' alone."""
+    template = json.loads(json.dumps(FIXTURES["subscription"]))
+    item = template["items"]["data"][0]
+
+    def with_items(subscription_id: str, item_ids: list[str]) -> dict:
+        items = [{**item, "id": item_id, "subscription": subscription_id} for item_id in item_ids]
+        return {**template, "id": subscription_id, "items": {**template["items"], "data": items, "has_more": False}}
+
+    store, account, observed = engine.context.store, "acct_objectStore", datetime.now(UTC)
+    await store.store(REGISTRY["subscriptions"], [with_items("sub_changes", ["si_stays", "si_goes"]),
+                                                  with_items("sub_elsewhere", ["si_other"])], account, observed)
+    await store.store(REGISTRY["subscriptions"], [with_items("sub_changes", ["si_stays"])], account,
+                      observed + timedelta(seconds=1))
+    rows = await engine.database.fetch_all("SELECT id, deleted FROM stripe.subscription_items")
+    assert {r["id"]: r["deleted"] for r in rows} == {"si_stays": False, "si_goes": True, "si_other": False}
+
+
 async def test_a_stale_parents_children_are_not_written(engine: StripeSync) -> None:
     now = int(time.time())
     subscription = json.loads(json.dumps(FIXTURES["subscription"]))
