@@ -179,9 +179,11 @@ def children_sql(g: int, entry: ObjectType, typed: TypedColumns | None = None) -
 )""")
         if not nested.retire_missing or child.event_types or nested.parent_field is None:
             continue
+        # IS NOT DISTINCT FROM: no index serves it, so the parent column's index alone finds the children
+        # (with stale statistics the planner ANDed in the account's index: every row of the account per parent).
         gone = (f"""f.g = {g} AND jsonb_typeof({listed}) = 'object'
       AND NOT COALESCE({listed}->'has_more' = 'true'::jsonb, false)
-      AND t."{nested.parent_field}" = f.oid AND t._account_id = f.acct AND NOT t.deleted
+      AND t."{nested.parent_field}" = f.oid AND t._account_id IS NOT DISTINCT FROM f.acct AND NOT t.deleted
       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements({items}) AS k WHERE k.value->>'id' = t.id)
       AND (t._last_synced_at IS NULL OR t._last_synced_at <= f.ts)""")
         if child.deletion == "remove":

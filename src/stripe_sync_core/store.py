@@ -144,13 +144,12 @@ class ObjectStore:
         parent_ids = [parent["id"] for parent, _ in complete]
         keep = [c["id"] for _, children in complete for c in children]
         table = f"stripe.{child_type.table}"
-        # The parents' children are found by the parent column's index alone (OFFSET 0 keeps the other
-        # conditions out of the scan): with stale statistics the planner also used the account's index, which
-        # reads every row of the account for each page of parents.
+        # The account is compared with IS NOT DISTINCT FROM, which no index serves: with stale statistics the
+        # planner ANDed the account's index with the parent column's, reading every row of the account for
+        # each page of parents. The parent column's index alone finds the children.
         rows = await self._fetch(
-            f'SELECT _raw_data FROM (SELECT _raw_data, id, deleted, _account_id FROM {table} '
-            f'WHERE "{parent_column}" = ANY(%s) OFFSET 0) AS children '
-            "WHERE NOT (id = ANY(%s)) AND NOT deleted AND _account_id = %s", (parent_ids, keep, account_id), conn)
+            f'SELECT _raw_data FROM {table} WHERE "{parent_column}" = ANY(%s) AND NOT (id = ANY(%s)) '
+            "AND NOT deleted AND _account_id IS NOT DISTINCT FROM %s", (parent_ids, keep, account_id), conn)
         if rows:
             gone = [r["_raw_data"] if isinstance(r["_raw_data"], dict) else json.loads(r["_raw_data"])
                     for r in rows]
