@@ -279,15 +279,11 @@ def write_again(url: str, pages: list[tuple[ObjectType, list[str]]], variant: st
     """CPU seconds of the connection's server process and the WAL writer to write `pages` into empty
     copies of their tables (schema `floor_copy`) as `variant` says."""
     from stripe_sync_core.database import upsert_sql
-    from stripe_sync_core.typed_columns import LOAD_SQL, TypedColumns
+    from stripe_sync_core.typed_columns import LOAD_SQL, TypedColumns, typed_columns_from
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.prepare_threshold, conn.prepared_max = 0, 1000
-        by_table: dict[str, list[tuple[str, str]]] = {}
-        for table, column, expression in conn.execute(LOAD_SQL):
-            by_table.setdefault(table, []).append((column, expression))
-        typed = TypedColumns({} if variant != FLOOR_VARIANTS[0] else
-                             {table: tuple(columns) for table, columns in by_table.items()})
+        typed = typed_columns_from(conn.execute(LOAD_SQL)) if variant == FLOOR_VARIANTS[0] else TypedColumns()
         conn.execute("DROP SCHEMA IF EXISTS floor_copy CASCADE")
         conn.execute("CREATE SCHEMA floor_copy")
         conn.execute("INSERT INTO stripe.accounts (_raw_data, _account_id) VALUES "

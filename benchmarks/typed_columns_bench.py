@@ -24,14 +24,7 @@ from webhook_load import ACCOUNT, build_payloads, pending_writes
 
 from stripe_sync_core.event_writer import batch_document, batch_sql
 from stripe_sync_core.migrate import downgrade_migrations
-from stripe_sync_core.typed_columns import LOAD_SQL, TypedColumns
-
-
-def typed_columns(conn: psycopg.Connection) -> TypedColumns:
-    by_table: dict[str, list[tuple[str, str]]] = {}
-    for table, column, expression in conn.execute(LOAD_SQL):
-        by_table.setdefault(table, []).append((column, expression))
-    return TypedColumns({table: tuple(columns) for table, columns in by_table.items()})
+from stripe_sync_core.typed_columns import LOAD_SQL, typed_columns_from
 
 
 def one_round(server_url: str, events: int, batch: int, mix: str, tag: str) -> dict[str, float]:
@@ -45,7 +38,7 @@ def one_round(server_url: str, events: int, batch: int, mix: str, tag: str) -> d
             conn = stack.enter_context(psycopg.connect(url, autocommit=True))
             conn.execute("INSERT INTO stripe.accounts (_raw_data, _account_id) VALUES (%s, %s)",
                          (json.dumps({"id": ACCOUNT, "object": "account"}), ACCOUNT))
-            state[name] = {"conn": conn, "typed": typed_columns(conn), "sql": {}, "cpu": 0.0,
+            state[name] = {"conn": conn, "typed": typed_columns_from(conn.execute(LOAD_SQL)), "sql": {}, "cpu": 0.0,
                            "writes": pending_writes(build_payloads(tag, events, mix))}
         for start in range(0, events, batch):
             for variant in state.values():

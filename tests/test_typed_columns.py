@@ -14,7 +14,7 @@ from webhook_support import event
 
 from stripe_sync_core import StripeSync
 from stripe_sync_core.registry import REGISTRY
-from stripe_sync_core.typed_columns import LOAD_SQL
+from stripe_sync_core.typed_columns import LOAD_SQL, typed_columns_from
 
 FIXTURES = json.loads((Path(__file__).parent / "data" / "stripe_fixtures.json").read_text())["resources"]
 
@@ -24,10 +24,7 @@ def _mismatches(url: str) -> tuple[dict[str, int], int]:
     wrong: dict[str, int] = {}
     checked = 0
     with psycopg.connect(url) as conn:
-        columns: dict[str, list[tuple[str, str]]] = {}
-        for table, column, expression in conn.execute(LOAD_SQL):
-            columns.setdefault(table, []).append((column, expression))
-        for table, pairs in columns.items():
+        for table, pairs in typed_columns_from(conn.execute(LOAD_SQL)).by_table.items():
             differs = " OR ".join(f'"{column}" IS DISTINCT FROM {expression}' for column, expression in pairs)
             total, bad = conn.execute(
                 f"SELECT count(*), count(*) FILTER (WHERE {differs}) FROM stripe.{table}").fetchone()

@@ -16,6 +16,7 @@ before 0010 (or a column still generated) the map leaves it to PostgreSQL.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -69,7 +70,12 @@ def _over(expression: str, source: str) -> str:
 async def load_typed_columns(conn: psycopg.AsyncConnection) -> TypedColumns:
     """The columns our statements fill (a catalog query that cannot fail: usable in a caller's transaction)."""
     cursor = await conn.execute(LOAD_SQL)
+    return typed_columns_from(await cursor.fetchall())
+
+
+def typed_columns_from(rows: Iterable[tuple[str, str, str]]) -> TypedColumns:
+    """`TypedColumns` from the rows of `LOAD_SQL` (table, column, expression), in their order."""
     by_table: dict[str, list[tuple[str, str]]] = {}
-    for table, column, expression in await cursor.fetchall():
+    for table, column, expression in rows:
         by_table.setdefault(table, []).append((column, expression))
     return TypedColumns({table: tuple(columns) for table, columns in by_table.items()})
