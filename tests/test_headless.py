@@ -294,11 +294,11 @@ def test_stripe_out_of_reach_fails_fast_naming_the_base_url_and_migrates_nothing
     assert "check --stripe-api-base" in result.stderr and "support@stripe.com" not in result.stderr
     assert "Traceback" not in result.stderr
 
-    with socket.socket() as probe:
+    with socket.socket() as probe:  # bound but not listening: refuses, and no other program takes the port
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    refused = _run("--headless", "sync", "cus_123", "--database-url", clean_db,
-                   "--stripe-key", "sk_test_abcdefghijkl1234", "--stripe-api-base", closed, timeout=60)
+        refused = _run("--headless", "sync", "cus_123", "--database-url", clean_db,
+                       "--stripe-key", "sk_test_abcdefghijkl1234", "--stripe-api-base", closed, timeout=60)
     assert refused.returncode == 1, refused.stderr
     assert f"Stripe at {closed} is not answering (connection refused, try 1); retrying" in refused.stderr
     assert f"cannot reach the Stripe API at {closed} (connection refused)" in refused.stderr
