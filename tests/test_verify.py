@@ -81,6 +81,44 @@ async def test_a_fresh_backfill_verifies_clean_and_every_kind_of_drift_is_found_
         assert last["customers"]["checked"] == len(customers) + 1 and last["customers"]["missing"] == 0
 
 
+async def test_drift_over_many_pages_is_counted_whole_and_only_the_first_differences_are_kept(clean_db, emu,
+                                                                                             monkeypatch):
+    """Each page Stripe lists is compared as it arrives, and the stored rows it did not list are read a
+    page at a time: the counts stay complete across pages, the differences kept are the first by kind
+    and id, and a repair on the way leaves the next verify clean."""
+    import stripe_sync_core.listing
+    import stripe_sync_core.verify
+
+    monkeypatch.setattr(stripe_sync_core.listing, "PAGE_SIZE", 4)  # 12 customers: several pages each way
+    monkeypatch.setattr(stripe_sync_core.verify, "UNLISTED_PAGE", 2)
+    monkeypatch.setattr(stripe_sync_core.verify, "EXAMPLES", 3)  # 12 differences: trimmed on the way
+    async with engine(clean_db, emu) as sync:
+        await sync.process_until_done("customers")
+        customers = emu.objects("customers")
+        assert len(customers) == 12
+        for customer in customers[:5]:
+            emu.action("customers", customer["id"], "delete", silent=True)
+        for customer in customers[5:9]:
+            emu.action("customers", customer["id"], "update", {"name": "Renamed Quietly"}, silent=True)
+        created = [emu.create("customers", {"email": f"new{n}@example.com"}, silent=True)["id"] for n in range(3)]
+
+        (found,) = await sync.verify("customers")
+        assert (found.missing, found.deleted, found.changed, found.stale) == (3, 5, 4, 0)
+        assert (found.stored_rows, found.stripe_objects, found.checked) == (12, 10, 15)
+        every = sorted([("missing", i) for i in created] + [("deleted", c["id"]) for c in customers[:5]]
+                       + [("changed", c["id"]) for c in customers[5:9]],
+                       key=lambda d: (("missing", "deleted", "changed").index(d[0]), d[1]))
+        assert [(d.kind, d.id) for d in found.differences] == every[:3]
+
+        (repaired,) = await sync.verify("customers", repair=True)
+        assert repaired.repaired == repaired.drift == 12
+        (clean,) = await sync.verify("customers")
+        assert clean.clean and (clean.stored_rows, clean.stripe_objects, clean.checked) == (15, 10, 15)
+    rows = stored_rows(clean_db, "customers")
+    assert all(rows[c["id"]].get("deleted") is True for c in customers[:5])
+    assert all(rows[c["id"]]["name"] == "Renamed Quietly" for c in customers[5:9]) and set(created) <= set(rows)
+
+
 async def test_a_row_written_after_stripes_answer_is_neither_judged_nor_overwritten(clean_db, emu):
     async with engine(clean_db, emu) as sync:
         await sync.process_until_done("customers")

@@ -17,8 +17,9 @@ Each type's outcome is kept in `stripe._verify_results` (its last verify), which
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -52,19 +53,43 @@ class InvalidSample(InvalidInput, ValueError):
     """`sample` is not a positive number of objects."""
 
 
+UNLISTED_PAGE = 1000
+"""Stored rows read at a time when looking for those Stripe did not list."""
+
+
+def _order(difference: VerifyDifference) -> tuple[int, str]:
+    return KINDS.index(difference.kind), difference.id
+
+
 @dataclass
-class _Seen:
-    """Stripe's current state of one type's objects, as listed (or retrieved), each with when it was
-    observed and its parent (for child tables with a parent column)."""
+class _Tally:
+    """One type's verify as it goes. Each page Stripe lists is compared (and repaired) as it arrives, so
+    what is kept is the ids listed (to find the stored rows Stripe did not list), the counts and the first
+    differences: memory grows with the ids, not with the objects."""
 
-    objects: dict[str, dict] = field(default_factory=dict)
-    parents: dict[str, str | None] = field(default_factory=dict)
-    observed: dict[str, datetime] = field(default_factory=dict)
+    entry: ObjectType
+    listed: set[str] = field(default_factory=set)
+    stripe_objects: int = 0
+    stored_rows: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    examples: list[VerifyDifference] = field(default_factory=list)
+    repaired: int = 0
 
-    def add(self, obj: dict, observed: datetime, parent: str | None = None) -> None:
-        self.objects[obj["id"]] = obj
-        self.parents[obj["id"]] = parent
-        self.observed[obj["id"]] = observed
+    def found(self, difference: VerifyDifference) -> None:
+        self.counts[difference.kind] += 1
+        self.examples.append(difference)
+        if len(self.examples) >= 4 * EXAMPLES:
+            self.examples = heapq.nsmallest(EXAMPLES, self.examples, key=_order)
+
+    def result(self, account: str, checked_at: datetime, *, repair: bool, sample: int | None,
+               since: int | None) -> VerifyResult:
+        counts = self.counts
+        return VerifyResult(
+            object=self.entry.table, account_id=account, checked=self.stored_rows + counts["missing"],
+            stripe_objects=self.stripe_objects, stored_rows=self.stored_rows, missing=counts["missing"],
+            deleted=counts["deleted"], changed=counts["changed"], stale=counts["stale"], repaired=self.repaired,
+            repair=repair, sample=sample, since=since, checked_at=checked_at,
+            differences=tuple(heapq.nsmallest(EXAMPLES, self.examples, key=_order)))
 
 
 @in_lane("bulk")
@@ -76,21 +101,25 @@ async def verify(ctx: EngineContext, tables: Sequence[str], *, account_id: str |
     account = account_id or await ctx.account.own_id()
     await ctx.account.own_id()  # the Stripe-Account header needs to know which account is ours
     header = ctx.account.header(account)
-    wanted = list(tables)
-    seen: dict[str, _Seen] = {table: _Seen() for table in wanted}
-    parents_listed: dict[str, set[str]] = {}
+    wanted = list(dict.fromkeys(tables))
+    checked_at = ctx.now()
+    tallies = {table: _Tally(REGISTRY[table]) for table in wanted}
+    # The parents listed, whose stored children are in scope (only `since` and `sample` narrow the scope).
+    parents_listed: dict[str, set[str]] | None = {} if since is not None or sample is not None else None
     for listing in plan_listings(_with_nested_children([t for t in wanted if t != ACCOUNTS])):
-        await _list(ctx, listing, header, since, sample, seen, parents_listed)
-    if ACCOUNTS in seen:  # the account itself (`/v1/accounts` lists a platform's connected accounts)
+        await _list(ctx, listing, header, account, since, sample, tallies, parents_listed, repair)
+    if ACCOUNTS in tallies:  # the account itself (`/v1/accounts` lists a platform's connected accounts)
         observed = ctx.now()
         path = "/v1/account" if header is None else object_path("/v1/accounts/{id}", id=account)
-        seen[ACCOUNTS].add(await ctx.stripe.get(path), observed)
+        await _check(ctx, tallies[ACCOUNTS], account, [(await ctx.stripe.get(path), None)], observed, repair)
     results = []
     for table in wanted:
-        entry = REGISTRY[table]
-        result = await _verify_type(ctx, entry, account, header, seen[table], since, sample,
-                                    parents_listed.get(entry.parent.parent_table if entry.parent else "", set()),
-                                    repair)
+        tally = tallies[table]
+        entry = tally.entry
+        parents = (parents_listed or {}).get(entry.parent.parent_table if entry.parent else "", set())
+        async for rows in _unlisted_rows(ctx, tally, account, since, sample, parents):
+            await _check_unlisted(ctx, tally, account, header, rows, repair)
+        result = tally.result(account, checked_at, repair=repair, sample=sample, since=since)
         await _record(ctx, result)
         results.append(result)
     return results
@@ -108,66 +137,175 @@ def _with_nested_children(tables: list[str]) -> list[str]:
     return out
 
 
-async def _list(ctx: EngineContext, listing: Listing, header: str | None, since: int | None, sample: int | None,
-                seen: dict[str, _Seen], parents_listed: dict[str, set[str]]) -> None:
-    """List a root type (its newest `sample` only, when sampling) and the children it serves."""
+async def _list(ctx: EngineContext, listing: Listing, header: str | None, account: str, since: int | None,
+                sample: int | None, tallies: dict[str, _Tally], parents_listed: dict[str, set[str]] | None,
+                repair: bool) -> None:
+    """List a root type (its newest `sample` only, when sampling) and the children it serves, comparing
+    each page with the database as it arrives, while the next page is fetched."""
     root = listing.root
     assert root.list_path is not None
+    list_path = root.list_path
     api = ctx.stripe
-    cursor: str | None = None
-    listed = 0
-    while True:
+
+    async def fetch(cursor: str | None, listed: int) -> tuple[datetime, dict]:
         params = listing.page_params(since, None, cursor)
         if sample is not None:
             params["limit"] = min(params["limit"], sample - listed)
         observed = ctx.now()
-        page = await api.get(root.list_path, params, account=header)
-        roots = [o for o in page.get("data") or [] if isinstance(o, dict) and o.get("id")]
-        listed += len(roots)
-        for embedded in listing.embedded:
-            await complete_embedded(api, roots, embedded, header)
-            if embedded.child.table in seen:
-                for parent in roots:
-                    for item in embedded_items(parent, embedded.field):
-                        seen[embedded.child.table].add(item, observed, parent["id"])
-            if not embedded.nested:  # expanded only for us: the parent is stored as Stripe lists it
-                roots = [{k: v for k, v in r.items() if k != embedded.field} for r in roots]
-        for child in listing.per_parent:
-            for parent_id, items in await list_per_parent(api, child, [r["id"] for r in roots], header):
-                for item in items:
-                    seen[child.table].add(item, observed, parent_id)
-        if root.table in seen:
-            for obj in roots:
-                seen[root.table].add(obj, observed)
-        parents_listed.setdefault(root.table, set()).update(r["id"] for r in roots)
-        if not page.get("has_more") or not roots or (sample is not None and listed >= sample):
-            return
-        cursor = roots[-1]["id"]
+        return observed, await api.get(list_path, params, account=header)
+
+    listed = 0
+    next_page: asyncio.Future[tuple[datetime, dict]] | None = asyncio.ensure_future(fetch(None, listed))
+    try:
+        while next_page is not None:
+            observed, page = await next_page
+            next_page = None
+            roots = [o for o in page.get("data") or [] if isinstance(o, dict) and o.get("id")]
+            listed += len(roots)
+            if page.get("has_more") and roots and (sample is None or listed < sample):
+                next_page = asyncio.ensure_future(fetch(roots[-1]["id"], listed))
+            current: dict[str, list[tuple[dict, str | None]]] = {}
+            for embedded in listing.embedded:
+                await complete_embedded(api, roots, embedded, header)
+                if embedded.child.table in tallies:
+                    current.setdefault(embedded.child.table, []).extend(
+                        (item, parent["id"]) for parent in roots for item in embedded_items(parent, embedded.field))
+                if not embedded.nested:  # expanded only for us: the parent is stored as Stripe lists it
+                    roots = [{k: v for k, v in r.items() if k != embedded.field} for r in roots]
+            for child in listing.per_parent:
+                for parent_id, items in await list_per_parent(api, child, [r["id"] for r in roots], header):
+                    if child.table in tallies:
+                        current.setdefault(child.table, []).extend((item, parent_id) for item in items)
+            if root.table in tallies:
+                current[root.table] = [(obj, None) for obj in roots]
+            for table, objects in current.items():
+                await _check(ctx, tallies[table], account, objects, observed, repair)
+            if parents_listed is not None:
+                parents_listed.setdefault(root.table, set()).update(r["id"] for r in roots)
+    finally:
+        if next_page is not None:  # a failure on this page: the next one is not wanted
+            next_page.cancel()
+            await asyncio.gather(next_page, return_exceptions=True)
 
 
-async def _stored_rows(ctx: EngineContext, entry: ObjectType, account: str, seen: _Seen, since: int | None,
-                       sample: int | None, parents: set[str]) -> dict[str, dict]:
-    """The rows in scope: all of the account's, or (with `since` / `sample`) those Stripe listed, the
-    children of listed parents, rows created since, and a random `sample` of the rest."""
-    table = f"stripe.{entry.table}"
-    select = f"SELECT id, _raw_data, _last_synced_at FROM {table} WHERE _account_id = %s"
-    if entry.table == ACCOUNTS:  # the account's own row
-        rows = await ctx.database.fetch_all(f"{select} AND id = %s", (account, account))
-        return {r["id"]: r for r in rows}
-    if since is None and sample is None:
-        rows = await ctx.database.fetch_all(select, (account,))
-        return {r["id"]: r for r in rows}
-    rows = await ctx.database.fetch_all(f"{select} AND id = ANY(%s)", (account, list(seen.objects)))
-    column = _parent_column(entry)
-    if column is not None and parents:
-        rows += await ctx.database.fetch_all(f'{select} AND "{column}" = ANY(%s)', (account, sorted(parents)))
-    if sample is None and entry.parent is None and entry.listable_by_created:
-        rows += await ctx.database.fetch_all(
-            f"{select} AND (_raw_data->>'{entry.created_field}')::bigint >= %s", (account, since))
-    if sample is not None:
-        rows += await ctx.database.fetch_all(f"{select} AND NOT deleted ORDER BY random() LIMIT %s",
-                                             (account, sample))
+async def _check(ctx: EngineContext, tally: _Tally, account: str, objects: list[tuple[dict, str | None]],
+                 observed: datetime, repair: bool) -> None:
+    """Compare objects Stripe returned at `observed` (each with its parent) with their stored rows, and
+    with `repair` store Stripe's state of those that differ. An object already compared is skipped."""
+    fresh: dict[str, tuple[dict, str | None]] = {}
+    for obj, parent in objects:
+        if obj["id"] not in tally.listed and obj["id"] not in fresh:
+            fresh[obj["id"]] = (obj, parent)
+    if not fresh:
+        return
+    tally.listed.update(fresh)
+    tally.stripe_objects += len(fresh)
+    rows = await _rows_by_id(ctx, tally.entry, account, list(fresh))
+    tally.stored_rows += len(rows)
+    differing = []
+    for object_id, (obj, parent) in fresh.items():
+        row = rows.get(object_id)
+        if row is None:
+            difference: VerifyDifference | None = VerifyDifference(object_id, "missing", ())
+        elif _newer(row, observed):  # written after Stripe's answer (a webhook): not judged
+            continue
+        else:
+            difference = _compare(tally.entry, object_id, _raw(row), obj)
+        if difference is not None:
+            tally.found(difference)
+            differing.append((obj, parent))
+    if repair and differing:
+        stored = await ctx.store.store(tally.entry, [obj for obj, _ in differing], account, observed,
+                                       parent_ids=[parent for _, parent in differing])
+        tally.repaired += stored.count
+
+
+async def _rows_by_id(ctx: EngineContext, entry: ObjectType, account: str, ids: list[str]) -> dict[str, dict]:
+    """The account's stored rows of `ids`. IS NOT DISTINCT FROM: no index serves it, so the primary key's
+    alone finds the rows (with stale statistics the planner ANDed in the account's index, which reads
+    every row of the account for each page)."""
+    rows = await ctx.database.fetch_all(
+        f"SELECT id, _raw_data, _last_synced_at FROM stripe.{entry.table} "
+        "WHERE id = ANY(%s) AND _account_id IS NOT DISTINCT FROM %s", (ids, account))
     return {r["id"]: r for r in rows}
+
+
+async def _unlisted_rows(ctx: EngineContext, tally: _Tally, account: str, since: int | None, sample: int | None,
+                         parents: set[str]) -> AsyncIterator[list[dict]]:
+    """The stored rows in scope that Stripe did not list and that are not flagged deleted, a batch at a
+    time, each once; every row in scope that Stripe did not list counts in `stored_rows`. In scope: all
+    of the account's rows, or (with `since` / `sample`) the children of listed parents, rows created
+    since, and a random `sample` of the rest."""
+    entry = tally.entry
+    table = f"stripe.{entry.table}"
+    if entry.table != ACCOUNTS and since is None and sample is None:  # every row of the account
+        unlisted = await _unlisted_ids(ctx, tally, account)
+        for start in range(0, len(unlisted), UNLISTED_PAGE):
+            yield list((await _rows_by_id(ctx, entry, account, unlisted[start:start + UNLISTED_PAGE])).values())
+        return
+    select = f"SELECT id, _raw_data, _last_synced_at FROM {table} WHERE _account_id = %s"
+    queries: list[tuple[str, tuple]] = []
+    if entry.table == ACCOUNTS:  # the account's own row
+        queries.append((f"{select} AND id = %s", (account, account)))
+    else:
+        column = _parent_column(entry)
+        if column is not None and parents:
+            queries.append((f'{select} AND "{column}" = ANY(%s)', (account, sorted(parents))))
+        if sample is None and entry.parent is None and entry.listable_by_created:
+            queries.append((f"{select} AND (_raw_data->>'{entry.created_field}')::bigint >= %s", (account, since)))
+        if sample is not None:
+            queries.append((f"{select} AND NOT deleted ORDER BY random() LIMIT %s", (account, sample)))
+    taken: set[str] = set()
+    for sql, params in queries:
+        rows = [r for r in await ctx.database.fetch_all(sql, params)
+                if r["id"] not in tally.listed and r["id"] not in taken]
+        taken.update(r["id"] for r in rows)
+        tally.stored_rows += len(rows)
+        alive = [r for r in rows if not _raw(r).get("deleted")]
+        if alive:
+            yield alive
+
+
+async def _unlisted_ids(ctx: EngineContext, tally: _Tally, account: str) -> list[str]:
+    """The ids of the account's rows that Stripe did not list and that are not flagged deleted, in one
+    pass over the table streamed (a page of rows at a time); counts every unlisted row in `stored_rows`."""
+    unlisted: list[str] = []
+    async with ctx.database.pool.connection() as conn:
+        rows = conn.cursor().stream(f"SELECT id, deleted FROM stripe.{tally.entry.table} WHERE _account_id = %s",
+                                    (account,), size=UNLISTED_PAGE)
+        async for object_id, deleted in rows:
+            if object_id not in tally.listed:
+                tally.stored_rows += 1
+                if not deleted:
+                    unlisted.append(object_id)
+    return unlisted
+
+
+async def _check_unlisted(ctx: EngineContext, tally: _Tally, account: str, header: str | None, rows: list[dict],
+                          repair: bool) -> None:
+    """Rows Stripe did not list: retrieve each; gone is `deleted`, otherwise compared as listed."""
+    entry = tally.entry
+    gone: list[tuple[dict, datetime]] = []
+    differing: dict[datetime, list[dict]] = {}
+    for row, current, observed in await _confirm(ctx, entry, header, rows):
+        if current is None:
+            tally.found(VerifyDifference(row["id"], "deleted", ()))
+            gone.append((_raw(row), observed))
+            continue
+        tally.stripe_objects += 1
+        if _newer(row, observed):
+            continue
+        difference = _compare(entry, row["id"], _raw(row), current)
+        if difference is not None:
+            tally.found(difference)
+            differing.setdefault(observed, []).append(current)
+    if not repair:
+        return
+    for observed, objects in differing.items():
+        tally.repaired += (await ctx.store.store(entry, objects, account, observed,
+                                                 parent_ids=[None] * len(objects))).count
+    for raw, observed in gone:
+        tally.repaired += len(await ctx.store.store_deleted(entry, [raw], account, observed))
 
 
 def _parent_column(entry: ObjectType) -> str | None:
@@ -179,47 +317,6 @@ def _parent_column(entry: ObjectType) -> str | None:
     parent = REGISTRY[entry.parent.parent_table]
     nested = next((n for n in parent.nested_lists if n.child_table == entry.table), None)
     return nested.parent_field if nested is not None and nested.parent_field else parent.stripe_object
-
-
-async def _verify_type(ctx: EngineContext, entry: ObjectType, account: str, header: str | None, seen: _Seen,
-                       since: int | None, sample: int | None, parents: set[str], repair: bool) -> VerifyResult:
-    checked_at = ctx.now()
-    stored = await _stored_rows(ctx, entry, account, seen, since, sample, parents)
-    differences: list[VerifyDifference] = []
-    gone: list[dict] = []
-    gone_observed: list[datetime] = []
-    for object_id, obj in seen.objects.items():
-        row = stored.get(object_id)
-        if row is None:
-            differences.append(VerifyDifference(object_id, "missing", ()))
-            continue
-        if _newer(row, seen.observed[object_id]):  # written after Stripe's answer (a webhook): not judged
-            continue
-        difference = _compare(entry, object_id, _raw(row), obj)
-        if difference is not None:
-            differences.append(difference)
-    unlisted = [r for object_id, r in stored.items() if object_id not in seen.objects and not _raw(r).get("deleted")]
-    for row, current, observed in await _confirm(ctx, entry, header, unlisted):
-        raw = _raw(row)
-        if current is None:
-            differences.append(VerifyDifference(row["id"], "deleted", ()))
-            gone.append(raw)
-            gone_observed.append(observed)
-            continue
-        seen.add(current, observed, None)
-        if _newer(row, observed):
-            continue
-        difference = _compare(entry, row["id"], raw, current)
-        if difference is not None:
-            differences.append(difference)
-    repaired = await _repair(ctx, entry, account, seen, differences, gone, gone_observed) if repair else 0
-    counts = {kind: sum(1 for d in differences if d.kind == kind) for kind in KINDS}
-    return VerifyResult(
-        object=entry.table, account_id=account, checked=len(set(stored) | set(seen.objects)),
-        stripe_objects=len(seen.objects), stored_rows=len(stored), missing=counts["missing"],
-        deleted=counts["deleted"], changed=counts["changed"], stale=counts["stale"], repaired=repaired,
-        repair=repair, sample=sample, since=since, checked_at=checked_at,
-        differences=tuple(sorted(differences, key=lambda d: (KINDS.index(d.kind), d.id))[:EXAMPLES]))
 
 
 def _newer(row: dict, observed: datetime) -> bool:
@@ -255,23 +352,6 @@ async def _confirm(ctx: EngineContext, entry: ObjectType, header: str | None,
             return row, obj, observed
 
     return list(await asyncio.gather(*(one(row) for row in rows)))
-
-
-async def _repair(ctx: EngineContext, entry: ObjectType, account: str, seen: _Seen,
-                  differences: list[VerifyDifference], gone: list[dict], gone_observed: list[datetime]) -> int:
-    """Store Stripe's state of every differing row, each as of the time before it was fetched."""
-    written = 0
-    by_time: dict[datetime, list[str]] = {}
-    for difference in differences:
-        if difference.kind != "deleted":
-            by_time.setdefault(seen.observed[difference.id], []).append(difference.id)
-    for observed, ids in by_time.items():
-        result = await ctx.store.store(entry, [seen.objects[i] for i in ids], account, observed,
-                                       parent_ids=[seen.parents[i] for i in ids])
-        written += result.count
-    for raw, observed in zip(gone, gone_observed, strict=True):
-        written += len(await ctx.store.store_deleted(entry, [raw], account, observed))
-    return written
 
 
 # -- comparing ------------------------------------------------------------------------------------
