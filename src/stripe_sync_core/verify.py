@@ -12,6 +12,11 @@ A row written after Stripe's answer (a webhook's later state) is not judged. `re
 state under the same no-lost-update rule as every write: a repaired object carries the time before it
 was fetched, so a row a webhook writes meanwhile is kept.
 Each type's outcome is kept in `stripe._verify_results` (its last verify), which the console shows.
+
+Memory does not grow with the objects: each page Stripe lists is compared (and repaired) as it arrives,
+while the next page is fetched, and what stays is each type's listed ids, its counts and its first
+`EXAMPLES` differences. The stored rows Stripe did not list are then found in one streamed pass over
+the table and retrieved to confirm.
 """
 
 from __future__ import annotations
