@@ -177,6 +177,22 @@ async def test_incremental_runs_refresh_fields_stripe_changes_without_an_event(c
                                            "invoice_items"])) == {}
 
 
+async def test_a_changed_price_refreshes_the_checkout_line_items_listed_under_their_session(clean_db, emu):
+    """Checkout line items have no retrieve of their own: when a price they embed changes without an event
+    of theirs (`price.updated`), an incremental run lists them again under their session."""
+    async with engine(clean_db, emu) as sync:
+        await sync.process_until_done("all")
+        items = stored_rows(clean_db, "checkout_session_line_items")
+        price = next(item["price"]["id"] for item in items.values() if item.get("price"))
+        await sync.stripe.post(f"/v1/prices/{price}", {"metadata": {"tier": "gold"}})  # price.updated
+        # Incremental, the line items alone (a run of their sessions too would store them with each session).
+        await sync.process_until_done("checkout_session_line_items")
+        refreshed = [i for i in stored_rows(clean_db, "checkout_session_line_items").values()
+                     if i["price"]["id"] == price]
+        assert refreshed and all(i["price"]["metadata"] == {"tier": "gold"} for i in refreshed)
+        assert _drifted(await sync.verify(["checkout_session_line_items"])) == {}
+
+
 def _cli(capsys, *args: str) -> tuple[int, str, str]:
     """The headless command line, in this process: exit code, stdout, stderr."""
     from stripe_sync_tui import headless

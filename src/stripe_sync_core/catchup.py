@@ -178,9 +178,11 @@ class StaleFieldRefresher:
     async def _refresh_through_parent(self, entry: ObjectType, ids: list[str]) -> int:
         if entry.parent is None or entry.parent_column is None:
             return 0
+        # IS NOT DISTINCT FROM: the primary key's index alone finds the rows (the account's, ANDed in by a
+        # planner with stale statistics, reads every row of the account).
         rows = await self.ctx.database.fetch_all(
             f'SELECT DISTINCT "{entry.parent_column}" AS parent FROM stripe.{entry.table} '
-            "WHERE id = ANY(%s) AND _account_id = %s", (ids, self.account_id))
+            "WHERE id = ANY(%s) AND _account_id IS NOT DISTINCT FROM %s", (ids, self.account_id))
         written = 0
         for parent in sorted(r["parent"] for r in rows if r["parent"]):
             observed = self.ctx.now()
