@@ -8,6 +8,7 @@ console's demo starts a backfill and the listener by itself (`ConsoleSettings.au
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +36,12 @@ def _empty(database_url: str) -> None:
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS stripe CASCADE")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class _Trickle(threading.Thread):
@@ -76,7 +83,7 @@ def demo_environment(config: SyncConfig, *, trickle: bool = True, customers: int
             database_url=database_url,
             stripe_api_base=emulator.api_base,
             stripe_secret_key=emulator.secret_key,
-            listener_port=0,  # a port the OS picks when the listener starts: never 8787's real listener
+            listener_port=_free_port(),  # never collide with a real listener on 8787
             max_requests_per_second=0,
         )
         mutations = _Trickle(emulator, TRICKLE_INTERVAL_SECONDS, first_interval=TRICKLE_FIRST_INTERVAL_SECONDS,
