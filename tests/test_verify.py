@@ -177,6 +177,23 @@ async def test_incremental_runs_refresh_fields_stripe_changes_without_an_event(c
                                            "invoice_items"])) == {}
 
 
+async def test_a_page_of_price_updates_refreshes_the_items_embedding_any_of_those_prices(clean_db, emu):
+    """The rows embedding the objects of a page of events are looked up at once for the page: after two
+    `price.updated`, the subscription items of either price are refreshed."""
+    async with engine(clean_db, emu) as sync:
+        await sync.process_until_done("all")
+        prices = list(dict.fromkeys(item["price"]["id"] for subscription in emu.objects("subscriptions")
+                                    for item in subscription["items"]["data"]))[:2]
+        assert len(prices) == 2
+        for price in prices:
+            await sync.stripe.post(f"/v1/prices/{price}", {"metadata": {"tier": "gold"}})
+        # Incremental, the items alone (a run of their subscriptions too would store them with each one).
+        await sync.process_until_done("subscription_items")
+        items = [i for i in stored_rows(clean_db, "subscription_items").values() if i["price"]["id"] in prices]
+        assert {i["price"]["id"] for i in items} == set(prices)
+        assert all(i["price"]["metadata"] == {"tier": "gold"} for i in items)
+
+
 async def test_a_changed_price_refreshes_the_checkout_line_items_listed_under_their_session(clean_db, emu):
     """Checkout line items have no retrieve of their own: when a price they embed changes without an event
     of theirs (`price.updated`), an incremental run lists them again under their session."""

@@ -20,7 +20,6 @@ from .registry import (
     EVENT_TYPES,
     REGISTRY,
     ObjectType,
-    SilentField,
     expand_only_lists,
     ids_at,
     object_path,
@@ -99,13 +98,11 @@ class EventApplier:
         return len(routed)
 
 
-def _containing(path: str, object_id: str) -> str:
-    """A jsonb containment document matching rows that hold `object_id` at `path` (`data` segments
-    are lists): `items.data.price` -> {"items": {"data": [{"price": {"id": ...}}]}}."""
-    doc: object = {"id": object_id}
-    for name in reversed(path.split(".")):
-        doc = {name: [doc] if name == "data" else doc}
-    return json.dumps(doc)
+def _ids_path(path: str) -> str:
+    """The jsonpath of the ids of the objects at `path` in a row (`data` segments are lists):
+    `items.data.price` -> `$."items"."data"[*]."price"."id"`."""
+    return "$" + "".join(f".{json.dumps(name)}[*]" if name == "data" else f".{json.dumps(name)}"
+                         for name in path.split(".")) + '."id"'
 
 
 class StaleFieldRefresher:
@@ -121,27 +118,30 @@ class StaleFieldRefresher:
         self.refreshed = 0
 
     async def targets(self, events: Sequence[dict]) -> dict[str, set[str]]:
-        """Ids to refresh per table, from a page of events."""
+        """Ids to refresh per table, from a page of events: the ids the events' objects name, and the rows
+        embedding those objects, looked up with one statement per field for the whole page: a scan of the
+        account's rows of that table (no index serves it), each row's ids at the path read once."""
         wanted: dict[str, set[str]] = {}
+        embedded: dict[tuple[str, str], list[str]] = {}  # (table, path in the row) -> ids of the events' objects
         for event in events:
             obj = (event.get("data") or {}).get("object") or {}
             for entry, silent in self.fields:
-                if event.get("type") in silent.after:
-                    ids = await self._rows_touched(entry, silent, obj)
+                if event.get("type") not in silent.after:
+                    continue
+                for path in silent.named_by:
+                    ids = ids_at(obj, path)
                     if ids:
                         wanted.setdefault(entry.table, set()).update(ids)
-        return wanted
-
-    async def _rows_touched(self, entry: ObjectType, silent: SilentField, obj: dict) -> set[str]:
-        ids: set[str] = set()
-        for path in silent.named_by:
-            ids |= ids_at(obj, path)
-        if silent.holds_id_at and isinstance(obj.get("id"), str):
+                if silent.holds_id_at and isinstance(obj.get("id"), str):
+                    embedded.setdefault((entry.table, silent.holds_id_at), []).append(obj["id"])
+        for (table, path), object_ids in embedded.items():
             rows = await self.ctx.database.fetch_all(
-                f"SELECT id FROM stripe.{entry.table} WHERE _account_id = %s AND _raw_data @> %s::jsonb",
-                (self.account_id, _containing(silent.holds_id_at, obj["id"])))
-            ids |= {row["id"] for row in rows}
-        return ids
+                f"SELECT id FROM stripe.{table} WHERE _account_id = %s "
+                "AND jsonb_path_query_array(_raw_data, %s::jsonpath) ?| %s::text[]",
+                (self.account_id, _ids_path(path), sorted(set(object_ids))))
+            if rows:
+                wanted.setdefault(table, set()).update(row["id"] for row in rows)
+        return wanted
 
     async def refresh(self, events: Sequence[dict]) -> int:
         """Refresh what a page of events may have made stale; returns the rows written."""
