@@ -178,8 +178,8 @@ async def test_incremental_runs_refresh_fields_stripe_changes_without_an_event(c
 
 
 async def test_a_page_of_price_updates_refreshes_the_items_embedding_any_of_those_prices(clean_db, emu):
-    """The rows embedding the objects of a page of events are looked up at once for the page: after two
-    `price.updated`, the subscription items of either price are refreshed."""
+    """After two `price.updated`, an incremental run refreshes the subscription items embedding either price
+    (found by the price ids each row embeds, one lookup per page of events)."""
     async with engine(clean_db, emu) as sync:
         await sync.process_until_done("all")
         prices = list(dict.fromkeys(item["price"]["id"] for subscription in emu.objects("subscriptions")
