@@ -28,7 +28,7 @@ from webhook_support import WEBHOOK_SECRET, engine_config, signed
 from stripe_sync_core import StripeSync
 from stripe_sync_core.database import Database
 from stripe_sync_core.schedule import Schedule
-from stripe_sync_emulator import StripeEmulator
+from stripe_sync_emulator import StepClock, StripeEmulator
 
 CLI = [sys.executable, "-m", "stripe_sync_tui.cli"]
 API_KEY = "serve-test-api-key-0123456789abcdef"
@@ -132,8 +132,10 @@ def deliver(base: str, body: bytes, signature: str) -> int:
 
 @pytest.fixture
 def emulator():
+    # When a test limits the rate, time moves 0.2 s per limited request: what a burst gets depends on its
+    # requests, not on how fast a busy machine sends them.
     with StripeEmulator(seed=11, customers=5, webhook_retry_base_delay=0.05, webhook_retry_max_delay=0.25,
-                        webhook_max_attempts=60) as emu:
+                        webhook_max_attempts=60, rate_limit_clock=StepClock(0.2)) as emu:
         yield emu
 
 
@@ -240,7 +242,7 @@ def test_the_api_needs_the_bearer_token_and_metrics_count_known_work(clean_db, e
     assert status == 200, body
     assert json.loads(body)["run"]["customers"]["stored"] >= 5
     customer = emulator.objects("customers")[0]["id"]
-    emulator.set_rate_limit(2)  # a burst of 2 requests, then 2/s: the third sync is answered 429 first
+    emulator.set_rate_limit(2)  # a burst of 2 requests, then 0.4 of one per request: the third sync is answered 429 first
     for _ in range(3):
         status, body, _ = http("POST", f"{serve.base}/sync/single/{customer}", None, API_KEY)
         assert status == 200 and json.loads(body)["id"] == customer

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .cli import add_emulator_arguments, run_from_args
-    from .clock import Clock
+    from .clock import Clock, StepClock
     from .core import DEFAULT_API_VERSION
     from .delivery import sign
     from .emulator import StripeEmulator, tune_gc
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 # Loaded on first use (PEP 562): the project CLI imports `stripe_sync_emulator.cli` to build its
 # parser, which must not cost the emulator's import (aiohttp, the generators).
 _EXPORTS: dict[str, str] = {
-    "add_emulator_arguments": "cli", "run_from_args": "cli", "Clock": "clock", "DEFAULT_API_VERSION": "core",
+    "add_emulator_arguments": "cli", "run_from_args": "cli", "Clock": "clock", "StepClock": "clock",
+    "DEFAULT_API_VERSION": "core",
     "sign": "delivery", "StripeEmulator": "emulator", "tune_gc": "emulator", "CATALOG": "generation",
     "RATIOS": "generation", "plan_sizes": "generation",
 }
@@ -43,6 +44,7 @@ __all__ = [
     "Clock",
     "DEFAULT_API_VERSION",
     "RATIOS",
+    "StepClock",
     "StripeEmulator",
     "add_emulator_arguments",
     "plan_sizes",

@@ -58,3 +58,23 @@ class Clock:
                 self._frozen += seconds
             else:
                 self._offset += seconds
+
+
+class StepClock:
+    """A clock for the rate limiter's buckets (`StripeEmulator(rate_limit_clock=...)`) that moves only when
+    read, by `step` seconds each time (once per limited request), or when `advance` says: what a burst of
+    requests gets then depends on how many they are, not on how fast a busy machine sends them."""
+
+    def __init__(self, step: float = 0.0) -> None:
+        self._lock = threading.Lock()
+        self._now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        with self._lock:
+            self._now += self.step
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds

@@ -7,6 +7,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,8 @@ class EmulatorCore:
 
     def __init__(self, config: EmulatorConfig, clock: Clock | None = None, *, rate_limit: Any = None,
                  error_rate: float = 0.0, latency_ms: float = 0.0, webhook_drop_rate: float = 0.0,
-                 webhook_duplicate_rate: float = 0.0, webhook_reorder_rate: float = 0.0) -> None:
+                 webhook_duplicate_rate: float = 0.0, webhook_reorder_rate: float = 0.0,
+                 rate_limit_clock: Callable[[], float] = time.monotonic) -> None:
         check_modelled(config.api_version)
         self.config = config
         self.clock = clock or Clock()
@@ -92,7 +94,7 @@ class EmulatorCore:
                              webhook_duplicate_rate=webhook_duplicate_rate, webhook_reorder_rate=webhook_reorder_rate,
                              rng=random.Random(stable_hash("faults", seed)),
                              webhook_rng=random.Random(stable_hash("webhooks", seed)))
-        self.limiter = RateLimiter(RateLimitConfig.parse(rate_limit))
+        self.limiter = RateLimiter(RateLimitConfig.parse(rate_limit), rate_limit_clock)
         self.stats = Stats()
         self.deliverer: Deliverer | None = None
         self.mutation_rng = random.Random(stable_hash("mutations", seed))

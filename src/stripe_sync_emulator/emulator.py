@@ -8,6 +8,7 @@ import datetime as dt
 import gc
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -67,7 +68,9 @@ class StripeEmulator:
     (see ``sigma.SigmaSettings``; ``set_sigma`` changes them later).
     Faults: ``rate_limit`` (None/"off", "auto", "test", "live" or requests per second),
     ``error_rate`` (0..1 of requests answered 500), ``latency_ms``, and webhook
-    ``webhook_drop_rate`` / ``webhook_duplicate_rate`` / ``webhook_reorder_rate``.
+    ``webhook_drop_rate`` / ``webhook_duplicate_rate`` / ``webhook_reorder_rate``. The rate limit's buckets
+    refill by ``rate_limit_clock`` (seconds, ``time.monotonic`` by default): a test that passes its own
+    decides when time passes, whatever the speed of the machine.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class StripeEmulator:
         connected_customers: int | None = None,
         sizes: dict[str, int] | None = None,
         rate_limit: Any = None,
+        rate_limit_clock: Callable[[], float] = time.monotonic,
         error_rate: float = 0.0,
         latency_ms: float = 0.0,
         webhook_drop_rate: float = 0.0,
@@ -111,7 +115,7 @@ class StripeEmulator:
         self.core = EmulatorCore(config, clock or Clock(), rate_limit=rate_limit, error_rate=error_rate,
                                  latency_ms=latency_ms, webhook_drop_rate=webhook_drop_rate,
                                  webhook_duplicate_rate=webhook_duplicate_rate,
-                                 webhook_reorder_rate=webhook_reorder_rate)
+                                 webhook_reorder_rate=webhook_reorder_rate, rate_limit_clock=rate_limit_clock)
         self.control = Control(self.core)
         if sigma:
             try:

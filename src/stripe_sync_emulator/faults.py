@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,27 +64,29 @@ class RateLimitConfig:
 class _Bucket:
     __slots__ = ("rate", "tokens", "stamp")
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, now: float) -> None:
         self.rate = rate
         self.tokens = rate  # one second of burst
-        self.stamp = time.monotonic()
+        self.stamp = now
 
-    def take(self, now: float) -> float:
-        """0.0 if a token was taken, else seconds until one is available."""
-        # `now` may predate a bucket made in the same check: no time passed, not negative time.
+    def wait(self, now: float) -> float:
+        """Refill to `now`; 0.0 if a token is there, else seconds until one is."""
+        # A clock set back (a test's) means no time passed, not negative time.
         self.tokens = min(self.rate, self.tokens + max(0.0, now - self.stamp) * self.rate)
         self.stamp = max(self.stamp, now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
+        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
 
 
 class RateLimiter:
-    """Token buckets per account (and per account + endpoint), as Stripe limits an account."""
+    """Token buckets per account (and per account + endpoint), as Stripe limits an account.
 
-    def __init__(self, config: RateLimitConfig) -> None:
+    `clock` gives the seconds the buckets refill by (`time.monotonic` by default): a test that passes
+    its own decides when time passes, so what a burst gets does not depend on how fast the machine sends it.
+    """
+
+    def __init__(self, config: RateLimitConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self._clock = clock
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._lock = threading.Lock()
 
@@ -103,7 +106,7 @@ class RateLimiter:
         else:
             preset = cfg.mode if cfg.mode != "auto" else ("live" if livemode else "test")
             rate = PRESETS[preset]["global"]
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             checks: list[tuple[str, str, float]] = [("global-rate", "*", rate)]
             if cfg.endpoint_limits:
@@ -113,13 +116,17 @@ class RateLimiter:
                     ep_rate = SEARCH_LIMIT if route.startswith("GET ") and route.endswith("/search") else ENDPOINT_DEFAULT
                 if ep_rate < rate or route in ENDPOINT_LIMITS:
                     checks.append(("endpoint-rate", route, ep_rate))
+            buckets = []
             for reason, scope, r in checks:
                 b = self._buckets.get((f"{account} {livemode}", scope))
                 if b is None or b.rate != r:
-                    b = self._buckets[(f"{account} {livemode}", scope)] = _Bucket(r)
-                wait = b.take(now)
-                if wait > 0:
+                    b = self._buckets[(f"{account} {livemode}", scope)] = _Bucket(r, now)
+                wait = b.wait(now)
+                if wait > 0:  # refused: no bucket pays for a request that is not served
                     return reason, wait
+                buckets.append(b)
+            for b in buckets:
+                b.tokens -= 1.0
         return None
 
 

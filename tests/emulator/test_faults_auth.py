@@ -9,6 +9,8 @@ import pytest
 import stripe
 from emulator_helpers import client_for, control, raw
 
+from stripe_sync_emulator import StepClock
+
 
 def test_keys_and_modes(stripe_emulator):
     emu = stripe_emulator
@@ -55,7 +57,8 @@ def test_only_the_accepted_keys_are_valid_when_asked(stripe_emulator_factory):
 
 
 def test_rate_limit_answers_429_like_stripe(stripe_emulator_factory):
-    emu = stripe_emulator_factory(rate_limit=5)
+    ticks = StepClock()  # time passes when the test says, not as fast or slow as the machine sends
+    emu = stripe_emulator_factory(rate_limit=5, rate_limit_clock=ticks)
     statuses = []
     for _ in range(12):
         status, headers, body = raw(emu, "GET", "/v1/customers?limit=1")
@@ -63,34 +66,39 @@ def test_rate_limit_answers_429_like_stripe(stripe_emulator_factory):
         if status == 429:
             assert headers["Stripe-Should-Retry"] == "true" and int(headers["Retry-After"]) >= 1
             assert body["error"]["type"] == "invalid_request_error" and body["error"]["code"] == "rate_limit"
-    assert statuses[:5] == [200] * 5 and 429 in statuses
+    assert statuses == [200] * 5 + [429] * 7  # a second's worth of burst, then nothing until time passes
     with pytest.raises(stripe.RateLimitError) as err:
         client_for(emu).v1.customers.list()
     assert err.value.http_status == 429 and err.value.error is not None and err.value.error.code == "rate_limit"
-    assert emu.stats()["rate_limited"] >= 2
-    time.sleep(0.5)
-    assert raw(emu, "GET", "/v1/customers?limit=1")[0] == 200  # tokens come back
+    assert emu.stats()["rate_limited"] == 8
+    ticks.advance(0.5)  # tokens come back at 5 a second: two and a half
+    assert [raw(emu, "GET", "/v1/customers?limit=1")[0] for _ in range(3)] == [200, 200, 429]
     emu.set_rate_limit(None)
     assert all(raw(emu, "GET", "/v1/customers?limit=1")[0] == 200 for _ in range(20))
 
 
-def _burst(emu, path: str, key: str, n: int = 100) -> tuple[list[int], float]:
-    t0 = time.monotonic()
-    codes = [raw(emu, "GET", path, key=key)[0] for _ in range(n)]
-    return codes, time.monotonic() - t0
+def _burst(emu, path: str, key: str, n: int) -> list[int]:
+    return [raw(emu, "GET", path, key=key)[0] for _ in range(n)]
 
 
 def test_rate_limit_presets(stripe_emulator_factory):
-    emu = stripe_emulator_factory(rate_limit="auto")
-    # Test mode: 25 requests per second (a full bucket, then the refill during the burst).
-    codes, elapsed = _burst(emu, "/v1/customers?limit=1", emu.secret_key)
-    assert 25 <= codes.count(200) <= 26 + 25 * elapsed and 429 in codes
+    ticks = StepClock()
+    emu = stripe_emulator_factory(rate_limit="auto", rate_limit_clock=ticks)
+    # Test mode: 25 requests per second, a second's worth at once.
+    assert _burst(emu, "/v1/customers?limit=1", emu.secret_key, 40) == [200] * 25 + [429] * 15
     # Live mode: 100/s globally but 25/s per endpoint (Stripe's documented default).
-    codes, elapsed = _burst(emu, "/v1/events?limit=1", "sk_live_x")
-    assert 25 <= codes.count(200) <= 26 + 25 * elapsed and 429 in codes
+    assert _burst(emu, "/v1/events?limit=1", "sk_live_x", 30) == [200] * 25 + [429] * 5
     status, headers, _ = raw(emu, "GET", "/v1/events?limit=1", key="sk_live_x")
     assert status == 429 and headers["Stripe-Rate-Limited-Reason"] == "endpoint-rate"
-    assert raw(emu, "GET", "/v1/customers?limit=1", key="sk_live_x")[0] == 200
+    # Other endpoints share the account's 100 a second; a refused request costs no bucket anything.
+    assert _burst(emu, "/v1/customers?limit=1", "sk_live_x", 25) == [200] * 25
+    assert _burst(emu, "/v1/products?limit=1", "sk_live_x", 25) == [200] * 25
+    assert _burst(emu, "/v1/prices?limit=1", "sk_live_x", 30) == [200] * 25 + [429] * 5
+    status, headers, _ = raw(emu, "GET", "/v1/plans?limit=1", key="sk_live_x")
+    assert status == 429 and headers["Stripe-Rate-Limited-Reason"] == "global-rate"
+    ticks.advance(1.0)  # a second later each bucket is full again
+    assert _burst(emu, "/v1/events?limit=1", "sk_live_x", 26) == [200] * 25 + [429]
+    assert _burst(emu, "/v1/customers?limit=1", emu.secret_key, 26) == [200] * 25 + [429]
 
 
 def test_injected_server_errors_are_deterministic(stripe_emulator_factory):
