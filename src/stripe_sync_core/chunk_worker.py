@@ -21,9 +21,8 @@ from psycopg import errors as pg_errors
 
 from .catchup import EVENTS_PATH, ApplyEvent, EventApplier, StaleFieldRefresher, oldest_event
 from .chunking import SplitLimits, estimate_remaining, plan_split
-from .listing import PAGE_SIZE, Listing, complete_embedded, embedded_items, gather_or_cancel, list_per_parent
+from .listing import PAGE_SIZE, ListedChildren, Listing, complete_page
 from .masking import mask_secrets_in
-from .registry import ObjectType
 from .request_budget import request_lane, request_priority
 from .runs import EVENTS_CHUNK, Chunk, ClaimLost, PlannedChunk, Run, RunLedger, WorkerLease
 from .sigma.client import PollOptions
@@ -66,9 +65,12 @@ class PageBatch:
     """One page and the children it brings, ready to write."""
 
     roots: list[dict]
-    expanded: list[tuple[ObjectType, list[dict]]] = field(default_factory=list)
-    per_parent: list[tuple[ObjectType, list[tuple[str, list[dict]]]]] = field(default_factory=list)
-    children: dict[str, int] = field(default_factory=dict)
+    listed: list[ListedChildren] = field(default_factory=list)
+
+    @property
+    def children(self) -> dict[str, int]:
+        """Children per table."""
+        return {listed.child.table: len(listed.items) for listed in self.listed}
 
 
 WRITE_ATTEMPTS = 5
@@ -205,25 +207,9 @@ class ChunkWorker:
 
     async def _children(self, listing: Listing, roots: list[dict]) -> PageBatch:
         """Complete the children a page serves: truncated embedded lists, then per-parent lists."""
-        api, header = self.ctx.stripe, self.run_ctx.header
-        batch = PageBatch(roots)
         if not roots:
-            return batch
-        for embedded in listing.embedded:
-            await complete_embedded(api, roots, embedded, header)
-            items = [item for parent in roots for item in embedded_items(parent, embedded.field)]
-            batch.children[embedded.child.table] = len(items)
-            if not embedded.nested:  # expanded only for us: the parent is stored as Stripe lists it
-                batch.roots = [{k: v for k, v in r.items() if k != embedded.field} for r in batch.roots]
-                batch.expanded.append((embedded.child, items))
-        # Each child type has an endpoint (and a Stripe rate limit) of its own: list them side by side.
-        parent_ids = [r["id"] for r in roots]
-        listed = await gather_or_cancel([list_per_parent(api, child, parent_ids, header)
-                                         for child in listing.per_parent])
-        for child, lists in zip(listing.per_parent, listed, strict=True):
-            batch.per_parent.append((child, lists))
-            batch.children[child.table] = sum(len(items) for _, items in lists)
-        return batch
+            return PageBatch(roots)
+        return PageBatch(*await complete_page(self.ctx.stripe, listing, roots, self.run_ctx.header))
 
     async def _commit(self, chunk: Chunk, listing: Listing, batch: PageBatch, fetched_at: datetime,
                       done: bool, pieces: list[PlannedChunk]) -> int:
@@ -267,14 +253,10 @@ class ChunkWorker:
             advanced = await ledger.send_advance(conn, chunk, run_ctx.lease.key, done=done)
             if batch.roots:
                 await store.store(listing.root, batch.roots, account, fetched_at, conn=conn, account_exists=True)
-            for child, items in batch.expanded:
-                if items:
-                    await store.store(child, items, account, fetched_at, conn=conn, account_exists=True)
-            for child, lists in batch.per_parent:
-                pairs = [(item, parent_id) for parent_id, listed in lists for item in listed]
-                if pairs:
-                    await store.store(child, [item for item, _ in pairs], account, fetched_at,
-                                      parent_ids=[parent_id for _, parent_id in pairs], conn=conn,
+            for listed in batch.listed:
+                if listed.items and not listed.stored_with_parent:
+                    await store.store(listed.child, [item for item, _ in listed.items], account, fetched_at,
+                                      parent_ids=[parent_id for _, parent_id in listed.items], conn=conn,
                                       account_exists=True)
             if pieces:
                 await ledger.add_chunks(conn, run_ctx.run.id, pieces)

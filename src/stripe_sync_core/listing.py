@@ -161,6 +161,39 @@ def embedded_items(parent: dict, field: str) -> list[dict]:
     return [item for item in listed.get("data") or [] if isinstance(item, dict) and item.get("id")]
 
 
+@dataclass(frozen=True)
+class ListedChildren:
+    """The children of one type that a page of a listing brings, each with its parent's id."""
+
+    child: ObjectType
+    items: list[tuple[dict, str]]
+    stored_with_parent: bool
+    """Embedded in a nested list of the parent (`EmbeddedChildren.nested`): storing the parent stores them."""
+
+
+async def complete_page(api: StripeApi, listing: Listing, roots: list[dict],
+                        account: str | None) -> tuple[list[dict], list[ListedChildren]]:
+    """Complete the children a page of `listing` serves: its truncated embedded lists (in place), then the
+    lists per parent, each child type side by side (each has an endpoint and a Stripe rate limit of its
+    own). Returns the roots as Stripe lists them (without the fields expanded only for us) and the children,
+    in the listing's order. The backfill stores what this returns; verify compares it with what is stored."""
+    children: list[ListedChildren] = []
+    stored_roots = roots
+    for embedded in listing.embedded:
+        await complete_embedded(api, roots, embedded, account)
+        items = [(item, parent["id"]) for parent in roots for item in embedded_items(parent, embedded.field)]
+        children.append(ListedChildren(embedded.child, items, stored_with_parent=embedded.nested))
+        if not embedded.nested:  # expanded only for us: the parent is stored as Stripe lists it
+            stored_roots = [{k: v for k, v in r.items() if k != embedded.field} for r in stored_roots]
+    parent_ids = [r["id"] for r in roots]
+    listed = await gather_or_cancel([list_per_parent(api, child, parent_ids, account)
+                                     for child in listing.per_parent])
+    for child, lists in zip(listing.per_parent, listed, strict=True):
+        children.append(ListedChildren(child, [(item, parent_id) for parent_id, items in lists for item in items],
+                                       stored_with_parent=False))
+    return stored_roots, children
+
+
 async def list_per_parent(api: StripeApi, child: ObjectType, parent_ids: Sequence[str],
                           account: str | None) -> list[tuple[str, list[dict]]]:
     """Every child of each parent, one list per parent (Stripe has no expansion for these)."""

@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
-from .listing import Listing, complete_embedded, embedded_items, list_per_parent, plan_listings
+from .listing import Listing, complete_page, plan_listings
 from .registry import (
     REGISTRY,
     ObjectType,
@@ -169,18 +169,9 @@ async def _list(ctx: EngineContext, listing: Listing, header: str | None, accoun
             listed += len(roots)
             if page.get("has_more") and roots and (sample is None or listed < sample):
                 next_page = asyncio.ensure_future(fetch(roots[-1]["id"], listed))
-            current: dict[str, list[tuple[dict, str | None]]] = {}
-            for embedded in listing.embedded:
-                await complete_embedded(api, roots, embedded, header)
-                if embedded.child.table in tallies:
-                    current.setdefault(embedded.child.table, []).extend(
-                        (item, parent["id"]) for parent in roots for item in embedded_items(parent, embedded.field))
-                if not embedded.nested:  # expanded only for us: the parent is stored as Stripe lists it
-                    roots = [{k: v for k, v in r.items() if k != embedded.field} for r in roots]
-            for child in listing.per_parent:
-                for parent_id, items in await list_per_parent(api, child, [r["id"] for r in roots], header):
-                    if child.table in tallies:
-                        current.setdefault(child.table, []).extend((item, parent_id) for item in items)
+            roots, children = await complete_page(api, listing, roots, header)
+            current: dict[str, list[tuple[dict, str | None]]] = {
+                child.child.table: list(child.items) for child in children if child.child.table in tallies}
             if root.table in tallies:
                 current[root.table] = [(obj, None) for obj in roots]
             for table, objects in current.items():
