@@ -209,7 +209,8 @@ class ChunkWorker:
         """Complete the children a page serves: truncated embedded lists, then per-parent lists."""
         if not roots:
             return PageBatch(roots)
-        return PageBatch(*await complete_page(self.ctx.stripe, listing, roots, self.run_ctx.header))
+        stored_roots, listed = await complete_page(self.ctx.stripe, listing, roots, self.run_ctx.header)
+        return PageBatch(stored_roots, listed)
 
     async def _commit(self, chunk: Chunk, listing: Listing, batch: PageBatch, fetched_at: datetime,
                       done: bool, pieces: list[PlannedChunk]) -> int:

@@ -171,7 +171,7 @@ async def _list(ctx: EngineContext, listing: Listing, header: str | None, accoun
                 next_page = asyncio.ensure_future(fetch(roots[-1]["id"], listed))
             roots, children = await complete_page(api, listing, roots, header)
             current: dict[str, list[tuple[dict, str | None]]] = {
-                child.child.table: list(child.items) for child in children if child.child.table in tallies}
+                of_type.child.table: list(of_type.items) for of_type in children if of_type.child.table in tallies}
             if root.table in tallies:
                 current[root.table] = [(obj, None) for obj in roots]
             for table, objects in current.items():
