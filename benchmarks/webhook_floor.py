@@ -5,11 +5,15 @@ This script isolates PostgreSQL: the event bodies `webhook_load.py` builds (`--m
 the engine's `EventWriter` in waves of exactly B events (one batch each, one batch at a time), and the server
 processes' CPU is read from /proc (server on this machine). For each B it prints PostgreSQL's CPU per
 event; with B large, the part of a batch that does not depend on its size vanishes, so the last row is
-the floor the rows themselves cost. Two more rows split that floor:
+the floor the rows themselves cost. More rows split the figures:
 
+* `typed columns left NULL` (smallest and largest batches): the writer's statements without the typed
+  columns, so the difference is what computing and storing them costs;
 * `parse`: only turning the batch's JSON into jsonb (`SELECT jsonb_array_length($1::jsonb)` over the very
   document a batch statement receives), which every way of storing the objects as jsonb pays;
-* `receive`: only receiving the document as text (`length($1::text)`), the protocol's share.
+* `receive`: only receiving the document as text (`length($1::text)`), the protocol's share;
+* `start-up`: the writer's statement for the mix's kinds run on an empty batch, prepared: what every
+  statement costs before its first event, the part of a small batch that its events share.
 
     python benchmarks/webhook_floor.py --database-url postgresql://postgres@127.0.0.1:5432/floor_bench
 
@@ -29,12 +33,30 @@ from bench_database import postgres_cpu_seconds
 from webhook_load import ACCOUNT, SECRET, build_payloads, cleanup, pending_writes
 
 from stripe_sync_core import StripeSync, SyncConfig, run_migrations
-from stripe_sync_core.event_writer import EventWriter, PendingWrite, batch_document
+from stripe_sync_core.database import Database
+from stripe_sync_core.event_writer import BUNDLE_SIZE, EventWriter, PendingWrite, batch_document, batch_sql
+from stripe_sync_core.typed_columns import TypedColumns
 
 
-async def batched_writes(sync: StripeSync, writes: list[PendingWrite], size: int) -> float:
-    """PostgreSQL CPU (us) per event when `writes` go in batches of exactly `size` events."""
-    writer = EventWriter(sync.database, max_batch=size, max_writers=1)
+class WithoutTypedColumns:
+    """The engine's database as the writer sees it, but with no typed column to fill: the writer's statements
+    then leave them NULL, so a run with it shows what computing and storing them costs."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._database, name)
+
+    async def typed_columns(self, conn: object = None) -> TypedColumns:
+        return TypedColumns()
+
+
+async def batched_writes(sync: StripeSync, writes: list[PendingWrite], size: int, *, typed: bool = True) -> float:
+    """PostgreSQL CPU (us) per event when `writes` go in batches of exactly `size` events (`typed=False`:
+    the typed columns left NULL)."""
+    database = sync.database if typed else WithoutTypedColumns(sync.database)
+    writer = EventWriter(database, max_batch=size, max_writers=1)  # type: ignore[arg-type]
     writer.remember_accounts({ACCOUNT})
     before = await postgres_cpu_seconds(sync.database)
     for start in range(0, len(writes), size):
@@ -60,6 +82,25 @@ async def statement_only(sync: StripeSync, writes: list[PendingWrite], size: int
     return spent / len(writes) * 1e6
 
 
+async def start_up(sync: StripeSync, writes: list[PendingWrite], executions: int = 300) -> float:
+    """PostgreSQL CPU (us) per execution of the writer's statement for the first `BUNDLE_SIZE` kinds of
+    `writes` on an empty batch (`[]`): what a statement costs before its first event (start-up of every
+    table's write, the typed columns' expressions, the event log's insert), prepared as the pool's are."""
+    groups = tuple(dict.fromkeys((w.object_type.table, w.deleting) for w in writes))[:BUNDLE_SIZE]
+    sql = batch_sql(groups, await sync.database.typed_columns())
+    async with sync.database.pool.connection() as conn:
+        cursor = psycopg.AsyncRawCursor(conn)
+        for _ in range(10):  # prepared, and past the custom plans PostgreSQL tries first
+            await cursor.execute(sql, ("[]",), prepare=True)
+            await cursor.fetchall()
+        before = await postgres_cpu_seconds(sync.database)
+        for _ in range(executions):
+            await cursor.execute(sql, ("[]",), prepare=True)
+            await cursor.fetchall()
+        spent = await postgres_cpu_seconds(sync.database) - before
+    return spent / executions * 1e6
+
+
 async def main(args: argparse.Namespace) -> None:
     run_migrations(args.database_url)
     config = SyncConfig(database_url=args.database_url, stripe_account_id=ACCOUNT, stripe_webhook_secret=SECRET,
@@ -77,12 +118,21 @@ async def main(args: argparse.Namespace) -> None:
                                                        "shuffled"))
                 rows.setdefault(f"batches of {size}", []).append(await batched_writes(sync, writes, size))
                 await cleanup(sync)
+            for size in (min(args.batch_sizes), max(args.batch_sizes)):
+                writes = pending_writes(build_payloads(f"u{run}b{size}_{int(time.time())}", args.events, args.mix,
+                                                       "shuffled"))
+                rows.setdefault(f"batches of {size}, typed columns left NULL", []).append(
+                    await batched_writes(sync, writes, size, typed=False))
+                await cleanup(sync)
             writes = pending_writes(build_payloads(f"p{run}", args.events, args.mix, "shuffled"))
             largest = max(args.batch_sizes)
             rows.setdefault(f"parse (batches of {largest})", []).append(
                 await statement_only(sync, writes, largest, "SELECT jsonb_array_length($1::jsonb)"))
             rows.setdefault(f"receive (batches of {largest})", []).append(
                 await statement_only(sync, writes, largest, "SELECT length($1::text)"))
+            kinds = len({(w.object_type.table, w.deleting) for w in writes})
+            rows.setdefault(f"start-up: one statement of {min(kinds, BUNDLE_SIZE)} kinds, no event (per statement)",
+                            []).append(await start_up(sync, writes))
     print("| what PostgreSQL does | CPU per event, median (runs) |")
     print("|---|---|")
     for label, values in rows.items():
