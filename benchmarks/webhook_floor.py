@@ -68,37 +68,37 @@ async def batched_writes(sync: StripeSync, writes: list[PendingWrite], size: int
     return spent / len(writes) * 1e6
 
 
+async def statement_cpu(sync: StripeSync, sql: str, documents: list[str], *, warm_up: int = 0) -> float:
+    """PostgreSQL CPU seconds to run `sql`, prepared, on each of `documents` (`$1`) in turn, after `warm_up`
+    uncounted runs on the first (past the custom plans PostgreSQL tries first)."""
+    async with sync.database.pool.connection() as conn:
+        cursor = psycopg.AsyncRawCursor(conn)
+
+        async def run(document: str) -> None:
+            await cursor.execute(sql, (document,), prepare=True)
+            await cursor.fetchall()
+
+        for _ in range(warm_up):
+            await run(documents[0])
+        before = await postgres_cpu_seconds(sync.database)
+        for document in documents:
+            await run(document)
+        return await postgres_cpu_seconds(sync.database) - before
+
+
 async def statement_only(sync: StripeSync, writes: list[PendingWrite], size: int, sql: str) -> float:
     """PostgreSQL CPU (us) per event of `sql` run on each batch's document (`$1`)."""
     groups = {(w.object_type.table, w.deleting): 0 for w in writes}  # `g` means nothing to `sql`
     documents = [batch_document(writes[start:start + size], groups) for start in range(0, len(writes), size)]
-    async with sync.database.pool.connection() as conn:
-        cursor = psycopg.AsyncRawCursor(conn)
-        before = await postgres_cpu_seconds(sync.database)
-        for document in documents:
-            await cursor.execute(sql, (document,), prepare=True)
-            await cursor.fetchall()
-        spent = await postgres_cpu_seconds(sync.database) - before
-    return spent / len(writes) * 1e6
+    return await statement_cpu(sync, sql, documents) / len(writes) * 1e6
 
 
-async def start_up(sync: StripeSync, writes: list[PendingWrite], executions: int = 300) -> float:
-    """PostgreSQL CPU (us) per execution of the writer's statement for the first `BUNDLE_SIZE` kinds of
-    `writes` on an empty batch (`[]`): what a statement costs before its first event (start-up of every
-    table's write, the typed columns' expressions, the event log's insert), prepared as the pool's are."""
-    groups = tuple(dict.fromkeys((w.object_type.table, w.deleting) for w in writes))[:BUNDLE_SIZE]
+async def start_up(sync: StripeSync, groups: tuple[tuple[str, bool], ...], executions: int = 300) -> float:
+    """PostgreSQL CPU (us) per execution of the writer's statement for `groups` on an empty batch (`[]`):
+    what a statement costs before its first event (start-up of every table's write, the typed columns'
+    expressions, the event log's insert), prepared as the pool's are."""
     sql = batch_sql(groups, await sync.database.typed_columns())
-    async with sync.database.pool.connection() as conn:
-        cursor = psycopg.AsyncRawCursor(conn)
-        for _ in range(10):  # prepared, and past the custom plans PostgreSQL tries first
-            await cursor.execute(sql, ("[]",), prepare=True)
-            await cursor.fetchall()
-        before = await postgres_cpu_seconds(sync.database)
-        for _ in range(executions):
-            await cursor.execute(sql, ("[]",), prepare=True)
-            await cursor.fetchall()
-        spent = await postgres_cpu_seconds(sync.database) - before
-    return spent / executions * 1e6
+    return await statement_cpu(sync, sql, ["[]"] * executions, warm_up=10) / executions * 1e6
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -130,9 +130,9 @@ async def main(args: argparse.Namespace) -> None:
                 await statement_only(sync, writes, largest, "SELECT jsonb_array_length($1::jsonb)"))
             rows.setdefault(f"receive (batches of {largest})", []).append(
                 await statement_only(sync, writes, largest, "SELECT length($1::text)"))
-            kinds = len({(w.object_type.table, w.deleting) for w in writes})
-            rows.setdefault(f"start-up: one statement of {min(kinds, BUNDLE_SIZE)} kinds, no event (per statement)",
-                            []).append(await start_up(sync, writes))
+            groups = tuple(dict.fromkeys((w.object_type.table, w.deleting) for w in writes))[:BUNDLE_SIZE]
+            rows.setdefault(f"start-up: one statement of {len(groups)} kinds, no event (per statement)",
+                            []).append(await start_up(sync, groups))
     print("| what PostgreSQL does | CPU per event, median (runs) |")
     print("|---|---|")
     for label, values in rows.items():
